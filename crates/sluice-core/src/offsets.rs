@@ -1,0 +1,203 @@
+//! Which offset of a partition may be committed.
+//!
+//! Records of one partition interleave across many open buffers (one per signal and window),
+//! so offsets cannot be committed in arrival order. Each open buffer *holds* the offset of its
+//! first record until its file has landed; the committable offset of a partition is the lowest
+//! held offset, or one past the last consumed record when nothing is held.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::TopicPartition;
+
+#[derive(Debug, Default, Clone)]
+pub struct OffsetLedger {
+    /// One past the highest offset consumed so far.
+    next: Option<i64>,
+    /// First offsets of open (or landing) buffers, with how many buffers start there.
+    held: BTreeMap<i64, usize>,
+    committed: Option<i64>,
+}
+
+impl OffsetLedger {
+    /// A record at `offset` was consumed (whether it is buffered, filtered out or dead-lettered).
+    pub fn consumed(&mut self, offset: i64) {
+        let next = offset + 1;
+        if self.next.is_none_or(|n| next > n) {
+            self.next = Some(next);
+        }
+    }
+
+    /// A buffer now holds records starting at `offset`: nothing from there on may be committed.
+    pub fn hold(&mut self, offset: i64) {
+        *self.held.entry(offset).or_default() += 1;
+    }
+
+    /// The buffer that started at `offset` has landed.
+    pub fn release(&mut self, offset: i64) {
+        if let Some(n) = self.held.get_mut(&offset) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&offset);
+            }
+        }
+    }
+
+    /// The offset to commit: the first record not yet inside a landed file.
+    pub fn committable(&self) -> Option<i64> {
+        match self.held.keys().next() {
+            Some(&lowest) => Some(lowest),
+            None => self.next,
+        }
+    }
+
+    /// The committable offset, if it moved past what was last committed.
+    pub fn uncommitted(&self) -> Option<i64> {
+        let c = self.committable()?;
+        if self.committed.is_none_or(|done| c > done) {
+            Some(c)
+        } else {
+            None
+        }
+    }
+
+    pub fn mark_committed(&mut self, offset: i64) {
+        self.committed = Some(offset);
+    }
+
+    pub fn held_buffers(&self) -> usize {
+        self.held.values().sum()
+    }
+}
+
+/// One ledger per assigned partition.
+#[derive(Debug, Default)]
+pub struct PartitionLedgers {
+    ledgers: HashMap<TopicPartition, OffsetLedger>,
+}
+
+impl PartitionLedgers {
+    pub fn get_mut(&mut self, tp: &TopicPartition) -> &mut OffsetLedger {
+        self.ledgers.entry(tp.clone()).or_default()
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<&OffsetLedger> {
+        self.ledgers.get(tp)
+    }
+
+    pub fn remove(&mut self, tp: &TopicPartition) {
+        self.ledgers.remove(tp);
+    }
+
+    /// Partitions whose committable offset advanced since their last commit.
+    pub fn uncommitted(&self) -> Vec<(TopicPartition, i64)> {
+        let mut out: Vec<_> = self
+            .ledgers
+            .iter()
+            .filter_map(|(tp, l)| l.uncommitted().map(|o| (tp.clone(), o)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn mark_committed(&mut self, commits: &[(TopicPartition, i64)]) {
+        for (tp, off) in commits {
+            if let Some(l) = self.ledgers.get_mut(tp) {
+                l.mark_committed(*off);
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&TopicPartition, &OffsetLedger)> {
+        self.ledgers.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn commits_up_to_the_lowest_open_buffer() {
+        let mut l = OffsetLedger::default();
+        assert_eq!(l.committable(), None);
+        l.consumed(0);
+        l.hold(0); // buffer A starts at 0
+        l.consumed(1);
+        l.hold(1); // buffer B starts at 1
+        l.consumed(2); // appended to A
+        assert_eq!(l.committable(), Some(0));
+        l.release(1); // B landed, A still open
+        assert_eq!(l.committable(), Some(0));
+        l.release(0);
+        assert_eq!(l.committable(), Some(3));
+        l.mark_committed(3);
+        assert_eq!(l.uncommitted(), None);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Consume the next record into buffer `key` (or filter it out when `None`).
+        Consume(Option<u8>),
+        /// Land buffer `key` if it is open.
+        Land(u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => proptest::option::weighted(0.9, 0u8..6).prop_map(Step::Consume),
+            1 => (0u8..6).prop_map(Step::Land),
+        ]
+    }
+
+    proptest! {
+        /// Drive the ledger the way the pipeline does and check the rule against a model that
+        /// knows exactly which records have landed: never commit past an unlanded record.
+        #[test]
+        fn never_commits_past_an_unlanded_record(steps in proptest::collection::vec(step(), 1..300)) {
+            let mut ledger = OffsetLedger::default();
+            let mut open: HashMap<u8, Vec<i64>> = HashMap::new();
+            let mut unlanded: BTreeSet<i64> = BTreeSet::new();
+            let mut next = 0i64;
+            for s in steps {
+                match s {
+                    Step::Consume(key) => {
+                        let offset = next;
+                        next += 1;
+                        ledger.consumed(offset);
+                        if let Some(k) = key {
+                            let buf = open.entry(k).or_default();
+                            if buf.is_empty() {
+                                ledger.hold(offset);
+                            }
+                            buf.push(offset);
+                            unlanded.insert(offset);
+                        }
+                    }
+                    Step::Land(k) => {
+                        if let Some(buf) = open.remove(&k) {
+                            ledger.release(buf[0]);
+                            for o in buf {
+                                unlanded.remove(&o);
+                            }
+                        }
+                    }
+                }
+                let c = ledger.committable();
+                if let Some(&first_unlanded) = unlanded.iter().next() {
+                    prop_assert!(c.unwrap() <= first_unlanded);
+                } else if next > 0 {
+                    // Nothing pending: everything consumed may be committed.
+                    prop_assert_eq!(c, Some(next));
+                }
+            }
+            for (_, buf) in open.drain() {
+                ledger.release(buf[0]);
+            }
+            if next > 0 {
+                prop_assert_eq!(ledger.committable(), Some(next));
+            }
+        }
+    }
+}

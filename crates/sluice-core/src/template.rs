@@ -1,0 +1,201 @@
+//! Path templates such as `{signal}/{YYYY}/{MM}/{dd}/{hh}/{topic}-{partition}-{first_offset}.json`.
+
+use std::fmt;
+
+use crate::{SignalName, Window};
+
+/// Every placeholder a path template may use.
+pub const PLACEHOLDERS: &[&str] = &[
+    "signal",
+    "YYYY",
+    "MM",
+    "dd",
+    "hh",
+    "mm",
+    "topic",
+    "partition",
+    "first_offset",
+    "last_offset",
+    "ext",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Field(&'static str),
+}
+
+/// A parsed path template. Parsing rejects unknown placeholders and unbalanced braces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    source: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown placeholder {{{0}}}; known ones are {known}", known = known())]
+    Unknown(String),
+    #[error("unbalanced brace at byte {0}")]
+    Unbalanced(usize),
+    #[error("the template is empty")]
+    Empty,
+    #[error("it starts with '/' or contains '..' or '//'; paths are relative to the destination")]
+    EscapesRoot,
+}
+
+fn known() -> String {
+    PLACEHOLDERS
+        .iter()
+        .map(|p| format!("{{{p}}}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a rendered path is made of.
+pub struct PathValues<'a> {
+    pub signal: &'a SignalName,
+    pub window: Window,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub ext: &'a str,
+}
+
+impl PathTemplate {
+    pub fn parse(source: &str) -> Result<Self, TemplateError> {
+        if source.trim().is_empty() {
+            return Err(TemplateError::Empty);
+        }
+        if source.starts_with('/') || source.contains("..") || source.contains("//") {
+            return Err(TemplateError::EscapesRoot);
+        }
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = source.char_indices().peekable();
+        while let Some((i, c)) = rest.next() {
+            match c {
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match rest.next() {
+                            Some((_, '}')) => break,
+                            Some((_, '{')) | None => return Err(TemplateError::Unbalanced(i)),
+                            Some((_, ch)) => name.push(ch),
+                        }
+                    }
+                    let field = PLACEHOLDERS
+                        .iter()
+                        .find(|p| **p == name)
+                        .ok_or(TemplateError::Unknown(name))?;
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(Part::Field(field));
+                }
+                '}' => return Err(TemplateError::Unbalanced(i)),
+                _ => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        Ok(Self {
+            source: source.to_string(),
+            parts,
+        })
+    }
+
+    pub fn uses(&self, field: &str) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Field(f) if *f == field))
+    }
+
+    pub fn render(&self, v: &PathValues<'_>) -> String {
+        let cal = v.window.calendar_parts();
+        let mut out = String::with_capacity(self.source.len() + 32);
+        for p in &self.parts {
+            match p {
+                Part::Literal(s) => out.push_str(s),
+                Part::Field(f) => match *f {
+                    "signal" => out.push_str(v.signal.as_str()),
+                    "topic" => out.push_str(v.topic),
+                    "partition" => out.push_str(&v.partition.to_string()),
+                    // Zero-padded so that a listing sorts files in offset order.
+                    "first_offset" => out.push_str(&format!("{:012}", v.first_offset)),
+                    "last_offset" => out.push_str(&format!("{:012}", v.last_offset)),
+                    "ext" => out.push_str(v.ext),
+                    cal_field => {
+                        if let Some((_, val)) = cal.iter().find(|(k, _)| *k == cal_field) {
+                            out.push_str(val);
+                        }
+                    }
+                },
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for PathTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Granularity;
+
+    #[test]
+    fn renders_every_placeholder() {
+        let t = PathTemplate::parse(
+            "x/{signal}/{YYYY}/{MM}/{dd}/{hh}/{mm}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}",
+        )
+        .unwrap();
+        let signal = SignalName::sanitize("temp");
+        let path = t.render(&PathValues {
+            signal: &signal,
+            window: Window::containing(1_709_649_432_345, Granularity::Minute),
+            topic: "t",
+            partition: 3,
+            first_offset: 7,
+            last_offset: 1234,
+            ext: "json.gz",
+        });
+        assert_eq!(
+            path,
+            "x/temp/2024/03/05/14/37/t-3-000000000007-000000001234.json.gz"
+        );
+        assert!(t.uses("first_offset"));
+        assert!(!PathTemplate::parse("{signal}/a").unwrap().uses("partition"));
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert!(matches!(
+            PathTemplate::parse("{sgnal}/x"),
+            Err(TemplateError::Unknown(n)) if n == "sgnal"
+        ));
+        assert!(matches!(
+            PathTemplate::parse("{signal/x"),
+            Err(TemplateError::Unbalanced(0))
+        ));
+        assert!(matches!(
+            PathTemplate::parse("a}"),
+            Err(TemplateError::Unbalanced(1))
+        ));
+        assert!(matches!(
+            PathTemplate::parse("/abs/{signal}"),
+            Err(TemplateError::EscapesRoot)
+        ));
+        assert!(matches!(
+            PathTemplate::parse("a/../{signal}"),
+            Err(TemplateError::EscapesRoot)
+        ));
+        assert!(matches!(PathTemplate::parse(" "), Err(TemplateError::Empty)));
+    }
+}
