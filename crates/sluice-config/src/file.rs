@@ -1,0 +1,88 @@
+//! The pipeline file exactly as written. Unknown fields are rejected so typos fail loudly;
+//! enumerations are plain strings here so that validation can name the field and the choices.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Names the pipeline in logs and metrics.
+    pub name: String,
+    pub source: SourceSection,
+    #[serde(default)]
+    pub route: RouteSection,
+    pub window: WindowSection,
+    pub sink: SinkSection,
+    #[serde(default)]
+    pub flush: FlushSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// Where a group without committed offsets starts: `earliest` (default) or `latest`.
+    pub start_from: Option<String>,
+    /// Extra librdkafka properties, passed through as they are.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Dotted path of the JSON field holding the signal name (default `signal`).
+    pub signal_field: Option<String>,
+    /// Kafka header holding the signal name (instead of `signal_field`).
+    pub signal_header: Option<String>,
+    /// Signal for records that carry none; without it such records are dead-lettered.
+    pub default_signal: Option<String>,
+    /// Signals to export; omitted means all.
+    pub signals: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSection {
+    /// `event` (a time inside the record) or `ingestion` (the Kafka timestamp).
+    pub time: String,
+    pub event_time_field: Option<String>,
+    /// `auto` (default), `rfc3339`, `epoch_ms` or `epoch_s`.
+    pub event_time_format: Option<String>,
+    /// `minute`, `hour` or `day` (UTC).
+    pub granularity: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    pub url: String,
+    pub path: Option<String>,
+    pub format: Option<String>,
+    pub compression: Option<String>,
+    pub dead_letter_path: Option<String>,
+    pub azure: Option<AzureSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSection {
+    /// Overrides the account name taken from the URL.
+    pub account_name: Option<String>,
+    /// Environment variable holding the storage account's shared key.
+    pub account_key_env: Option<String>,
+    /// Blob endpoint override, e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlushSection {
+    pub max_records: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_age_secs: Option<u64>,
+}

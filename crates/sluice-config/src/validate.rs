@@ -1,0 +1,558 @@
+//! `PipelineFile::validate`: every problem found, each naming its field and the fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use sluice_core::{Granularity, PathTemplate};
+
+use crate::destination::{parse_url, ParsedUrl};
+use crate::file::{PipelineFile, SinkSection};
+use crate::{AzureAuth, AzureDestination, Destination, Secret};
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}. Fix: {}.", self.field, self.problem, self.fix)
+    }
+}
+
+/// Every problem found in a pipeline file (never empty).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn one(field: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self(vec![ConfigError {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidatedPipeline {
+    pub name: String,
+    pub source: SourceSettings,
+    pub signal_source: SignalSource,
+    /// Signal given to records that carry none; `None` sends them to the dead-letter files.
+    pub default_signal: Option<String>,
+    pub filter: SignalFilter,
+    pub window: WindowSettings,
+    pub sink: SinkSettings,
+    pub flush: FlushPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// librdkafka's `auto.offset.reset`.
+    pub start_from: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalSource {
+    /// Path of object keys into the JSON payload.
+    Field(Vec<String>),
+    Header(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalFilter {
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl SignalFilter {
+    pub fn admits(&self, raw_signal: &str) -> bool {
+        match self {
+            SignalFilter::All => true,
+            SignalFilter::Only(names) => names.contains(raw_signal),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTimeFormat {
+    /// RFC 3339 strings, or numbers read as epoch milliseconds (seconds if below 10^11).
+    Auto,
+    Rfc3339,
+    EpochMillis,
+    EpochSeconds,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimeKey {
+    Event {
+        path: Vec<String>,
+        format: EventTimeFormat,
+    },
+    /// The Kafka record timestamp, or the arrival time when the record has none.
+    Ingestion,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSettings {
+    pub time: TimeKey,
+    pub granularity: Granularity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+impl Format {
+    /// File extension without the leading dot, compression included (`json.gz`).
+    pub fn extension(self, compression: Compression) -> String {
+        let base = match self {
+            Format::Ndjson => "json",
+        };
+        match compression {
+            Compression::None => base.to_string(),
+            Compression::Gzip => format!("{base}.gz"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    pub destination: Destination,
+    pub path: PathTemplate,
+    pub dead_letter_path: PathTemplate,
+    pub format: Format,
+    pub compression: Compression,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlushPolicy {
+    /// Land a buffer when it holds this many records.
+    pub max_records: u64,
+    /// Land a buffer when it holds this many payload bytes.
+    pub max_bytes: u64,
+    /// Land a buffer this long after its first record arrived, so data stays near real time.
+    pub max_age: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        Self {
+            max_records: 200_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_age: Duration::from_secs(60),
+        }
+    }
+}
+
+const DEFAULT_AZURE_KEY_ENV: &str = "AZURE_STORAGE_KEY";
+
+fn default_path(g: Granularity) -> &'static str {
+    match g {
+        Granularity::Minute => {
+            "{signal}/{YYYY}/{MM}/{dd}/{hh}/{mm}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}"
+        }
+        Granularity::Hour => {
+            "{signal}/{YYYY}/{MM}/{dd}/{hh}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}"
+        }
+        Granularity::Day => {
+            "{signal}/{YYYY}/{MM}/{dd}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}"
+        }
+    }
+}
+
+const DEFAULT_DEAD_LETTER_PATH: &str =
+    "_dead_letter/{topic}/{partition}/{YYYY}/{MM}/{dd}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}";
+
+/// Collects problems so that one run of `validate` reports all of them.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(ConfigError {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+fn dotted_path(raw: &str) -> Option<Vec<String>> {
+    let parts: Vec<String> = raw.split('.').map(str::to_string).collect();
+    parts.iter().all(|p| !p.is_empty()).then_some(parts)
+}
+
+impl PipelineFile {
+    pub fn validate(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ValidatedPipeline, ConfigErrors> {
+        let mut p = Problems::default();
+
+        if self.name.trim().is_empty() {
+            p.add("name", "is empty", "give the pipeline a short name, e.g. name = \"signals-export\"");
+        }
+
+        // [source]
+        let s = &self.source;
+        if s.bootstrap_servers.trim().is_empty() {
+            p.add("source.bootstrap_servers", "is empty", "list the brokers as host:port[,host:port]");
+        }
+        if s.topics.is_empty() {
+            p.add("source.topics", "lists no topic", "name at least one topic, e.g. topics = [\"signals\"]");
+        }
+        if s.topics.iter().any(|t| t.trim().is_empty()) {
+            p.add("source.topics", "contains an empty topic name", "remove the empty entry");
+        }
+        if s.group_id.trim().is_empty() {
+            p.add("source.group_id", "is empty", "set the consumer group every worker of this pipeline shares");
+        }
+        let start_from = s.start_from.clone().unwrap_or_else(|| "earliest".into());
+        if !matches!(start_from.as_str(), "earliest" | "latest") {
+            p.add("source.start_from", format!("'{start_from}' is not a start position"), "use \"earliest\" or \"latest\"");
+        }
+        for key in ["enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers"] {
+            if s.properties.contains_key(key) {
+                p.add(
+                    &format!("source.properties.\"{key}\""),
+                    "is managed by Sluice",
+                    "remove it: Sluice commits offsets itself, after files land, and takes servers and group from [source]",
+                );
+            }
+        }
+
+        // [route]
+        let r = &self.route;
+        let signal_source = match (&r.signal_field, &r.signal_header) {
+            (Some(_), Some(_)) => {
+                p.add("route.signal_field", "and route.signal_header are both set", "keep only one way to find the signal name");
+                None
+            }
+            (None, Some(h)) if h.trim().is_empty() => {
+                p.add("route.signal_header", "is empty", "name the Kafka header that holds the signal name");
+                None
+            }
+            (None, Some(h)) => Some(SignalSource::Header(h.clone())),
+            (field, None) => {
+                let raw = field.clone().unwrap_or_else(|| "signal".into());
+                match dotted_path(&raw) {
+                    Some(path) => Some(SignalSource::Field(path)),
+                    None => {
+                        p.add("route.signal_field", format!("'{raw}' is not a dotted field path"), "write it like \"signal\" or \"meta.signal_name\"");
+                        None
+                    }
+                }
+            }
+        };
+        let filter = match &r.signals {
+            None => SignalFilter::All,
+            Some(list) if list.is_empty() => {
+                p.add("route.signals", "is an empty list, so nothing would be exported", "list signal names, or remove the field to export all signals");
+                SignalFilter::All
+            }
+            Some(list) => SignalFilter::Only(list.iter().cloned().collect()),
+        };
+        if r.default_signal.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            p.add("route.default_signal", "is empty", "name a signal, or remove the field to dead-letter records without one");
+        }
+
+        // [window]
+        let w = &self.window;
+        let granularity = match w.granularity.as_str() {
+            "minute" => Some(Granularity::Minute),
+            "hour" => Some(Granularity::Hour),
+            "day" => Some(Granularity::Day),
+            other => {
+                p.add("window.granularity", format!("'{other}' is not a granularity"), "use \"minute\", \"hour\" or \"day\"");
+                None
+            }
+        };
+        let time = match w.time.as_str() {
+            "event" => {
+                let format = match w.event_time_format.as_deref().unwrap_or("auto") {
+                    "auto" => Some(EventTimeFormat::Auto),
+                    "rfc3339" => Some(EventTimeFormat::Rfc3339),
+                    "epoch_ms" => Some(EventTimeFormat::EpochMillis),
+                    "epoch_s" => Some(EventTimeFormat::EpochSeconds),
+                    other => {
+                        p.add("window.event_time_format", format!("'{other}' is not a time format"), "use \"auto\", \"rfc3339\", \"epoch_ms\" or \"epoch_s\"");
+                        None
+                    }
+                };
+                match (&w.event_time_field, format) {
+                    (None, _) => {
+                        p.add("window.event_time_field", "is missing while window.time = \"event\"", "name the JSON field holding the time the device sent the signal, e.g. event_time_field = \"timestamp\", or set time = \"ingestion\"");
+                        None
+                    }
+                    (Some(f), format) => match (dotted_path(f), format) {
+                        (Some(path), Some(format)) => Some(TimeKey::Event { path, format }),
+                        (None, _) => {
+                            p.add("window.event_time_field", format!("'{f}' is not a dotted field path"), "write it like \"timestamp\" or \"meta.sent_at\"");
+                            None
+                        }
+                        _ => None,
+                    },
+                }
+            }
+            "ingestion" => {
+                if w.event_time_field.is_some() {
+                    p.add("window.event_time_field", "is set but window.time = \"ingestion\" ignores it", "remove it, or set time = \"event\"");
+                }
+                Some(TimeKey::Ingestion)
+            }
+            other => {
+                p.add("window.time", format!("'{other}' is not a time key"), "use \"event\" (time inside the record) or \"ingestion\" (time it reached Kafka)");
+                None
+            }
+        };
+
+        // [sink]
+        let sink = self.validate_sink(granularity.unwrap_or(Granularity::Hour), env, &mut p);
+
+        // [flush]
+        let f = &self.flush;
+        let defaults = FlushPolicy::default();
+        if f.max_records == Some(0) {
+            p.add("flush.max_records", "is 0", "use a positive record count, or remove it for the default 200000");
+        }
+        if f.max_bytes == Some(0) {
+            p.add("flush.max_bytes", "is 0", "use a positive byte count, or remove it for the default 67108864 (64 MiB)");
+        }
+        if f.max_age_secs == Some(0) {
+            p.add("flush.max_age_secs", "is 0", "use a positive number of seconds, or remove it for the default 60");
+        }
+        let flush = FlushPolicy {
+            max_records: f.max_records.unwrap_or(defaults.max_records),
+            max_bytes: f.max_bytes.unwrap_or(defaults.max_bytes),
+            max_age: f.max_age_secs.map(Duration::from_secs).unwrap_or(defaults.max_age),
+        };
+
+        match (signal_source, granularity, time, sink) {
+            (Some(signal_source), Some(granularity), Some(time), Some(sink)) if p.0.is_empty() => {
+                Ok(ValidatedPipeline {
+                    name: self.name.clone(),
+                    source: SourceSettings {
+                        bootstrap_servers: s.bootstrap_servers.clone(),
+                        topics: s.topics.clone(),
+                        group_id: s.group_id.clone(),
+                        start_from,
+                        properties: s.properties.clone(),
+                    },
+                    signal_source,
+                    default_signal: r.default_signal.clone(),
+                    filter,
+                    window: WindowSettings { time, granularity },
+                    sink,
+                    flush,
+                })
+            }
+            _ => Err(ConfigErrors(p.0)),
+        }
+    }
+
+    fn validate_sink(
+        &self,
+        granularity: Granularity,
+        env: &dyn Fn(&str) -> Option<String>,
+        p: &mut Problems,
+    ) -> Option<SinkSettings> {
+        let k: &SinkSection = &self.sink;
+        let format = match k.format.as_deref().unwrap_or("ndjson") {
+            "ndjson" | "json" => Some(Format::Ndjson),
+            other => {
+                p.add("sink.format", format!("'{other}' is not a supported format"), "use \"ndjson\"");
+                None
+            }
+        };
+        let compression = match k.compression.as_deref().unwrap_or("none") {
+            "none" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            other => {
+                p.add("sink.compression", format!("'{other}' is not a supported compression for ndjson"), "use \"none\" or \"gzip\"");
+                None
+            }
+        };
+        let template = |field: &str, raw: &str, p: &mut Problems| match PathTemplate::parse(raw) {
+            Ok(t) => {
+                // Two workers (or two flushes) must never write the same path.
+                let missing: Vec<_> = ["topic", "partition", "first_offset"]
+                    .into_iter()
+                    .filter(|f| !t.uses(f))
+                    .collect();
+                if missing.is_empty() {
+                    Some(t)
+                } else {
+                    let list = missing.iter().map(|m| format!("{{{m}}}")).collect::<Vec<_>>().join(", ");
+                    p.add(field, format!("'{raw}' lacks {list}, so two files could get the same name and overwrite each other"), format!("add {list} to the file name, e.g. {{topic}}-{{partition}}-{{first_offset}}-{{last_offset}}.{{ext}}"));
+                    None
+                }
+            }
+            Err(e) => {
+                p.add(field, format!("'{raw}': {e}"), "fix the template; pipelines/README.md lists the placeholders");
+                None
+            }
+        };
+        let path = template("sink.path", k.path.as_deref().unwrap_or(default_path(granularity)), p);
+        let dead_letter_path = template(
+            "sink.dead_letter_path",
+            k.dead_letter_path.as_deref().unwrap_or(DEFAULT_DEAD_LETTER_PATH),
+            p,
+        );
+
+        let destination = match parse_url(&k.url) {
+            Err(problem) => {
+                p.add("sink.url", format!("'{}' {problem}", k.url), "use a local path, file:///dir, abfss://<filesystem>@<account>.dfs.core.windows.net/<dir> or https://<account>.dfs.core.windows.net/<filesystem>/<dir>/");
+                None
+            }
+            Ok(ParsedUrl::Fs(root)) => {
+                if k.azure.is_some() {
+                    p.add("sink.azure", "is set but sink.url is a local path", "remove [sink.azure], or point sink.url at an Azure account");
+                }
+                Some(Destination::Fs { root })
+            }
+            Ok(ParsedUrl::Azure(u)) => {
+                let az = k.azure.clone().unwrap_or_default();
+                let key_env = az.account_key_env.unwrap_or_else(|| DEFAULT_AZURE_KEY_ENV.into());
+                let key = env(&key_env).filter(|v| !v.is_empty());
+                if key.is_none() {
+                    p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env"));
+                }
+                let account = az.account_name.unwrap_or(u.account);
+                let endpoint = match az.endpoint {
+                    Some(e) if url::Url::parse(&e).is_err() => {
+                        p.add("sink.azure.endpoint", format!("'{e}' is not a URL"), "use e.g. http://127.0.0.1:10000/devstoreaccount1 for Azurite, or remove it");
+                        None
+                    }
+                    Some(e) => Some(e.trim_end_matches('/').to_string()),
+                    None => Some(format!("https://{account}.blob.core.windows.net")),
+                };
+                match (key, endpoint) {
+                    (Some(key), Some(endpoint)) => Some(Destination::Azure(AzureDestination {
+                        account,
+                        container: u.container,
+                        root: u.root,
+                        endpoint,
+                        auth: AzureAuth::SharedKey(Secret::new(key)),
+                    })),
+                    _ => None,
+                }
+            }
+        };
+        Some(SinkSettings {
+            destination: destination?,
+            path: path?,
+            dead_letter_path: dead_letter_path?,
+            format: format?,
+            compression: compression?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+[source]
+bootstrap_servers = "127.0.0.1:9092"
+topics = ["signals"]
+group_id = "g"
+[route]
+signal_field = "meta.signal"
+signals = ["a", "b"]
+[window]
+time = "event"
+event_time_field = "sent_at"
+granularity = "hour"
+[sink]
+url = "abfss://fs@acct.dfs.core.windows.net/exports"
+compression = "gzip"
+[sink.azure]
+account_key_env = "KEY"
+endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "KEY").then(|| "c2VjcmV0".to_string())
+    }
+
+    #[test]
+    fn a_good_file_validates() {
+        let v = crate::parse(GOOD, &env).unwrap();
+        assert_eq!(v.signal_source, SignalSource::Field(vec!["meta".into(), "signal".into()]));
+        assert!(v.filter.admits("a") && !v.filter.admits("c"));
+        assert_eq!(v.sink.format.extension(v.sink.compression), "json.gz");
+        match &v.sink.destination {
+            Destination::Azure(a) => {
+                assert_eq!(a.container, "fs");
+                assert_eq!(a.root, "exports");
+                assert_eq!(a.endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+                assert!(!format!("{a:?}").contains("c2VjcmV0"), "secret leaked into Debug");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        crate::parse(text, &env).unwrap_err().0
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        let bad = GOOD
+            .replace("granularity = \"hour\"", "granularity = \"hourly\"")
+            .replace("topics = [\"signals\"]", "topics = []")
+            .replace("account_key_env = \"KEY\"", "account_key_env = \"NOPE\"");
+        let fields: Vec<_> = errors(&bad).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["source.topics", "window.granularity", "sink.azure.account_key_env"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_line() {
+        let bad = GOOD.replace("granularity = \"hour\"", "granularity = \"hour\"\ngranularty = 1");
+        let e = &errors(&bad)[0];
+        assert!(e.problem.contains("unknown field `granularty`"), "{e}");
+        assert_eq!(e.field, "(line 14)");
+    }
+
+    #[test]
+    fn templates_that_could_overwrite_are_rejected() {
+        let bad = GOOD.replace("compression = \"gzip\"", "path = \"{signal}/{YYYY}/data.json\"");
+        let e = &errors(&bad)[0];
+        assert_eq!(e.field, "sink.path");
+        assert!(e.problem.contains("{topic}, {partition}, {first_offset}"), "{e}");
+    }
+}
