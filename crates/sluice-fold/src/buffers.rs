@@ -1,0 +1,189 @@
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sluice_config::FlushPolicy;
+use sluice_core::{SignalName, TopicPartition, Window};
+
+/// What a buffer's file will hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Signal { signal: SignalName, window: Window },
+    /// Records that could not be exported, bucketed by the day they arrived.
+    DeadLetter { window: Window },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BufferKey {
+    pub tp: TopicPartition,
+    pub target: Target,
+}
+
+/// Records of one partition for one target, in offset order, as NDJSON lines.
+#[derive(Debug)]
+pub struct Buffer {
+    pub key: BufferKey,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub records: u64,
+    /// Newline-terminated lines.
+    pub ndjson: Vec<u8>,
+    opened_at: Instant,
+}
+
+/// The result of appending one record.
+#[derive(Debug)]
+pub struct Appended {
+    /// The record opened a new buffer (whose first offset must now be held).
+    pub opened: bool,
+    /// The buffer reached a size limit and was taken out: land it.
+    pub full: Option<Buffer>,
+}
+
+/// All open buffers of this worker.
+#[derive(Debug)]
+pub struct Buffers {
+    open: HashMap<BufferKey, Buffer>,
+    policy: FlushPolicy,
+    bytes: u64,
+}
+
+impl Buffers {
+    pub fn new(policy: FlushPolicy) -> Self {
+        Self {
+            open: HashMap::new(),
+            policy,
+            bytes: 0,
+        }
+    }
+
+    pub fn append(&mut self, key: BufferKey, offset: i64, line: &[u8], now: Instant) -> Appended {
+        let mut opened = false;
+        let buf = self.open.entry(key.clone()).or_insert_with(|| {
+            opened = true;
+            Buffer {
+                key,
+                first_offset: offset,
+                last_offset: offset,
+                records: 0,
+                ndjson: Vec::with_capacity(line.len() * 16),
+                opened_at: now,
+            }
+        });
+        debug_assert!(opened || offset > buf.last_offset, "offsets arrive in order");
+        buf.last_offset = offset;
+        buf.records += 1;
+        buf.ndjson.extend_from_slice(line);
+        buf.ndjson.push(b'\n');
+        self.bytes += line.len() as u64 + 1;
+        let full = (buf.records >= self.policy.max_records
+            || buf.ndjson.len() as u64 >= self.policy.max_bytes)
+            .then(|| buf.key.clone());
+        let full = full.and_then(|k| self.remove(&k));
+        Appended { opened, full }
+    }
+
+    /// Buffers whose first record arrived at least `max_age` ago.
+    pub fn take_expired(&mut self, now: Instant) -> Vec<Buffer> {
+        let age = self.policy.max_age;
+        self.take_where(|b| now.saturating_duration_since(b.opened_at) >= age)
+    }
+
+    /// Every buffer of one partition (on revocation).
+    pub fn take_partition(&mut self, tp: &TopicPartition) -> Vec<Buffer> {
+        self.take_where(|b| &b.key.tp == tp)
+    }
+
+    pub fn take_all(&mut self) -> Vec<Buffer> {
+        self.take_where(|_| true)
+    }
+
+    pub fn buffered_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// How long until the oldest buffer is due by age (for the flush timer).
+    pub fn next_due(&self, now: Instant) -> Option<Duration> {
+        self.open
+            .values()
+            .map(|b| (b.opened_at + self.policy.max_age).saturating_duration_since(now))
+            .min()
+    }
+
+    fn remove(&mut self, key: &BufferKey) -> Option<Buffer> {
+        let b = self.open.remove(key)?;
+        self.bytes -= b.ndjson.len() as u64;
+        Some(b)
+    }
+
+    fn take_where(&mut self, pred: impl Fn(&Buffer) -> bool) -> Vec<Buffer> {
+        let keys: Vec<BufferKey> = self
+            .open
+            .values()
+            .filter(|b| pred(b))
+            .map(|b| b.key.clone())
+            .collect();
+        let mut out: Vec<Buffer> = keys.iter().filter_map(|k| self.remove(k)).collect();
+        out.sort_by_key(|b| (b.key.tp.clone(), b.first_offset));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::Granularity;
+
+    fn key(signal: &str, p: i32) -> BufferKey {
+        BufferKey {
+            tp: TopicPartition::new("t", p),
+            target: Target::Signal {
+                signal: SignalName::sanitize(signal),
+                window: Window::containing(0, Granularity::Hour),
+            },
+        }
+    }
+
+    #[test]
+    fn fills_by_count_and_expires_by_age() {
+        let policy = FlushPolicy {
+            max_records: 3,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(10),
+        };
+        let mut b = Buffers::new(policy);
+        let t0 = Instant::now();
+        assert!(b.append(key("a", 0), 0, b"{}", t0).opened);
+        assert!(b.append(key("b", 0), 1, b"{}", t0).opened);
+        assert!(!b.append(key("a", 0), 2, b"{}", t0).opened);
+        let full = b.append(key("a", 0), 3, b"{\"x\":1}", t0).full.unwrap();
+        assert_eq!((full.first_offset, full.last_offset, full.records), (0, 3, 3));
+        assert_eq!(full.ndjson, b"{}\n{}\n{\"x\":1}\n");
+        assert_eq!(b.buffered_bytes(), 3);
+        assert!(b.take_expired(t0 + Duration::from_secs(9)).is_empty());
+        assert_eq!(b.next_due(t0), Some(Duration::from_secs(10)));
+        let expired = b.take_expired(t0 + Duration::from_secs(10));
+        assert_eq!(expired.len(), 1);
+        assert!(b.is_empty());
+        assert_eq!(b.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn takes_one_partition() {
+        let mut b = Buffers::new(FlushPolicy::default());
+        let t0 = Instant::now();
+        b.append(key("a", 0), 0, b"{}", t0);
+        b.append(key("a", 1), 0, b"{}", t0);
+        b.append(key("b", 1), 1, b"{}", t0);
+        let taken = b.take_partition(&TopicPartition::new("t", 1));
+        assert_eq!(taken.iter().map(|b| b.first_offset).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(b.len(), 1);
+    }
+}

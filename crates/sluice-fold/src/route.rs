@@ -1,0 +1,374 @@
+use std::collections::HashMap;
+use std::fmt;
+
+use base64::Engine;
+use serde_json::value::RawValue;
+use sluice_config::{EventTimeFormat, SignalFilter, SignalSource, TimeKey, ValidatedPipeline};
+use sluice_core::{Granularity, Record, SignalName, Window};
+
+/// Why a record cannot be exported. The label is bounded (a metric label); the detail is not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadReason {
+    pub label: &'static str,
+    pub detail: String,
+}
+
+impl DeadReason {
+    fn new(label: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            label,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.label, self.detail)
+    }
+}
+
+/// Where a record goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// Into the buffer of its signal and window, as this one NDJSON line (no newline).
+    Data {
+        signal: SignalName,
+        window: Window,
+        line: Vec<u8>,
+    },
+    /// Its signal is not exported.
+    Skipped,
+    Dead(DeadReason),
+}
+
+/// Decides each record's signal and window from the pipeline's `[route]` and `[window]`.
+#[derive(Debug, Clone)]
+pub struct Router {
+    signal_source: SignalSource,
+    default_signal: Option<String>,
+    filter: SignalFilter,
+    time: TimeKey,
+    granularity: Granularity,
+}
+
+type Object<'a> = HashMap<String, &'a RawValue>;
+
+impl Router {
+    pub fn new(p: &ValidatedPipeline) -> Self {
+        Self {
+            signal_source: p.signal_source.clone(),
+            default_signal: p.default_signal.clone(),
+            filter: p.filter.clone(),
+            time: p.window.time.clone(),
+            granularity: p.window.granularity,
+        }
+    }
+
+    /// `arrival_ms` stands in for the Kafka timestamp when a record has none.
+    pub fn route(&self, record: &Record, arrival_ms: i64) -> Routed {
+        match self.try_route(record, arrival_ms) {
+            Ok(r) => r,
+            Err(reason) => Routed::Dead(reason),
+        }
+    }
+
+    fn try_route(&self, record: &Record, arrival_ms: i64) -> Result<Routed, DeadReason> {
+        let payload = match record.payload.as_deref() {
+            None => return Err(DeadReason::new("tombstone", "the record has no payload")),
+            Some(p) if p.iter().all(u8::is_ascii_whitespace) => {
+                return Err(DeadReason::new("empty", "the payload is empty"))
+            }
+            Some(p) => p,
+        };
+        let object: Object<'_> = serde_json::from_slice(payload).map_err(|e| {
+            if std::str::from_utf8(payload).is_err() {
+                DeadReason::new("not_utf8", "the payload is not UTF-8 text")
+            } else if e.is_data() {
+                DeadReason::new("not_an_object", "the payload is JSON but not an object")
+            } else {
+                DeadReason::new("invalid_json", format!("the payload is not valid JSON: {e}"))
+            }
+        })?;
+
+        let raw_signal = match &self.signal_source {
+            SignalSource::Field(path) => lookup(&object, path)?
+                .map(|v| scalar_text(v, &path.join("."))) 
+                .transpose()?,
+            SignalSource::Header(name) => record
+                .header(name)
+                .map(|v| {
+                    String::from_utf8(v.to_vec()).map_err(|_| {
+                        DeadReason::new("missing_signal", format!("header '{name}' is not UTF-8"))
+                    })
+                })
+                .transpose()?,
+        };
+        let raw_signal = match raw_signal.or_else(|| self.default_signal.clone()) {
+            Some(s) => s,
+            None => {
+                return Err(DeadReason::new(
+                    "missing_signal",
+                    format!("no signal name ({})", self.describe_signal_source()),
+                ))
+            }
+        };
+        if !self.filter.admits(&raw_signal) {
+            return Ok(Routed::Skipped);
+        }
+
+        let ts_ms = match &self.time {
+            TimeKey::Ingestion => record.timestamp_ms.filter(|t| *t >= 0).unwrap_or(arrival_ms),
+            TimeKey::Event { path, format } => {
+                let field = path.join(".");
+                let raw = lookup(&object, path)?.ok_or_else(|| {
+                    DeadReason::new("missing_timestamp", format!("no event time field '{field}'"))
+                })?;
+                parse_time(raw, *format).ok_or_else(|| {
+                    DeadReason::new(
+                        "bad_timestamp",
+                        format!("field '{field}' = {} is not a {format:?} time", clip(raw.get())),
+                    )
+                })?
+            }
+        };
+
+        Ok(Routed::Data {
+            signal: SignalName::sanitize(&raw_signal),
+            window: Window::containing(ts_ms, self.granularity),
+            line: one_line(payload),
+        })
+    }
+
+    fn describe_signal_source(&self) -> String {
+        match &self.signal_source {
+            SignalSource::Field(p) => format!("field '{}'", p.join(".")),
+            SignalSource::Header(h) => format!("header '{h}'"),
+        }
+    }
+}
+
+/// Follows a dotted path; `Ok(None)` when a key is absent or the value is null.
+fn lookup<'a>(object: &Object<'a>, path: &[String]) -> Result<Option<&'a RawValue>, DeadReason> {
+    let (first, rest) = path.split_first().expect("paths are never empty");
+    let Some(mut value) = object.get(first).copied() else {
+        return Ok(None);
+    };
+    for key in rest {
+        let inner: Option<Object<'a>> = serde_json::from_str(value.get()).ok();
+        match inner.and_then(|o| o.get(key).copied()) {
+            Some(v) => value = v,
+            None => return Ok(None),
+        }
+    }
+    Ok((value.get() != "null").then_some(value))
+}
+
+/// A string or number as text (the signal name).
+fn scalar_text(raw: &RawValue, field: &str) -> Result<String, DeadReason> {
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        Ok(serde_json::Value::Number(n)) => Ok(n.to_string()),
+        Ok(serde_json::Value::Bool(b)) => Ok(b.to_string()),
+        _ => Err(DeadReason::new(
+            "missing_signal",
+            format!("field '{field}' is {} , not a name", clip(raw.get())),
+        )),
+    }
+}
+
+fn parse_time(raw: &RawValue, format: EventTimeFormat) -> Option<i64> {
+    let value: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+    let rfc3339 = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    };
+    let number = |v: &serde_json::Value| -> Option<f64> {
+        match v {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    };
+    match format {
+        EventTimeFormat::Rfc3339 => rfc3339(value.as_str()?),
+        EventTimeFormat::EpochMillis => number(&value).map(|n| n as i64),
+        EventTimeFormat::EpochSeconds => number(&value).map(|n| (n * 1000.0) as i64),
+        EventTimeFormat::Auto => match &value {
+            serde_json::Value::String(s) if s.contains('-') || s.contains('T') => rfc3339(s),
+            v => number(v).map(|n| {
+                // Epoch seconds stay below 10^11 until the year 5138; milliseconds pass it in 1973.
+                if n.abs() < 1e11 {
+                    (n * 1000.0) as i64
+                } else {
+                    n as i64
+                }
+            }),
+        },
+    }
+}
+
+fn clip(s: &str) -> String {
+    if s.len() <= 64 {
+        s.to_string()
+    } else {
+        let mut end = 64;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    }
+}
+
+/// The payload as one NDJSON line. Inside valid JSON a raw CR or LF can only be whitespace
+/// between tokens, so replacing them with spaces keeps the value and the line structure.
+fn one_line(payload: &[u8]) -> Vec<u8> {
+    let trimmed = payload.trim_ascii();
+    if trimmed.iter().any(|b| *b == b'\n' || *b == b'\r') {
+        trimmed
+            .iter()
+            .map(|b| if *b == b'\n' || *b == b'\r' { b' ' } else { *b })
+            .collect()
+    } else {
+        trimmed.to_vec()
+    }
+}
+
+/// One dead-letter NDJSON line: the record's coordinates, the reason and the raw bytes.
+pub fn dead_letter_line(record: &Record, reason: &DeadReason) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let headers: serde_json::Map<String, serde_json::Value> = record
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), b64.encode(v).into()))
+        .collect();
+    let line = serde_json::json!({
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp_ms": record.timestamp_ms,
+        "reason": reason.label,
+        "detail": reason.detail,
+        "key_base64": record.key.as_ref().map(|k| b64.encode(k)),
+        "headers_base64": headers,
+        "payload_base64": record.payload.as_ref().map(|p| b64.encode(p)),
+    });
+    serde_json::to_vec(&line).expect("a JSON value always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(extra_route: &str, window: &str) -> ValidatedPipeline {
+        let text = format!(
+            r#"
+name = "t"
+[source]
+bootstrap_servers = "b:9092"
+topics = ["t"]
+group_id = "g"
+[route]
+{extra_route}
+[window]
+{window}
+[sink]
+url = "/tmp/x"
+"#
+        );
+        sluice_config::parse(&text, &|_| None).unwrap()
+    }
+
+    fn record(payload: &[u8]) -> Record {
+        Record {
+            topic: "t".into(),
+            partition: 1,
+            offset: 42,
+            key: None,
+            headers: vec![("sig".into(), b"from-header".to_vec())],
+            payload: Some(payload.to_vec()),
+            timestamp_ms: Some(1_709_649_432_345),
+        }
+    }
+
+    fn event_router() -> Router {
+        Router::new(&pipeline(
+            "signal_field = \"meta.name\"\nsignals = [\"temp\", \"hum/x\"]",
+            "time = \"event\"\nevent_time_field = \"ts\"\ngranularity = \"hour\"",
+        ))
+    }
+
+    #[test]
+    fn routes_by_nested_signal_and_event_time() {
+        let r = event_router();
+        let got = r.route(&record(br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#), 0);
+        let Routed::Data { signal, window, line } = got else { panic!("{got:?}") };
+        assert_eq!(signal.as_str(), "temp");
+        assert_eq!(window.start().to_rfc3339(), "2024-03-05T14:00:00+00:00");
+        assert_eq!(line, br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#);
+
+        let got = r.route(&record(b"{\"meta\":{\"name\":\"hum/x\"},\n\"ts\":1709649432}"), 0);
+        let Routed::Data { signal, window, line } = got else { panic!("{got:?}") };
+        assert_eq!(signal.as_str(), "hum~2Fx");
+        assert_eq!(window.start_ms, 1_709_647_200_000);
+        assert!(!line.contains(&b'\n'));
+        assert_eq!(r.route(&record(br#"{"meta":{"name":"other"},"ts":1}"#), 0), Routed::Skipped);
+    }
+
+    #[test]
+    fn poison_records_get_a_reason() {
+        let r = event_router();
+        let label = |payload: Option<&[u8]>| {
+            let mut rec = record(b"");
+            rec.payload = payload.map(<[u8]>::to_vec);
+            match r.route(&rec, 0) {
+                Routed::Dead(d) => d.label,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(label(None), "tombstone");
+        assert_eq!(label(Some(b"  ")), "empty");
+        assert_eq!(label(Some(b"{\"a\":")), "invalid_json");
+        assert_eq!(label(Some(b"\xff\xfe")), "not_utf8");
+        assert_eq!(label(Some(b"[1,2]")), "not_an_object");
+        assert_eq!(label(Some(br#"{"ts":1}"#)), "missing_signal");
+        assert_eq!(label(Some(br#"{"meta":{"name":"temp"}}"#)), "missing_timestamp");
+        assert_eq!(label(Some(br#"{"meta":{"name":"temp"},"ts":"yesterday"}"#)), "bad_timestamp");
+    }
+
+    #[test]
+    fn ingestion_time_and_header_signals() {
+        let r = Router::new(&pipeline(
+            "signal_header = \"sig\"",
+            "time = \"ingestion\"\ngranularity = \"day\"",
+        ));
+        let Routed::Data { signal, window, .. } = r.route(&record(b"{}"), 0) else { panic!() };
+        assert_eq!(signal.as_str(), "from-header");
+        assert_eq!(window.start().to_rfc3339(), "2024-03-05T00:00:00+00:00");
+        let mut no_ts = record(b"{}");
+        no_ts.timestamp_ms = None;
+        let Routed::Data { window, .. } = r.route(&no_ts, 86_400_000 * 2 + 5) else { panic!() };
+        assert_eq!(window.start_ms, 86_400_000 * 2);
+    }
+
+    #[test]
+    fn default_signal_catches_records_without_one() {
+        let r = Router::new(&pipeline(
+            "default_signal = \"unknown\"",
+            "time = \"ingestion\"\ngranularity = \"hour\"",
+        ));
+        let Routed::Data { signal, .. } = r.route(&record(b"{\"v\":1}"), 0) else { panic!() };
+        assert_eq!(signal.as_str(), "unknown");
+    }
+
+    #[test]
+    fn dead_letter_lines_keep_the_raw_bytes() {
+        let rec = record(b"\xff");
+        let line = dead_letter_line(&rec, &DeadReason::new("not_utf8", "x"));
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["offset"], 42);
+        assert_eq!(v["reason"], "not_utf8");
+        assert_eq!(v["payload_base64"], "/w==");
+    }
+}
