@@ -1,0 +1,74 @@
+//! Azure Blob Storage and ADLS Gen2 (through the Blob endpoint every Gen2 account serves).
+
+use opendal::Operator;
+use reqsign_azure_storage::{RequestSigner, StaticCredentialProvider};
+use reqsign_core::{Context, Signer};
+use sluice_config::{AzureAuth, AzureDestination};
+
+use crate::LakeError;
+
+pub(crate) fn operator(az: &AzureDestination) -> Result<Operator, LakeError> {
+    let AzureAuth::SharedKey(key) = &az.auth;
+    let builder = opendal::services::Azblob::default()
+        .endpoint(&az.endpoint)
+        .container(&az.container)
+        .root(&format!("/{}", az.root))
+        .account_name(&az.account)
+        .account_key(key.expose());
+    Operator::new(builder)
+        
+        .map_err(|source| LakeError::Open {
+            what: describe(az),
+            source,
+        })
+}
+
+pub(crate) fn describe(az: &AzureDestination) -> String {
+    format!("{}/{}/{}", az.endpoint, az.container, az.root)
+}
+
+/// Creates the container if it does not exist. opendal cannot do this (Azurite answers its
+/// `create_dir("/")` with HTTP 400), so this is the plain Create Container REST call.
+pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeError> {
+    let fail = |detail: String| LakeError::CreateContainer {
+        container: az.container.clone(),
+        detail,
+    };
+    let AzureAuth::SharedKey(key) = &az.auth;
+    let signer = Signer::new(
+        Context::new(),
+        StaticCredentialProvider::new_shared_key(&az.account, key.expose()),
+        RequestSigner::new(),
+    );
+    let url = format!("{}/{}?restype=container", az.endpoint, az.container);
+    let (mut parts, ()) = http::Request::put(&url)
+        .header("x-ms-version", "2021-08-06")
+        .header("content-length", "0")
+        .body(())
+        .map_err(|e| fail(e.to_string()))?
+        .into_parts();
+    signer
+        .sign(&mut parts, None)
+        .await
+        .map_err(|e| fail(format!("signing the request: {e}")))?;
+    let client = reqwest::Client::new();
+    let mut req = client.put(&url);
+    for (name, value) in parts.headers.iter() {
+        req = req.header(name, value);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| fail(format!("{url} unreachable: {e}")))?;
+    match resp.status().as_u16() {
+        201 => {
+            tracing::info!(container = %az.container, "created container");
+            Ok(())
+        }
+        409 => Ok(()), // ContainerAlreadyExists
+        status => {
+            let body = resp.text().await.unwrap_or_default();
+            Err(fail(format!("HTTP {status}: {}", body.chars().take(300).collect::<String>())))
+        }
+    }
+}
