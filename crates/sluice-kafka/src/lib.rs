@@ -1,0 +1,230 @@
+//! The consumer side of Sluice: records in, rebalances as events, commits out.
+//!
+//! Offsets are never auto-committed: the pipeline commits what its `PartitionLedgers` allow,
+//! i.e. only records whose files have landed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use sluice_config::SourceSettings;
+use sluice_core::{PartitionLedgers, Record, TopicPartition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot create the Kafka consumer: {0}")]
+    Create(#[source] rdkafka::error::KafkaError),
+    #[error("cannot subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("Kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// A change of which partitions this worker owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionEvent {
+    Assigned(Vec<TopicPartition>),
+    /// Already acknowledged to the group: their landed progress was committed, their
+    /// unlanded buffers must be dropped (the next owner reads those records again).
+    Revoked(Vec<TopicPartition>),
+}
+
+/// Shared with the pipeline: the pipeline writes the ledgers, rebalance callbacks read them.
+pub type SharedLedgers = Arc<Mutex<PartitionLedgers>>;
+
+pub struct SourceContext {
+    events: Mutex<Vec<PartitionEvent>>,
+    ledgers: SharedLedgers,
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for SourceContext {
+    // Runs inside `recv`, so the pipeline sees the event before any record that follows it.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let revoked = partitions(tpl);
+                let mut ledgers = self.ledgers.lock().expect("ledger lock");
+                let commits: Vec<_> = ledgers
+                    .uncommitted()
+                    .into_iter()
+                    .filter(|(tp, _)| revoked.contains(tp))
+                    .collect();
+                if !commits.is_empty() {
+                    // Hand over exactly what has landed, so the next owner starts there.
+                    match commit_with(consumer, &commits, CommitMode::Sync) {
+                        Ok(()) => tracing::info!(?commits, "committed landed offsets of revoked partitions"),
+                        Err(e) => tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads from the last commit"),
+                    }
+                }
+                for tp in &revoked {
+                    ledgers.remove(tp);
+                }
+                drop(ledgers);
+                tracing::info!(partitions = ?revoked, "partitions revoked");
+                self.events.lock().expect("event lock").push(PartitionEvent::Revoked(revoked));
+            }
+            Rebalance::Assign(tpl) => {
+                let assigned = partitions(tpl);
+                tracing::info!(partitions = ?assigned, "partitions assigned");
+                self.events.lock().expect("event lock").push(PartitionEvent::Assigned(assigned));
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn commit_with<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    commits: &[(TopicPartition, i64)],
+    mode: CommitMode,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for (tp, off) in commits {
+        tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*off))?;
+    }
+    consumer.commit(&tpl, mode)
+}
+
+pub struct KafkaSource {
+    consumer: StreamConsumer<SourceContext>,
+}
+
+/// librdkafka settings Sluice owns; user properties cannot override them (validation says so).
+fn client_config(settings: &SourceSettings) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    for (k, v) in &settings.properties {
+        cfg.set(k, v);
+    }
+    cfg.set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &settings.start_from);
+    cfg
+}
+
+impl KafkaSource {
+    pub fn connect(settings: &SourceSettings, ledgers: SharedLedgers) -> Result<Self, SourceError> {
+        let context = SourceContext {
+            events: Mutex::new(Vec::new()),
+            ledgers,
+        };
+        let consumer: StreamConsumer<SourceContext> = client_config(settings)
+            .create_with_context(context)
+            .map_err(SourceError::Create)?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| SourceError::Subscribe {
+                topics: settings.topics.clone(),
+                source,
+            })?;
+        Ok(Self { consumer })
+    }
+
+    /// The next record, owned. Cancellation-safe.
+    pub async fn next(&self) -> Result<Record, SourceError> {
+        let msg = self.consumer.recv().await?;
+        Ok(to_record(&msg))
+    }
+
+    /// Rebalance events since the last call, oldest first.
+    pub fn take_events(&self) -> Vec<PartitionEvent> {
+        std::mem::take(&mut *self.consumer.context().events.lock().expect("event lock"))
+    }
+
+    /// Commits the given next-offsets, synchronously (it blocks until the broker answered).
+    pub fn commit(&self, commits: &[(TopicPartition, i64)]) -> Result<(), SourceError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        Ok(commit_with(&self.consumer, commits, CommitMode::Sync)?)
+    }
+
+    /// Leaves the group cleanly so the partitions move to other workers at once.
+    pub fn close(&self) {
+        self.consumer.unsubscribe();
+    }
+}
+
+fn to_record(msg: &BorrowedMessage<'_>) -> Record {
+    let headers = msg
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: msg.topic().to_string(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key().map(<[u8]>::to_vec),
+        headers,
+        payload: msg.payload().map(<[u8]>::to_vec),
+        timestamp_ms: msg.timestamp().to_millis(),
+    }
+}
+
+/// Offsets a group has committed, and the end offsets, for every partition of `topic`.
+/// Used by `sluice demo`, tests and operators' checks; it does not join the group.
+pub fn group_progress(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, (Option<i64>, i64)>, SourceError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(SourceError::Create)?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, timeout)?;
+    let mut out = BTreeMap::new();
+    for e in committed.elements() {
+        let (_, high) = consumer.fetch_watermarks(topic, e.partition(), timeout)?;
+        let c = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        };
+        out.insert(e.partition(), (c, high));
+    }
+    Ok(out)
+}
