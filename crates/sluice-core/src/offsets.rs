@@ -84,6 +84,14 @@ impl PartitionLedgers {
         self.ledgers.get(tp)
     }
 
+    /// Releases a landed buffer's hold, if the partition is still ours (it may have been
+    /// revoked while the file was landing).
+    pub fn release(&mut self, tp: &TopicPartition, first_offset: i64) {
+        if let Some(l) = self.ledgers.get_mut(tp) {
+            l.release(first_offset);
+        }
+    }
+
     pub fn remove(&mut self, tp: &TopicPartition) {
         self.ledgers.remove(tp);
     }

@@ -4,10 +4,10 @@
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Sets up `tracing` output on stderr: human-readable, or one JSON object per line.
-/// `RUST_LOG` filters (default `info`).
-pub fn init_logging(json: bool) {
+/// `RUST_LOG` filters (default `default_level`).
+pub fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,0 +1,333 @@
+//! The run loop: Kafka records are routed to (signal, window, partition) buffers; a buffer
+//! that is full, old enough, or pending at shutdown is encoded and landed in the lake; and
+//! offsets are committed only up to the first record not yet inside a landed file.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sluice_config::{Compression, Format, ValidatedPipeline};
+use sluice_core::{Granularity, PartitionLedgers, PathTemplate, PathValues, SignalName, TopicPartition, Window};
+use sluice_fold::{dead_letter_line, Buffer, BufferKey, Buffers, Routed, Router, Target};
+use sluice_kafka::{KafkaSource, PartitionEvent, SharedLedgers, SourceError};
+use sluice_lake::{Lake, LakeError, Landed};
+use sluice_telemetry::Metrics;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use tokio_util::sync::CancellationToken as Shutdown;
+
+/// Files being encoded or written at once; past this, consumption waits (backpressure).
+const MAX_LANDINGS_IN_FLIGHT: usize = 8;
+/// How often buffers are checked for age and offsets committed.
+const TICK: Duration = Duration::from_millis(500);
+/// The signal name dead-letter files are labelled with in metrics and logs.
+const DEAD_LETTER: &str = "_dead_letter";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot land {path} (records {tp} offsets {first}..={last}): {source}")]
+    Land {
+        path: String,
+        tp: TopicPartition,
+        first: i64,
+        last: i64,
+        #[source]
+        source: LakeError,
+    },
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("encoding {path} failed: {detail}")]
+    Encode { path: String, detail: String },
+}
+
+/// What one run did, for the CLI and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub records_consumed: u64,
+    pub records_landed: u64,
+    pub records_skipped: u64,
+    pub records_dead_lettered: u64,
+    pub files_landed: u64,
+}
+
+/// A landed buffer, reported back to the loop.
+struct LandedFile {
+    tp: TopicPartition,
+    first_offset: i64,
+    records: u64,
+    dead_letter: bool,
+    signal: String,
+    bytes: u64,
+    outcome: Landed,
+}
+
+/// Runs `pipeline` until `shutdown` is cancelled, then lands every open buffer, commits and
+/// leaves the group. Returns an error (without committing past unlanded records) when a file
+/// cannot be landed.
+pub async fn run(
+    pipeline: &ValidatedPipeline,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, PipelineError> {
+    let lake = Lake::open(&pipeline.sink.destination).await?;
+    tracing::info!(pipeline = %pipeline.name, lake = lake.describe(), topics = ?pipeline.source.topics, "starting");
+    let ledgers: SharedLedgers = Arc::new(Mutex::new(PartitionLedgers::default()));
+    let source = KafkaSource::connect(&pipeline.source, ledgers.clone())?;
+    let mut worker = Worker {
+        router: Router::new(pipeline),
+        buffers: Buffers::new(pipeline.flush.clone()),
+        landings: JoinSet::new(),
+        assigned: HashSet::new(),
+        ledgers,
+        lake,
+        metrics,
+        summary: RunSummary::default(),
+        path: pipeline.sink.path.clone(),
+        dead_letter_path: pipeline.sink.dead_letter_path.clone(),
+        format: pipeline.sink.format,
+        compression: pipeline.sink.compression,
+    };
+    let result = worker.consume(&source, &shutdown).await;
+    // Land what is buffered even after an error elsewhere: landing is always safe, and
+    // committing it saves the next owner from re-reading it.
+    let drained = worker.drain().await;
+    worker.commit(&source);
+    source.close();
+    result.and(drained)?;
+    tracing::info!(summary = ?worker.summary, "stopped");
+    Ok(worker.summary)
+}
+
+struct Worker {
+    router: Router,
+    buffers: Buffers,
+    landings: JoinSet<Result<LandedFile, PipelineError>>,
+    assigned: HashSet<TopicPartition>,
+    ledgers: SharedLedgers,
+    lake: Lake,
+    metrics: Metrics,
+    summary: RunSummary,
+    path: PathTemplate,
+    dead_letter_path: PathTemplate,
+    format: Format,
+    compression: Compression,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Worker {
+    async fn consume(
+        &mut self,
+        source: &KafkaSource,
+        shutdown: &CancellationToken,
+    ) -> Result<(), PipelineError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            while self.landings.len() >= MAX_LANDINGS_IN_FLIGHT {
+                let done = self.landings.join_next().await.expect("the set is not empty");
+                self.on_landed(done)?;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(done) = self.landings.join_next() => self.on_landed(done)?,
+                _ = tick.tick() => {
+                    for buffer in self.buffers.take_expired(Instant::now()) {
+                        self.spawn_landing(buffer);
+                    }
+                    self.commit(source);
+                    self.update_gauges();
+                }
+                next = source.next() => {
+                    let events = source.take_events();
+                    self.on_events(events);
+                    match next {
+                        Ok(record) => self.on_record(record),
+                        Err(e) => {
+                            // librdkafka reconnects by itself; say so and keep polling.
+                            tracing::warn!(error = %e, "Kafka error while consuming");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_events(&mut self, events: Vec<PartitionEvent>) {
+        for event in events {
+            self.metrics.rebalances.inc();
+            match event {
+                PartitionEvent::Assigned(tps) => self.assigned.extend(tps),
+                PartitionEvent::Revoked(tps) => {
+                    for tp in tps {
+                        self.assigned.remove(&tp);
+                        // Not landed, not committed: the partition's next owner reads them again.
+                        let dropped = self.buffers.take_partition(&tp);
+                        if !dropped.is_empty() {
+                            tracing::info!(%tp, buffers = dropped.len(), "dropped buffers of a revoked partition");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_record(&mut self, record: sluice_core::Record) {
+        let tp = TopicPartition::new(record.topic.clone(), record.partition);
+        if !self.assigned.contains(&tp) {
+            // Fetched before a revocation: its new owner handles it.
+            return;
+        }
+        self.metrics.records_consumed.inc();
+        self.summary.records_consumed += 1;
+        let arrival = now_ms();
+        let (target, line) = match self.router.route(&record, arrival) {
+            Routed::Data { signal, window, line } => (Target::Signal { signal, window }, line),
+            Routed::Skipped => {
+                self.metrics.records_skipped.inc();
+                self.summary.records_skipped += 1;
+                self.ledgers.lock().expect("ledger lock").get_mut(&tp).consumed(record.offset);
+                return;
+            }
+            Routed::Dead(reason) => {
+                tracing::warn!(record = %record.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
+                self.metrics.records_dead_lettered.with_label_values(&[reason.label]).inc();
+                self.summary.records_dead_lettered += 1;
+                let window = Window::containing(arrival, Granularity::Day);
+                (Target::DeadLetter { window }, dead_letter_line(&record, &reason))
+            }
+        };
+        let offset = record.offset;
+        let appended = self.buffers.append(BufferKey { tp: tp.clone(), target }, offset, &line, Instant::now());
+        {
+            let mut ledgers = self.ledgers.lock().expect("ledger lock");
+            let ledger = ledgers.get_mut(&tp);
+            if appended.opened {
+                ledger.hold(offset);
+            }
+            ledger.consumed(offset);
+        }
+        if let Some(full) = appended.full {
+            self.spawn_landing(full);
+        }
+    }
+
+    fn spawn_landing(&mut self, buffer: Buffer) {
+        let (template, signal_label, signal, window) = match &buffer.key.target {
+            Target::Signal { signal, window } => (&self.path, signal.as_str().to_string(), signal.clone(), *window),
+            Target::DeadLetter { window } => (&self.dead_letter_path, DEAD_LETTER.to_string(), SignalName::sanitize(DEAD_LETTER), *window),
+        };
+        let dead_letter = matches!(buffer.key.target, Target::DeadLetter { .. });
+        // Dead letters are always NDJSON: they carry raw bytes, not the signal's columns.
+        let (format, compression) = if dead_letter { (Format::Ndjson, Compression::None) } else { (self.format, self.compression) };
+        let path = template.render(&PathValues {
+            signal: &signal,
+            window,
+            topic: &buffer.key.tp.topic,
+            partition: buffer.key.tp.partition,
+            first_offset: buffer.first_offset,
+            last_offset: buffer.last_offset,
+            ext: &format.extension(compression),
+        });
+        let lake = self.lake.clone();
+        let span = tracing::info_span!("flush", signal = %signal_label, window = %window.start().to_rfc3339(), tp = %buffer.key.tp, first = buffer.first_offset, last = buffer.last_offset, path = %path);
+        self.landings.spawn(
+            async move {
+                let Buffer { key, first_offset, last_offset, records, ndjson, .. } = buffer;
+                let body = tokio::task::spawn_blocking(move || sluice_format::encode(&ndjson, format, compression))
+                    .await
+                    .map_err(|e| PipelineError::Encode { path: path.clone(), detail: e.to_string() })?
+                    .map_err(|e| PipelineError::Encode { path: path.clone(), detail: e.to_string() })?;
+                let bytes = body.len() as u64;
+                let outcome = lake.land(&path, body).await.map_err(|source| PipelineError::Land {
+                    path: path.clone(),
+                    tp: key.tp.clone(),
+                    first: first_offset,
+                    last: last_offset,
+                    source,
+                })?;
+                tracing::info!(records, bytes, ?outcome, "landed");
+                Ok(LandedFile { tp: key.tp, first_offset, records, dead_letter, signal: signal_label, bytes, outcome })
+            }
+            .instrument(span),
+        );
+    }
+
+    fn on_landed(
+        &mut self,
+        done: Result<Result<LandedFile, PipelineError>, tokio::task::JoinError>,
+    ) -> Result<(), PipelineError> {
+        let file = done.map_err(|e| PipelineError::Encode { path: "(landing task)".into(), detail: e.to_string() })??;
+        self.ledgers.lock().expect("ledger lock").release(&file.tp, file.first_offset);
+        let format = if file.dead_letter { "ndjson" } else { format_label(self.format) };
+        self.metrics.files_landed.with_label_values(&[format]).inc();
+        self.metrics.bytes_landed.with_label_values(&[format]).inc_by(file.bytes);
+        if file.outcome == Landed::AlreadyPresent {
+            self.metrics.files_already_present.inc();
+        }
+        self.summary.files_landed += 1;
+        if !file.dead_letter {
+            self.metrics.records_landed.with_label_values(&[&file.signal]).inc_by(file.records);
+            self.summary.records_landed += file.records;
+        }
+        Ok(())
+    }
+
+    /// Lands every open buffer and waits for all landings.
+    async fn drain(&mut self) -> Result<(), PipelineError> {
+        for buffer in self.buffers.take_all() {
+            self.spawn_landing(buffer);
+        }
+        let mut first_error = None;
+        while let Some(done) = self.landings.join_next().await {
+            if let Err(e) = self.on_landed(done) {
+                tracing::error!(error = %e, "landing failed during shutdown");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn commit(&mut self, source: &KafkaSource) {
+        let commits: Vec<_> = {
+            let ledgers = self.ledgers.lock().expect("ledger lock");
+            ledgers.uncommitted().into_iter().filter(|(tp, _)| self.assigned.contains(tp)).collect()
+        };
+        if commits.is_empty() {
+            return;
+        }
+        // A synchronous commit is one broker round trip; keep it off the async workers' backs.
+        match tokio::task::block_in_place(|| source.commit(&commits)) {
+            Ok(()) => {
+                self.ledgers.lock().expect("ledger lock").mark_committed(&commits);
+                for (tp, off) in &commits {
+                    self.metrics.committed_offset.with_label_values(&[&tp.topic, &tp.partition.to_string()]).set(*off);
+                }
+                tracing::debug!(?commits, "committed");
+            }
+            Err(e) => tracing::warn!(error = %e, "commit failed; retrying on the next tick"),
+        }
+    }
+
+    fn update_gauges(&self) {
+        self.metrics.open_buffers.set(self.buffers.len() as i64);
+        self.metrics.buffered_bytes.set(self.buffers.buffered_bytes() as i64);
+    }
+}
+
+fn format_label(f: Format) -> &'static str {
+    match f {
+        Format::Ndjson => "ndjson",
+    }
+}

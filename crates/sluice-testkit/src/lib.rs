@@ -1,0 +1,62 @@
+//! Support shared by the demo, tests and benchmarks: realistic sample signals, a producer,
+//! and the real services tests talk to (librdkafka's mock cluster, Tansu, Azurite).
+
+pub mod lake_files;
+pub mod sample;
+pub mod services;
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+/// One record to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Produces `records` to `topic` (each to its own partition) and waits until all are acked.
+pub fn produce(bootstrap: &str, topic: &str, records: &[Outgoing]) -> Result<(), KafkaError> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "60000")
+        .create()?;
+    for r in records {
+        let mut headers = rdkafka::message::OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
+        }
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(r.partition).headers(headers);
+        if let Some(k) = &r.key {
+            rec = rec.key(k);
+        }
+        if let Some(p) = &r.payload {
+            rec = rec.payload(p);
+        }
+        if let Some(ts) = r.timestamp_ms {
+            rec = rec.timestamp(ts);
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}

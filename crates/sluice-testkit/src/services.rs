@@ -1,0 +1,190 @@
+//! The real peers tests talk to, each started on a free loopback port and stopped on drop.
+//!
+//! Binaries are found through `SLUICE_TANSU_BIN` / `SLUICE_AZURITE_BIN` (set by
+//! `scripts/test`), then the usual install locations; a missing one is a test failure that
+//! says how to install it, never a silent skip.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::ClientConfig;
+
+/// The workspace root (where `.tools/` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("addr").port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening; log: {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 60 s");
+}
+
+fn find_binary(env_var: &str, candidates: &[PathBuf], install_hint: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return PathBuf::from(p);
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("cannot find it: set {env_var}, or run scripts/test which installs it ({install_hint})"))
+}
+
+/// A child process killed when dropped, with its output in a log file.
+pub struct Service {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn spawn(what: &str, mut cmd: Command, port: u16, dir: tempfile::TempDir) -> Self {
+        let log = dir.path().join("service.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut child = cmd
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        wait_for_port(port, what, &mut child, &log);
+        Self { child, _dir: dir }
+    }
+}
+
+/// A Tansu broker with in-memory storage.
+pub struct Tansu {
+    pub bootstrap: String,
+    _service: Service,
+}
+
+impl Tansu {
+    pub fn start() -> Self {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let bin = find_binary(
+            "SLUICE_TANSU_BIN",
+            &[PathBuf::from(home).join(".cargo/bin/tansu")],
+            "cargo install tansu --version 0.6.0 --locked --features dynostore",
+        );
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut cmd = Command::new(bin);
+        cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"]);
+        let service = Service::spawn("tansu", cmd, port, temp_dir("tansu"));
+        Self { bootstrap: format!("127.0.0.1:{port}"), _service: service }
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        create_topic(&self.bootstrap, topic, partitions);
+    }
+}
+
+/// Creates a topic through the Kafka admin API and waits until its metadata shows it.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let rt = tokio_rt();
+    let results = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("create_topics request");
+    for r in results {
+        if let Err((name, code)) = r {
+            panic!("creating topic {name} failed: {code:?}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let md = admin.inner().fetch_metadata(Some(topic), Duration::from_secs(5));
+        if let Ok(md) = md {
+            if md.topics().iter().any(|t| t.name() == topic && t.partitions().len() == partitions as usize) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "topic {topic} did not appear");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("sluice-{prefix}-")).tempdir().expect("temp dir")
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// librdkafka's in-process mock cluster: Kafka protocol on loopback, no external process.
+pub struct MockKafka {
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub bootstrap: String,
+}
+
+impl MockKafka {
+    pub fn start(brokers: i32) -> Self {
+        let cluster = MockCluster::new(brokers).expect("mock cluster");
+        let bootstrap = cluster.bootstrap_servers();
+        Self { cluster, bootstrap }
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        self.cluster.create_topic(topic, partitions, 1).expect("mock topic");
+    }
+}
+
+/// Azurite's Blob service with the well-known development account.
+pub struct Azurite {
+    /// Blob endpoint including the account, as Sluice's `sink.azure.endpoint` wants it.
+    pub endpoint: String,
+    pub port: u16,
+    _service: Service,
+}
+
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// Azurite's published development key (not a secret).
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl Azurite {
+    pub fn start() -> Self {
+        let bin = find_binary(
+            "SLUICE_AZURITE_BIN",
+            &[workspace_root().join(".tools/node_modules/.bin/azurite-blob")],
+            "npm install --prefix .tools azurite@3.37.0",
+        );
+        let port = free_port();
+        let dir = temp_dir("azurite");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--loose", "--skipApiVersionCheck", "--location"])
+            .arg(dir.path().join("data"));
+        let service = Service::spawn("azurite", cmd, port, dir);
+        Self { endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"), port, _service: service }
+    }
+}
