@@ -142,6 +142,9 @@ impl Worker {
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(done) = self.landings.join_next() => self.on_landed(done)?,
                 _ = tick.tick() => {
+                    // Rebalances happen inside `recv` even when no record follows them.
+                    let events = source.take_events();
+                    self.on_events(events);
                     for buffer in self.buffers.take_expired(Instant::now()) {
                         self.spawn_landing(buffer);
                     }

@@ -44,3 +44,31 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// Where each sample record (by its `seq` field) was found: `seq -> [paths]`.
+/// Lines without a `seq` (dead letters) are skipped.
+pub fn paths_by_seq(
+    files: &[(String, Vec<serde_json::Value>)],
+) -> std::collections::HashMap<u64, Vec<String>> {
+    let mut out: std::collections::HashMap<u64, Vec<String>> = std::collections::HashMap::new();
+    for (path, lines) in files {
+        for line in lines {
+            if let Some(seq) = line.get("seq").and_then(serde_json::Value::as_u64) {
+                out.entry(seq).or_default().push(path.clone());
+            }
+        }
+    }
+    out
+}
+
+/// `{signal}/{YYYY}/{MM}/{dd}/{hh}/` of an event time: the prefix hourly files sit under.
+pub fn hour_prefix(signal: &str, event_ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(event_ms).expect("valid time");
+    format!("{signal}/{}/", t.format("%Y/%m/%d/%H"))
+}
+
+/// `{signal}/{YYYY}/{MM}/{dd}/` of a time: the prefix daily files sit under.
+pub fn day_prefix(signal: &str, ts_ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(ts_ms).expect("valid time");
+    format!("{signal}/{}/", t.format("%Y/%m/%d"))
+}

@@ -1,0 +1,186 @@
+//! The run loop against librdkafka's mock cluster (real Kafka protocol, in-process) and a
+//! local-disk lake.
+
+use std::time::{Duration, Instant};
+
+use sluice_config::ValidatedPipeline;
+use sluice_pipeline::{run, RunSummary, Shutdown};
+use sluice_telemetry::Metrics;
+use sluice_testkit::lake_files::{hour_prefix, paths_by_seq, read_ndjson_tree};
+use sluice_testkit::sample::{generate, outgoing, SampleSpec};
+use sluice_testkit::services::MockKafka;
+use sluice_testkit::{produce, Outgoing};
+
+const TOPIC: &str = "signals";
+
+fn pipeline(bootstrap: &str, lake: &std::path::Path, group: &str, extra: &str) -> ValidatedPipeline {
+    let text = format!(
+        r#"
+name = "mock"
+[source]
+bootstrap_servers = "{bootstrap}"
+topics = ["{TOPIC}"]
+group_id = "{group}"
+# The mock cluster makes a rejoining group wait out the old member's session.
+properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+[route]
+signals = ["engine.temperature", "cabin.humidity", "battery.voltage", "gps.position", "door.opened"]
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+[sink]
+url = "{}"
+compression = "gzip"
+{extra}
+"#,
+        lake.display()
+    );
+    sluice_config::parse(&text, &|_| None).unwrap()
+}
+
+fn committed(kafka: &MockKafka, group: &str) -> Vec<(Option<i64>, i64)> {
+    sluice_kafka::group_progress(&kafka.bootstrap, group, TOPIC, Duration::from_secs(10))
+        .unwrap()
+        .into_values()
+        .collect()
+}
+
+/// Runs the pipeline until `done` says so (or 90 s pass), then shuts it down.
+async fn run_until(
+    p: &ValidatedPipeline,
+    done: impl Fn(&Metrics) -> bool,
+) -> Result<RunSummary, sluice_pipeline::PipelineError> {
+    sluice_telemetry::init_logging(false, "warn");
+    let metrics = Metrics::new(&p.name);
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn({
+        let (p, m, s) = (p.clone(), metrics.clone(), shutdown.clone());
+        async move { run(&p, m, s).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done(&metrics) && !task.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap()
+}
+
+fn poison(partition: i32) -> Vec<Outgoing> {
+    let rec = |payload: Option<&[u8]>| Outgoing {
+        partition,
+        key: None,
+        payload: payload.map(<[u8]>::to_vec),
+        headers: vec![],
+        timestamp_ms: None,
+    };
+    vec![
+        rec(Some(b"{not json")),
+        rec(Some(br#"{"timestamp":"2024-03-05T10:00:00Z"}"#)),
+        rec(None),
+        rec(Some(br#"{"signal":"engine.temperature","timestamp":"soon"}"#)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lands_every_exported_record_once_and_commits_to_the_end() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(8_000, 4, 4));
+    let mut records = outgoing(&samples);
+    records.extend(poison(2));
+    produce(&kafka.bootstrap, TOPIC, &records).unwrap();
+
+    let lake = tempfile::tempdir().unwrap();
+    let p = pipeline(&kafka.bootstrap, lake.path(), "g1", "");
+    let total = records.len() as u64;
+    let summary = run_until(&p, |m| m.records_consumed.get() >= total).await.unwrap();
+    assert_eq!(summary.records_consumed, total);
+    assert_eq!(summary.records_dead_lettered, 4);
+
+    let files = read_ndjson_tree(lake.path());
+    let found = paths_by_seq(&files);
+    let exported = |s: &str| p.filter.admits(s);
+    let mut expected = 0;
+    for s in &samples {
+        let paths = found.get(&s.id).cloned().unwrap_or_default();
+        if exported(&s.signal) {
+            expected += 1;
+            assert_eq!(paths.len(), 1, "record {} landed {} times: {paths:?}", s.id, paths.len());
+            assert!(paths[0].starts_with(&hour_prefix(&s.signal, s.event_ms)), "record {} in {}", s.id, paths[0]);
+        } else {
+            assert!(paths.is_empty(), "unexported signal {} landed in {paths:?}", s.signal);
+        }
+    }
+    assert_eq!(summary.records_landed, expected);
+    assert!(files.iter().all(|(p, _)| !p.starts_with("tyre.pressure") && !p.starts_with("app.crash")));
+
+    // Dead letters name their record and reason and keep the raw bytes.
+    let dead: Vec<_> = files.iter().filter(|(p, _)| p.starts_with("_dead_letter/signals/2/")).flat_map(|(_, l)| l.clone()).collect();
+    let reasons: Vec<_> = dead.iter().map(|d| d["reason"].as_str().unwrap().to_string()).collect();
+    assert_eq!(reasons, ["invalid_json", "missing_signal", "tombstone", "bad_timestamp"]);
+    assert!(dead.iter().all(|d| d["topic"] == TOPIC && d["partition"] == 2 && d["offset"].is_i64()));
+
+    for (committed, end) in committed(&kafka, "g1") {
+        assert_eq!(committed, Some(end));
+    }
+    // A second run of the same group finds nothing new.
+    let again = run_until(&p, |m| m.rebalances.get() > 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(again.records_consumed, 0);
+    assert_eq!(read_ndjson_tree(lake.path()).len(), files.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lands_and_commits_by_age_while_running() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(2_000, 4, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let p = pipeline(&kafka.bootstrap, lake.path(), "g2", "[flush]\nmax_age_secs = 1");
+    // Wait, while running, until every partition is committed to its end: that can only
+    // happen after the age-based flush landed every buffer.
+    let probe = kafka.bootstrap.clone();
+    let summary = run_until(&p, move |_| {
+        sluice_kafka::group_progress(&probe, "g2", TOPIC, Duration::from_secs(5))
+            .map(|m| m.values().all(|(c, end)| *c == Some(*end)))
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.records_consumed, 2_000);
+    let landed: usize = read_ndjson_tree(lake.path()).iter().map(|(_, l)| l.len()).sum();
+    assert_eq!(landed as u64, summary.records_landed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_landing_commits_nothing_it_did_not_land() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(3_000, 4, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    // A plain file where the signal's directory must go: every write under it fails.
+    std::fs::write(lake.path().join("engine.temperature"), b"in the way").unwrap();
+    let p = pipeline(&kafka.bootstrap, lake.path(), "g3", "");
+    let err = run_until(&p, |m| m.records_consumed.get() >= 3_000).await.unwrap_err();
+    assert!(err.to_string().contains("engine.temperature/"), "{err}");
+
+    // Every partition's commit stops at or before its first engine.temperature record.
+    let progress = sluice_kafka::group_progress(&kafka.bootstrap, "g3", TOPIC, Duration::from_secs(5)).unwrap();
+    // Offsets in a partition follow production order; find each partition's first blocked one.
+    let mut next_offset: std::collections::BTreeMap<i32, i64> = Default::default();
+    let mut first_blocked: std::collections::BTreeMap<i32, i64> = Default::default();
+    for s in &samples {
+        let o = next_offset.entry(s.record.partition).or_default();
+        if s.signal == "engine.temperature" {
+            first_blocked.entry(s.record.partition).or_insert(*o);
+        }
+        *o += 1;
+    }
+    for (partition, (committed, _end)) in progress {
+        let limit = first_blocked[&partition];
+        assert!(committed.unwrap_or(0) <= limit, "partition {partition} committed {committed:?} past unlanded offset {limit}");
+    }
+}
