@@ -102,6 +102,30 @@ pub async fn run(
     Ok(worker.summary)
 }
 
+/// Runs `pipeline` until `stop` holds (checked every 50 ms) or `timeout` passes, then shuts
+/// down exactly as on SIGTERM. For the demo, tests and benchmarks.
+pub async fn run_until(
+    pipeline: &ValidatedPipeline,
+    metrics: Metrics,
+    timeout: Duration,
+    stop: impl Fn(&Metrics) -> bool,
+) -> Result<RunSummary, PipelineError> {
+    let shutdown = CancellationToken::new();
+    let deadline = Instant::now() + timeout;
+    let running = run(pipeline, metrics.clone(), shutdown.clone());
+    tokio::pin!(running);
+    loop {
+        tokio::select! {
+            result = &mut running => return result,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                if !shutdown.is_cancelled() && (stop(&metrics) || Instant::now() >= deadline) {
+                    shutdown.cancel();
+                }
+            }
+        }
+    }
+}
+
 struct Worker {
     router: Router,
     buffers: Buffers,

@@ -1,10 +1,10 @@
 //! The run loop against librdkafka's mock cluster (real Kafka protocol, in-process) and a
 //! local-disk lake.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_config::ValidatedPipeline;
-use sluice_pipeline::{run, RunSummary, Shutdown};
+use sluice_pipeline::RunSummary;
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::{hour_prefix, paths_by_seq, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
@@ -52,18 +52,7 @@ async fn run_until(
     done: impl Fn(&Metrics) -> bool,
 ) -> Result<RunSummary, sluice_pipeline::PipelineError> {
     sluice_telemetry::init_logging(false, "warn");
-    let metrics = Metrics::new(&p.name);
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn({
-        let (p, m, s) = (p.clone(), metrics.clone(), shutdown.clone());
-        async move { run(&p, m, s).await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done(&metrics) && !task.is_finished() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    shutdown.cancel();
-    task.await.unwrap()
+    sluice_pipeline::run_until(p, Metrics::new(&p.name), Duration::from_secs(90), done).await
 }
 
 fn poison(partition: i32) -> Vec<Outgoing> {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use sluice_config::PipelineFile;
-use sluice_pipeline::Shutdown;
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::MockKafka;
 
@@ -33,23 +32,12 @@ pub async fn run(lake_dir: &Path, records: usize) -> anyhow::Result<()> {
     file.source.bootstrap_servers = kafka.bootstrap.clone();
     file.sink.url = lake_dir.to_string_lossy().to_string();
     let pipeline = file.validate(&sluice_config::process_env).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let metrics = sluice_telemetry::Metrics::new(&pipeline.name);
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn({
-        let (pipeline, metrics, shutdown) = (pipeline.clone(), metrics.clone(), shutdown.clone());
-        async move { sluice_pipeline::run(&pipeline, metrics, shutdown).await }
-    });
-
     // Stop once every record was consumed: shutdown lands the open buffers and commits.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while metrics.records_consumed.get() < records as u64 {
-        if task.is_finished() || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    shutdown.cancel();
-    let summary = task.await??;
+    let metrics = sluice_telemetry::Metrics::new(&pipeline.name);
+    let summary = sluice_pipeline::run_until(&pipeline, metrics, Duration::from_secs(120), |m| {
+        m.records_consumed.get() >= records as u64
+    })
+    .await?;
     if summary.records_consumed != records as u64 {
         bail!("consumed {} of {records} records", summary.records_consumed);
     }
