@@ -65,6 +65,8 @@ impl Lake {
     /// Connects to the destination, creating the directory, or the Azure container (ADLS
     /// "file system"), if missing.
     pub async fn open(dest: &Destination) -> Result<Self, LakeError> {
+        // The process-wide HTTP client of opendal's HTTP services; idempotent.
+        opendal::install_default();
         let (op, describe) = match dest {
             Destination::Fs { root } => {
                 let abs = std::path::absolute(root).unwrap_or_else(|_| root.into());

@@ -108,13 +108,18 @@ impl Tansu {
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-    let rt = tokio_rt();
-    let results = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))
-        .expect("create_topics request");
+    // On a thread of its own, so that callers inside an async runtime may use it too.
+    let results = std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio_rt().block_on(admin.create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            ))
+        })
+        .join()
+        .expect("create_topics thread")
+    })
+    .expect("create_topics request");
     for r in results {
         if let Err((name, code)) = r {
             panic!("creating topic {name} failed: {code:?}");
