@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use sluice_e2e::{committed, end_offsets, fully_committed, TANSU_PROPERTIES};
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::{day_prefix, paths_by_seq, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::Tansu;
-use sluice_e2e::{committed, end_offsets, fully_committed, TANSU_PROPERTIES};
 
 const TOPIC: &str = "ingest";
 
@@ -45,22 +45,46 @@ url = "file://{lake}"
         lake = lake.path().display()
     );
     let pipeline = sluice_config::parse(&text, &|_| None).unwrap();
-    let summary = sluice_pipeline::run_until(&pipeline, Metrics::new("e2e"), Duration::from_secs(240), |m| {
-        m.records_consumed.get() >= 20_000
-    })
+    let summary = sluice_pipeline::run_until(
+        &pipeline,
+        Metrics::new("e2e"),
+        Duration::from_secs(240),
+        |m| m.records_consumed.get() >= 20_000,
+    )
     .await
     .unwrap();
     assert_eq!(summary.records_landed, 20_000);
     let ends = end_offsets(&records);
-    assert!(fully_committed(&tansu.bootstrap, group, TOPIC, &ends), "{:?} != {ends:?}", committed(&tansu.bootstrap, group, TOPIC));
+    assert!(
+        fully_committed(&tansu.bootstrap, group, TOPIC, &ends),
+        "{:?} != {ends:?}",
+        committed(&tansu.bootstrap, group, TOPIC)
+    );
 
     let files = read_ndjson_tree(lake.path());
     let found = paths_by_seq(&files);
     for (s, r) in samples.iter().zip(&records) {
         let paths = &found[&s.id];
-        assert_eq!(paths.len(), 1, "record {} landed {} times", s.id, paths.len());
-        assert!(paths[0].starts_with(&day_prefix(&s.signal, r.timestamp_ms.unwrap())), "record {} at {}", s.id, paths[0]);
+        assert_eq!(
+            paths.len(),
+            1,
+            "record {} landed {} times",
+            s.id,
+            paths.len()
+        );
+        assert!(
+            paths[0].starts_with(&day_prefix(&s.signal, r.timestamp_ms.unwrap())),
+            "record {} at {}",
+            s.id,
+            paths[0]
+        );
     }
-    let days: std::collections::BTreeSet<_> = files.iter().map(|(p, _)| p.split('/').skip(1).take(3).collect::<Vec<_>>().join("-")).collect();
-    assert_eq!(days.into_iter().collect::<Vec<_>>(), ["2024-03-01", "2024-03-02", "2024-03-03"]);
+    let days: std::collections::BTreeSet<_> = files
+        .iter()
+        .map(|(p, _)| p.split('/').skip(1).take(3).collect::<Vec<_>>().join("-"))
+        .collect();
+    assert_eq!(
+        days.into_iter().collect::<Vec<_>>(),
+        ["2024-03-01", "2024-03-02", "2024-03-03"]
+    );
 }

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use sluice_e2e::{committed, end_offsets, fully_committed, sluice_bin, wait_for, TANSU_PROPERTIES};
 use sluice_testkit::lake_files::{paths_by_seq, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::Tansu;
-use sluice_e2e::{committed, end_offsets, fully_committed, sluice_bin, wait_for, TANSU_PROPERTIES};
 
 const TOPIC: &str = "stream";
 
@@ -24,7 +24,10 @@ fn start_worker(pipeline: &std::path::Path, log: &std::path::Path) -> Child {
 }
 
 fn sigterm_and_wait(mut child: Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "worker exited with {exit} after SIGTERM");
@@ -73,9 +76,15 @@ max_age_secs = 1
     sluice_testkit::produce(&tansu.bootstrap, TOPIC, first).unwrap();
     let worker = start_worker(&pipeline, &dir.path().join("worker1.log"));
     let bootstrap = tansu.bootstrap.clone();
-    wait_for("the first worker to commit something", Duration::from_secs(120), || {
-        committed(&bootstrap, group, TOPIC).values().any(|c| c.is_some_and(|c| c > 0))
-    });
+    wait_for(
+        "the first worker to commit something",
+        Duration::from_secs(120),
+        || {
+            committed(&bootstrap, group, TOPIC)
+                .values()
+                .any(|c| c.is_some_and(|c| c > 0))
+        },
+    );
     let producer = std::thread::spawn({
         let (bootstrap, second) = (tansu.bootstrap.clone(), second.to_vec());
         move || {
@@ -87,18 +96,29 @@ max_age_secs = 1
     });
     std::thread::sleep(Duration::from_millis(700));
     sigterm_and_wait(worker);
-    let at_stop: i64 = committed(&tansu.bootstrap, group, TOPIC).values().map(|c| c.unwrap_or(0)).sum();
+    let at_stop: i64 = committed(&tansu.bootstrap, group, TOPIC)
+        .values()
+        .map(|c| c.unwrap_or(0))
+        .sum();
     producer.join().unwrap();
-    assert!(at_stop < records.len() as i64, "the worker was not stopped mid-stream ({at_stop} committed)");
+    assert!(
+        at_stop < records.len() as i64,
+        "the worker was not stopped mid-stream ({at_stop} committed)"
+    );
 
     // Everything that landed before SIGTERM was committed, and nothing more.
     let landed_before: usize = read_ndjson_tree(&lake).iter().map(|(_, l)| l.len()).sum();
-    assert_eq!(landed_before as i64, at_stop, "committed offsets differ from what landed");
+    assert_eq!(
+        landed_before as i64, at_stop,
+        "committed offsets differ from what landed"
+    );
 
     let worker = start_worker(&pipeline, &dir.path().join("worker2.log"));
-    wait_for("the restarted worker to commit everything", Duration::from_secs(180), || {
-        fully_committed(&bootstrap, group, TOPIC, &ends)
-    });
+    wait_for(
+        "the restarted worker to commit everything",
+        Duration::from_secs(180),
+        || fully_committed(&bootstrap, group, TOPIC, &ends),
+    );
     sigterm_and_wait(worker);
 
     let found = paths_by_seq(&read_ndjson_tree(&lake));

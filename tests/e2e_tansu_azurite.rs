@@ -4,15 +4,21 @@
 use std::time::Duration;
 
 use sluice_config::Destination;
+use sluice_e2e::{committed, end_offsets, fully_committed, TANSU_PROPERTIES};
 use sluice_lake::Lake;
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::{hour_prefix, parse_ndjson, paths_by_seq};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::{Azurite, Tansu, AZURITE_KEY};
-use sluice_e2e::{committed, end_offsets, fully_committed, TANSU_PROPERTIES};
 
 const TOPIC: &str = "device-signals";
-const EXPORTED: [&str; 5] = ["engine.temperature", "cabin.humidity", "battery.voltage", "gps.position", "door.opened"];
+const EXPORTED: [&str; 5] = [
+    "engine.temperature",
+    "cabin.humidity",
+    "battery.voltage",
+    "gps.position",
+    "door.opened",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_hourly_event_time_files_to_azurite_exactly_once() {
@@ -60,16 +66,25 @@ endpoint = "{endpoint}"
     let pipeline = sluice_config::parse(&text, &env).unwrap();
 
     let probe = tansu.bootstrap.clone();
-    let summary = sluice_pipeline::run_until(&pipeline, Metrics::new("e2e"), Duration::from_secs(240), |m| {
-        m.records_consumed.get() >= 50_000
-    })
+    let summary = sluice_pipeline::run_until(
+        &pipeline,
+        Metrics::new("e2e"),
+        Duration::from_secs(240),
+        |m| m.records_consumed.get() >= 50_000,
+    )
     .await
     .unwrap();
     assert_eq!(summary.records_consumed, 50_000);
-    assert!(fully_committed(&probe, group, TOPIC, &ends), "{:?} != {ends:?}", committed(&probe, group, TOPIC));
+    assert!(
+        fully_committed(&probe, group, TOPIC, &ends),
+        "{:?} != {ends:?}",
+        committed(&probe, group, TOPIC)
+    );
 
     // Read everything back from Azurite.
-    let Destination::Azure(az) = &pipeline.sink.destination else { panic!() };
+    let Destination::Azure(az) = &pipeline.sink.destination else {
+        panic!()
+    };
     assert_eq!(az.container, "signals");
     let lake = Lake::open(&pipeline.sink.destination).await.unwrap();
     let mut files = Vec::new();
@@ -84,20 +99,45 @@ endpoint = "{endpoint}"
         let paths = found.get(&s.id).cloned().unwrap_or_default();
         if EXPORTED.contains(&s.signal.as_str()) {
             exported += 1;
-            assert_eq!(paths.len(), 1, "record {} landed {} times", s.id, paths.len());
-            assert!(paths[0].starts_with(&hour_prefix(&s.signal, s.event_ms)), "record {} at {}", s.id, paths[0]);
+            assert_eq!(
+                paths.len(),
+                1,
+                "record {} landed {} times",
+                s.id,
+                paths.len()
+            );
+            assert!(
+                paths[0].starts_with(&hour_prefix(&s.signal, s.event_ms)),
+                "record {} at {}",
+                s.id,
+                paths[0]
+            );
         } else {
-            assert!(paths.is_empty(), "signal {} is not exported but landed at {paths:?}", s.signal);
+            assert!(
+                paths.is_empty(),
+                "signal {} is not exported but landed at {paths:?}",
+                s.signal
+            );
         }
     }
     assert_eq!(summary.records_landed, exported);
-    let hours: std::collections::BTreeSet<_> = files.iter().map(|(p, _)| p.split('/').take(5).collect::<Vec<_>>().join("/")).collect();
-    assert!(hours.len() >= 5 * 4, "expected ≥ 4 hourly folders for each of 5 signals, got {}", hours.len());
+    let hours: std::collections::BTreeSet<_> = files
+        .iter()
+        .map(|(p, _)| p.split('/').take(5).collect::<Vec<_>>().join("/"))
+        .collect();
+    assert!(
+        hours.len() >= 5 * 4,
+        "expected ≥ 4 hourly folders for each of 5 signals, got {}",
+        hours.len()
+    );
 
     // A second run of the same group consumes nothing new and writes nothing.
-    let again = sluice_pipeline::run_until(&pipeline, Metrics::new("e2e-again"), Duration::from_secs(120), |m| {
-        m.rebalances.get() > 0
-    })
+    let again = sluice_pipeline::run_until(
+        &pipeline,
+        Metrics::new("e2e-again"),
+        Duration::from_secs(120),
+        |m| m.rebalances.get() > 0,
+    )
     .await
     .unwrap();
     assert_eq!(again.records_consumed, 0);

@@ -12,8 +12,16 @@ pub const TANSU_PROPERTIES: &str = r#"properties = { "fetch.wait.max.ms" = "10" 
 /// The `sluice` binary that `cargo test --workspace` built next to this test.
 pub fn sluice_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("sluice");
-    assert!(bin.is_file(), "{} is missing: build it with `cargo build -p sluice` (scripts/test does)", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("sluice");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p sluice` (scripts/test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -30,8 +38,17 @@ pub fn end_offsets(records: &[sluice_testkit::Outgoing]) -> BTreeMap<i32, i64> {
 }
 
 /// Whether the group's committed offsets are exactly `ends`.
-pub fn fully_committed(bootstrap: &str, group: &str, topic: &str, ends: &BTreeMap<i32, i64>) -> bool {
-    committed(bootstrap, group, topic) == ends.iter().map(|(p, e)| (*p, Some(*e))).collect::<BTreeMap<_, _>>()
+pub fn fully_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+) -> bool {
+    committed(bootstrap, group, topic)
+        == ends
+            .iter()
+            .map(|(p, e)| (*p, Some(*e)))
+            .collect::<BTreeMap<_, _>>()
 }
 
 /// Committed offset of every partition of `topic` for `group`.
@@ -47,7 +64,10 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, Opt
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

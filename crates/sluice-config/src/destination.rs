@@ -66,11 +66,7 @@ pub(crate) fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
             .map(str::to_string)
             .ok_or_else(|| format!("host '{host}' is not <account>.dfs.core.windows.net or <account>.blob.core.windows.net"))
     };
-    let segments: Vec<&str> = url
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segments: Vec<&str> = url.path().split('/').filter(|s| !s.is_empty()).collect();
     match url.scheme() {
         "abfs" | "abfss" | "wasb" | "wasbs" => {
             let container = url.username();
@@ -117,9 +113,18 @@ mod tests {
             container: "myfs".into(),
             root: "dir1/dir2".into(),
         };
-        assert_eq!(azure("https://acct.dfs.core.windows.net/myfs/dir1/dir2/"), want);
-        assert_eq!(azure("abfss://myfs@acct.dfs.core.windows.net/dir1/dir2"), want);
-        assert_eq!(azure("wasbs://myfs@acct.blob.core.windows.net/dir1/dir2/"), want);
+        assert_eq!(
+            azure("https://acct.dfs.core.windows.net/myfs/dir1/dir2/"),
+            want
+        );
+        assert_eq!(
+            azure("abfss://myfs@acct.dfs.core.windows.net/dir1/dir2"),
+            want
+        );
+        assert_eq!(
+            azure("wasbs://myfs@acct.blob.core.windows.net/dir1/dir2/"),
+            want
+        );
         assert_eq!(azure("https://acct.dfs.core.windows.net/myfs").root, "");
     }
 

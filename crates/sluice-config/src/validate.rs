@@ -219,28 +219,57 @@ impl PipelineFile {
         let mut p = Problems::default();
 
         if self.name.trim().is_empty() {
-            p.add("name", "is empty", "give the pipeline a short name, e.g. name = \"signals-export\"");
+            p.add(
+                "name",
+                "is empty",
+                "give the pipeline a short name, e.g. name = \"signals-export\"",
+            );
         }
 
         // [source]
         let s = &self.source;
         if s.bootstrap_servers.trim().is_empty() {
-            p.add("source.bootstrap_servers", "is empty", "list the brokers as host:port[,host:port]");
+            p.add(
+                "source.bootstrap_servers",
+                "is empty",
+                "list the brokers as host:port[,host:port]",
+            );
         }
         if s.topics.is_empty() {
-            p.add("source.topics", "lists no topic", "name at least one topic, e.g. topics = [\"signals\"]");
+            p.add(
+                "source.topics",
+                "lists no topic",
+                "name at least one topic, e.g. topics = [\"signals\"]",
+            );
         }
         if s.topics.iter().any(|t| t.trim().is_empty()) {
-            p.add("source.topics", "contains an empty topic name", "remove the empty entry");
+            p.add(
+                "source.topics",
+                "contains an empty topic name",
+                "remove the empty entry",
+            );
         }
         if s.group_id.trim().is_empty() {
-            p.add("source.group_id", "is empty", "set the consumer group every worker of this pipeline shares");
+            p.add(
+                "source.group_id",
+                "is empty",
+                "set the consumer group every worker of this pipeline shares",
+            );
         }
         let start_from = s.start_from.clone().unwrap_or_else(|| "earliest".into());
         if !matches!(start_from.as_str(), "earliest" | "latest") {
-            p.add("source.start_from", format!("'{start_from}' is not a start position"), "use \"earliest\" or \"latest\"");
+            p.add(
+                "source.start_from",
+                format!("'{start_from}' is not a start position"),
+                "use \"earliest\" or \"latest\"",
+            );
         }
-        for key in ["enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers"] {
+        for key in [
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "group.id",
+            "bootstrap.servers",
+        ] {
             if s.properties.contains_key(key) {
                 p.add(
                     &format!("source.properties.\"{key}\""),
@@ -254,11 +283,19 @@ impl PipelineFile {
         let r = &self.route;
         let signal_source = match (&r.signal_field, &r.signal_header) {
             (Some(_), Some(_)) => {
-                p.add("route.signal_field", "and route.signal_header are both set", "keep only one way to find the signal name");
+                p.add(
+                    "route.signal_field",
+                    "and route.signal_header are both set",
+                    "keep only one way to find the signal name",
+                );
                 None
             }
             (None, Some(h)) if h.trim().is_empty() => {
-                p.add("route.signal_header", "is empty", "name the Kafka header that holds the signal name");
+                p.add(
+                    "route.signal_header",
+                    "is empty",
+                    "name the Kafka header that holds the signal name",
+                );
                 None
             }
             (None, Some(h)) => Some(SignalSource::Header(h.clone())),
@@ -267,7 +304,11 @@ impl PipelineFile {
                 match dotted_path(&raw) {
                     Some(path) => Some(SignalSource::Field(path)),
                     None => {
-                        p.add("route.signal_field", format!("'{raw}' is not a dotted field path"), "write it like \"signal\" or \"meta.signal_name\"");
+                        p.add(
+                            "route.signal_field",
+                            format!("'{raw}' is not a dotted field path"),
+                            "write it like \"signal\" or \"meta.signal_name\"",
+                        );
                         None
                     }
                 }
@@ -276,13 +317,24 @@ impl PipelineFile {
         let filter = match &r.signals {
             None => SignalFilter::All,
             Some(list) if list.is_empty() => {
-                p.add("route.signals", "is an empty list, so nothing would be exported", "list signal names, or remove the field to export all signals");
+                p.add(
+                    "route.signals",
+                    "is an empty list, so nothing would be exported",
+                    "list signal names, or remove the field to export all signals",
+                );
                 SignalFilter::All
             }
             Some(list) => SignalFilter::Only(list.iter().cloned().collect()),
         };
-        if r.default_signal.as_deref().is_some_and(|d| d.trim().is_empty()) {
-            p.add("route.default_signal", "is empty", "name a signal, or remove the field to dead-letter records without one");
+        if r.default_signal
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty())
+        {
+            p.add(
+                "route.default_signal",
+                "is empty",
+                "name a signal, or remove the field to dead-letter records without one",
+            );
         }
 
         // [window]
@@ -292,7 +344,11 @@ impl PipelineFile {
             "hour" => Some(Granularity::Hour),
             "day" => Some(Granularity::Day),
             other => {
-                p.add("window.granularity", format!("'{other}' is not a granularity"), "use \"minute\", \"hour\" or \"day\"");
+                p.add(
+                    "window.granularity",
+                    format!("'{other}' is not a granularity"),
+                    "use \"minute\", \"hour\" or \"day\"",
+                );
                 None
             }
         };
@@ -304,7 +360,11 @@ impl PipelineFile {
                     "epoch_ms" => Some(EventTimeFormat::EpochMillis),
                     "epoch_s" => Some(EventTimeFormat::EpochSeconds),
                     other => {
-                        p.add("window.event_time_format", format!("'{other}' is not a time format"), "use \"auto\", \"rfc3339\", \"epoch_ms\" or \"epoch_s\"");
+                        p.add(
+                            "window.event_time_format",
+                            format!("'{other}' is not a time format"),
+                            "use \"auto\", \"rfc3339\", \"epoch_ms\" or \"epoch_s\"",
+                        );
                         None
                     }
                 };
@@ -316,7 +376,11 @@ impl PipelineFile {
                     (Some(f), format) => match (dotted_path(f), format) {
                         (Some(path), Some(format)) => Some(TimeKey::Event { path, format }),
                         (None, _) => {
-                            p.add("window.event_time_field", format!("'{f}' is not a dotted field path"), "write it like \"timestamp\" or \"meta.sent_at\"");
+                            p.add(
+                                "window.event_time_field",
+                                format!("'{f}' is not a dotted field path"),
+                                "write it like \"timestamp\" or \"meta.sent_at\"",
+                            );
                             None
                         }
                         _ => None,
@@ -325,7 +389,11 @@ impl PipelineFile {
             }
             "ingestion" => {
                 if w.event_time_field.is_some() {
-                    p.add("window.event_time_field", "is set but window.time = \"ingestion\" ignores it", "remove it, or set time = \"event\"");
+                    p.add(
+                        "window.event_time_field",
+                        "is set but window.time = \"ingestion\" ignores it",
+                        "remove it, or set time = \"event\"",
+                    );
                 }
                 Some(TimeKey::Ingestion)
             }
@@ -342,18 +410,33 @@ impl PipelineFile {
         let f = &self.flush;
         let defaults = FlushPolicy::default();
         if f.max_records == Some(0) {
-            p.add("flush.max_records", "is 0", "use a positive record count, or remove it for the default 200000");
+            p.add(
+                "flush.max_records",
+                "is 0",
+                "use a positive record count, or remove it for the default 200000",
+            );
         }
         if f.max_bytes == Some(0) {
-            p.add("flush.max_bytes", "is 0", "use a positive byte count, or remove it for the default 67108864 (64 MiB)");
+            p.add(
+                "flush.max_bytes",
+                "is 0",
+                "use a positive byte count, or remove it for the default 67108864 (64 MiB)",
+            );
         }
         if f.max_age_secs == Some(0) {
-            p.add("flush.max_age_secs", "is 0", "use a positive number of seconds, or remove it for the default 60");
+            p.add(
+                "flush.max_age_secs",
+                "is 0",
+                "use a positive number of seconds, or remove it for the default 60",
+            );
         }
         let flush = FlushPolicy {
             max_records: f.max_records.unwrap_or(defaults.max_records),
             max_bytes: f.max_bytes.unwrap_or(defaults.max_bytes),
-            max_age: f.max_age_secs.map(Duration::from_secs).unwrap_or(defaults.max_age),
+            max_age: f
+                .max_age_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.max_age),
         };
 
         match (signal_source, granularity, time, sink) {
@@ -389,7 +472,11 @@ impl PipelineFile {
         let format = match k.format.as_deref().unwrap_or("ndjson") {
             "ndjson" | "json" => Some(Format::Ndjson),
             other => {
-                p.add("sink.format", format!("'{other}' is not a supported format"), "use \"ndjson\"");
+                p.add(
+                    "sink.format",
+                    format!("'{other}' is not a supported format"),
+                    "use \"ndjson\"",
+                );
                 None
             }
         };
@@ -397,7 +484,11 @@ impl PipelineFile {
             "none" => Some(Compression::None),
             "gzip" => Some(Compression::Gzip),
             other => {
-                p.add("sink.compression", format!("'{other}' is not a supported compression for ndjson"), "use \"none\" or \"gzip\"");
+                p.add(
+                    "sink.compression",
+                    format!("'{other}' is not a supported compression for ndjson"),
+                    "use \"none\" or \"gzip\"",
+                );
                 None
             }
         };
@@ -411,20 +502,34 @@ impl PipelineFile {
                 if missing.is_empty() {
                     Some(t)
                 } else {
-                    let list = missing.iter().map(|m| format!("{{{m}}}")).collect::<Vec<_>>().join(", ");
+                    let list = missing
+                        .iter()
+                        .map(|m| format!("{{{m}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     p.add(field, format!("'{raw}' lacks {list}, so two files could get the same name and overwrite each other"), format!("add {list} to the file name, e.g. {{topic}}-{{partition}}-{{first_offset}}-{{last_offset}}.{{ext}}"));
                     None
                 }
             }
             Err(e) => {
-                p.add(field, format!("'{raw}': {e}"), "fix the template; pipelines/README.md lists the placeholders");
+                p.add(
+                    field,
+                    format!("'{raw}': {e}"),
+                    "fix the template; pipelines/README.md lists the placeholders",
+                );
                 None
             }
         };
-        let path = template("sink.path", k.path.as_deref().unwrap_or(default_path(granularity)), p);
+        let path = template(
+            "sink.path",
+            k.path.as_deref().unwrap_or(default_path(granularity)),
+            p,
+        );
         let dead_letter_path = template(
             "sink.dead_letter_path",
-            k.dead_letter_path.as_deref().unwrap_or(DEFAULT_DEAD_LETTER_PATH),
+            k.dead_letter_path
+                .as_deref()
+                .unwrap_or(DEFAULT_DEAD_LETTER_PATH),
             p,
         );
 
@@ -435,13 +540,19 @@ impl PipelineFile {
             }
             Ok(ParsedUrl::Fs(root)) => {
                 if k.azure.is_some() {
-                    p.add("sink.azure", "is set but sink.url is a local path", "remove [sink.azure], or point sink.url at an Azure account");
+                    p.add(
+                        "sink.azure",
+                        "is set but sink.url is a local path",
+                        "remove [sink.azure], or point sink.url at an Azure account",
+                    );
                 }
                 Some(Destination::Fs { root })
             }
             Ok(ParsedUrl::Azure(u)) => {
                 let az = k.azure.clone().unwrap_or_default();
-                let key_env = az.account_key_env.unwrap_or_else(|| DEFAULT_AZURE_KEY_ENV.into());
+                let key_env = az
+                    .account_key_env
+                    .unwrap_or_else(|| DEFAULT_AZURE_KEY_ENV.into());
                 let key = env(&key_env).filter(|v| !v.is_empty());
                 if key.is_none() {
                     p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env"));
@@ -509,7 +620,10 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
     #[test]
     fn a_good_file_validates() {
         let v = crate::parse(GOOD, &env).unwrap();
-        assert_eq!(v.signal_source, SignalSource::Field(vec!["meta".into(), "signal".into()]));
+        assert_eq!(
+            v.signal_source,
+            SignalSource::Field(vec!["meta".into(), "signal".into()])
+        );
         assert!(v.filter.admits("a") && !v.filter.admits("c"));
         assert_eq!(v.sink.format.extension(v.sink.compression), "json.gz");
         match &v.sink.destination {
@@ -517,7 +631,10 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
                 assert_eq!(a.container, "fs");
                 assert_eq!(a.root, "exports");
                 assert_eq!(a.endpoint, "http://127.0.0.1:10000/devstoreaccount1");
-                assert!(!format!("{a:?}").contains("c2VjcmV0"), "secret leaked into Debug");
+                assert!(
+                    !format!("{a:?}").contains("c2VjcmV0"),
+                    "secret leaked into Debug"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -536,13 +653,20 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
         let fields: Vec<_> = errors(&bad).into_iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
-            ["source.topics", "window.granularity", "sink.azure.account_key_env"]
+            [
+                "source.topics",
+                "window.granularity",
+                "sink.azure.account_key_env"
+            ]
         );
     }
 
     #[test]
     fn unknown_fields_are_rejected_with_their_line() {
-        let bad = GOOD.replace("granularity = \"hour\"", "granularity = \"hour\"\ngranularty = 1");
+        let bad = GOOD.replace(
+            "granularity = \"hour\"",
+            "granularity = \"hour\"\ngranularty = 1",
+        );
         let e = &errors(&bad)[0];
         assert!(e.problem.contains("unknown field `granularty`"), "{e}");
         assert_eq!(e.field, "(line 14)");
@@ -550,9 +674,15 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
 
     #[test]
     fn templates_that_could_overwrite_are_rejected() {
-        let bad = GOOD.replace("compression = \"gzip\"", "path = \"{signal}/{YYYY}/data.json\"");
+        let bad = GOOD.replace(
+            "compression = \"gzip\"",
+            "path = \"{signal}/{YYYY}/data.json\"",
+        );
         let e = &errors(&bad)[0];
         assert_eq!(e.field, "sink.path");
-        assert!(e.problem.contains("{topic}, {partition}, {first_offset}"), "{e}");
+        assert!(
+            e.problem.contains("{topic}, {partition}, {first_offset}"),
+            "{e}"
+        );
     }
 }

@@ -63,12 +63,18 @@ mod tests {
 
     #[test]
     fn plain_names_are_unchanged() {
-        assert_eq!(SignalName::sanitize("engine.temp-1_x").as_str(), "engine.temp-1_x");
+        assert_eq!(
+            SignalName::sanitize("engine.temp-1_x").as_str(),
+            "engine.temp-1_x"
+        );
     }
 
     #[test]
     fn traversal_and_separators_are_escaped() {
-        assert_eq!(SignalName::sanitize("../../etc").as_str(), "~2E.~2F..~2Fetc");
+        assert_eq!(
+            SignalName::sanitize("../../etc").as_str(),
+            "~2E.~2F..~2Fetc"
+        );
         assert_eq!(SignalName::sanitize("a/b\\c").as_str(), "a~2Fb~5Cc");
         assert_eq!(SignalName::sanitize("\n").as_str(), "~0A");
         assert_eq!(SignalName::sanitize("").as_str(), "~");

@@ -196,6 +196,9 @@ mod tests {
             PathTemplate::parse("a/../{signal}"),
             Err(TemplateError::EscapesRoot)
         ));
-        assert!(matches!(PathTemplate::parse(" "), Err(TemplateError::Empty)));
+        assert!(matches!(
+            PathTemplate::parse(" "),
+            Err(TemplateError::Empty)
+        ));
     }
 }

@@ -7,9 +7,14 @@ use sluice_core::{SignalName, TopicPartition, Window};
 /// What a buffer's file will hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
-    Signal { signal: SignalName, window: Window },
+    Signal {
+        signal: SignalName,
+        window: Window,
+    },
     /// Records that could not be exported, bucketed by the day they arrived.
-    DeadLetter { window: Window },
+    DeadLetter {
+        window: Window,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,7 +74,10 @@ impl Buffers {
                 opened_at: now,
             }
         });
-        debug_assert!(opened || offset > buf.last_offset, "offsets arrive in order");
+        debug_assert!(
+            opened || offset > buf.last_offset,
+            "offsets arrive in order"
+        );
         buf.last_offset = offset;
         buf.records += 1;
         buf.ndjson.extend_from_slice(line);
@@ -164,7 +172,10 @@ mod tests {
         assert!(b.append(key("b", 0), 1, b"{}", t0).opened);
         assert!(!b.append(key("a", 0), 2, b"{}", t0).opened);
         let full = b.append(key("a", 0), 3, b"{\"x\":1}", t0).full.unwrap();
-        assert_eq!((full.first_offset, full.last_offset, full.records), (0, 3, 3));
+        assert_eq!(
+            (full.first_offset, full.last_offset, full.records),
+            (0, 3, 3)
+        );
         assert_eq!(full.ndjson, b"{}\n{}\n{\"x\":1}\n");
         assert_eq!(b.buffered_bytes(), 3);
         assert!(b.take_expired(t0 + Duration::from_secs(9)).is_empty());
@@ -183,7 +194,10 @@ mod tests {
         b.append(key("a", 1), 0, b"{}", t0);
         b.append(key("b", 1), 1, b"{}", t0);
         let taken = b.take_partition(&TopicPartition::new("t", 1));
-        assert_eq!(taken.iter().map(|b| b.first_offset).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            taken.iter().map(|b| b.first_offset).collect::<Vec<_>>(),
+            [0, 1]
+        );
         assert_eq!(b.len(), 1);
     }
 }

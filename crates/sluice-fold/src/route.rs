@@ -87,13 +87,16 @@ impl Router {
             } else if e.is_data() {
                 DeadReason::new("not_an_object", "the payload is JSON but not an object")
             } else {
-                DeadReason::new("invalid_json", format!("the payload is not valid JSON: {e}"))
+                DeadReason::new(
+                    "invalid_json",
+                    format!("the payload is not valid JSON: {e}"),
+                )
             }
         })?;
 
         let raw_signal = match &self.signal_source {
             SignalSource::Field(path) => lookup(&object, path)?
-                .map(|v| scalar_text(v, &path.join("."))) 
+                .map(|v| scalar_text(v, &path.join(".")))
                 .transpose()?,
             SignalSource::Header(name) => record
                 .header(name)
@@ -118,16 +121,25 @@ impl Router {
         }
 
         let ts_ms = match &self.time {
-            TimeKey::Ingestion => record.timestamp_ms.filter(|t| *t >= 0).unwrap_or(arrival_ms),
+            TimeKey::Ingestion => record
+                .timestamp_ms
+                .filter(|t| *t >= 0)
+                .unwrap_or(arrival_ms),
             TimeKey::Event { path, format } => {
                 let field = path.join(".");
                 let raw = lookup(&object, path)?.ok_or_else(|| {
-                    DeadReason::new("missing_timestamp", format!("no event time field '{field}'"))
+                    DeadReason::new(
+                        "missing_timestamp",
+                        format!("no event time field '{field}'"),
+                    )
                 })?;
                 parse_time(raw, *format).ok_or_else(|| {
                     DeadReason::new(
                         "bad_timestamp",
-                        format!("field '{field}' = {} is not a {format:?} time", clip(raw.get())),
+                        format!(
+                            "field '{field}' = {} is not a {format:?} time",
+                            clip(raw.get())
+                        ),
                     )
                 })?
             }
@@ -302,18 +314,44 @@ url = "/tmp/x"
     #[test]
     fn routes_by_nested_signal_and_event_time() {
         let r = event_router();
-        let got = r.route(&record(br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#), 0);
-        let Routed::Data { signal, window, line } = got else { panic!("{got:?}") };
+        let got = r.route(
+            &record(br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#),
+            0,
+        );
+        let Routed::Data {
+            signal,
+            window,
+            line,
+        } = got
+        else {
+            panic!("{got:?}")
+        };
         assert_eq!(signal.as_str(), "temp");
         assert_eq!(window.start().to_rfc3339(), "2024-03-05T14:00:00+00:00");
-        assert_eq!(line, br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#);
+        assert_eq!(
+            line,
+            br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#
+        );
 
-        let got = r.route(&record(b"{\"meta\":{\"name\":\"hum/x\"},\n\"ts\":1709649432}"), 0);
-        let Routed::Data { signal, window, line } = got else { panic!("{got:?}") };
+        let got = r.route(
+            &record(b"{\"meta\":{\"name\":\"hum/x\"},\n\"ts\":1709649432}"),
+            0,
+        );
+        let Routed::Data {
+            signal,
+            window,
+            line,
+        } = got
+        else {
+            panic!("{got:?}")
+        };
         assert_eq!(signal.as_str(), "hum~2Fx");
         assert_eq!(window.start_ms, 1_709_647_200_000);
         assert!(!line.contains(&b'\n'));
-        assert_eq!(r.route(&record(br#"{"meta":{"name":"other"},"ts":1}"#), 0), Routed::Skipped);
+        assert_eq!(
+            r.route(&record(br#"{"meta":{"name":"other"},"ts":1}"#), 0),
+            Routed::Skipped
+        );
     }
 
     #[test]
@@ -333,8 +371,14 @@ url = "/tmp/x"
         assert_eq!(label(Some(b"\xff\xfe")), "not_utf8");
         assert_eq!(label(Some(b"[1,2]")), "not_an_object");
         assert_eq!(label(Some(br#"{"ts":1}"#)), "missing_signal");
-        assert_eq!(label(Some(br#"{"meta":{"name":"temp"}}"#)), "missing_timestamp");
-        assert_eq!(label(Some(br#"{"meta":{"name":"temp"},"ts":"yesterday"}"#)), "bad_timestamp");
+        assert_eq!(
+            label(Some(br#"{"meta":{"name":"temp"}}"#)),
+            "missing_timestamp"
+        );
+        assert_eq!(
+            label(Some(br#"{"meta":{"name":"temp"},"ts":"yesterday"}"#)),
+            "bad_timestamp"
+        );
     }
 
     #[test]
@@ -343,12 +387,16 @@ url = "/tmp/x"
             "signal_header = \"sig\"",
             "time = \"ingestion\"\ngranularity = \"day\"",
         ));
-        let Routed::Data { signal, window, .. } = r.route(&record(b"{}"), 0) else { panic!() };
+        let Routed::Data { signal, window, .. } = r.route(&record(b"{}"), 0) else {
+            panic!()
+        };
         assert_eq!(signal.as_str(), "from-header");
         assert_eq!(window.start().to_rfc3339(), "2024-03-05T00:00:00+00:00");
         let mut no_ts = record(b"{}");
         no_ts.timestamp_ms = None;
-        let Routed::Data { window, .. } = r.route(&no_ts, 86_400_000 * 2 + 5) else { panic!() };
+        let Routed::Data { window, .. } = r.route(&no_ts, 86_400_000 * 2 + 5) else {
+            panic!()
+        };
         assert_eq!(window.start_ms, 86_400_000 * 2);
     }
 
@@ -358,7 +406,9 @@ url = "/tmp/x"
             "default_signal = \"unknown\"",
             "time = \"ingestion\"\ngranularity = \"hour\"",
         ));
-        let Routed::Data { signal, .. } = r.route(&record(b"{\"v\":1}"), 0) else { panic!() };
+        let Routed::Data { signal, .. } = r.route(&record(b"{\"v\":1}"), 0) else {
+            panic!()
+        };
         assert_eq!(signal.as_str(), "unknown");
     }
 

@@ -56,6 +56,9 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, lines);
-        assert_eq!(encode(&lines, Format::Ndjson, Compression::None).unwrap(), lines);
+        assert_eq!(
+            encode(&lines, Format::Ndjson, Compression::None).unwrap(),
+            lines
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use sluice_config::SourceSettings;
@@ -80,8 +82,13 @@ impl ConsumerContext for SourceContext {
                 if !commits.is_empty() {
                     // Hand over exactly what has landed, so the next owner starts there.
                     match commit_with(consumer, &commits, CommitMode::Sync) {
-                        Ok(()) => tracing::info!(?commits, "committed landed offsets of revoked partitions"),
-                        Err(e) => tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads from the last commit"),
+                        Ok(()) => tracing::info!(
+                            ?commits,
+                            "committed landed offsets of revoked partitions"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads from the last commit")
+                        }
                     }
                 }
                 for tp in &revoked {
@@ -89,12 +96,18 @@ impl ConsumerContext for SourceContext {
                 }
                 drop(ledgers);
                 tracing::info!(partitions = ?revoked, "partitions revoked");
-                self.events.lock().expect("event lock").push(PartitionEvent::Revoked(revoked));
+                self.events
+                    .lock()
+                    .expect("event lock")
+                    .push(PartitionEvent::Revoked(revoked));
             }
             Rebalance::Assign(tpl) => {
                 let assigned = partitions(tpl);
                 tracing::info!(partitions = ?assigned, "partitions assigned");
-                self.events.lock().expect("event lock").push(PartitionEvent::Assigned(assigned));
+                self.events
+                    .lock()
+                    .expect("event lock")
+                    .push(PartitionEvent::Assigned(assigned));
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -180,7 +193,12 @@ fn to_record(msg: &BorrowedMessage<'_>) -> Record {
         .headers()
         .map(|hs| {
             hs.iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();

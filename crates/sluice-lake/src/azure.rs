@@ -15,12 +15,10 @@ pub(crate) fn operator(az: &AzureDestination) -> Result<Operator, LakeError> {
         .root(&format!("/{}", az.root))
         .account_name(&az.account)
         .account_key(key.expose());
-    Operator::new(builder)
-        
-        .map_err(|source| LakeError::Open {
-            what: describe(az),
-            source,
-        })
+    Operator::new(builder).map_err(|e| LakeError::Open {
+        what: describe(az),
+        source: Box::new(e),
+    })
 }
 
 pub(crate) fn describe(az: &AzureDestination) -> String {
@@ -68,7 +66,10 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
         409 => Ok(()), // ContainerAlreadyExists
         status => {
             let body = resp.text().await.unwrap_or_default();
-            Err(fail(format!("HTTP {status}: {}", body.chars().take(300).collect::<String>())))
+            Err(fail(format!(
+                "HTTP {status}: {}",
+                body.chars().take(300).collect::<String>()
+            )))
         }
     }
 }

@@ -15,7 +15,7 @@ pub enum LakeError {
     Open {
         what: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     #[error("cannot create Azure container '{container}': {detail}")]
     CreateContainer { container: String, detail: String },
@@ -24,7 +24,7 @@ pub enum LakeError {
         op: &'static str,
         path: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
 }
 
@@ -73,14 +73,13 @@ impl Lake {
                 let abs = abs.to_string_lossy().to_string();
                 std::fs::create_dir_all(&abs).map_err(|e| LakeError::Open {
                     what: abs.clone(),
-                    source: opendal::Error::new(ErrorKind::Unexpected, e.to_string()),
+                    source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
                 })?;
                 let builder = opendal::services::Fs::default().root(&abs);
-                let op = Operator::new(builder)
-                    .map_err(|source| LakeError::Open {
-                        what: abs.clone(),
-                        source,
-                    })?;
+                let op = Operator::new(builder).map_err(|e| LakeError::Open {
+                    what: abs.clone(),
+                    source: Box::new(e),
+                })?;
                 (op, format!("file://{abs}"))
             }
             Destination::Azure(az) => {
@@ -103,10 +102,10 @@ impl Lake {
         match self.op.write_with(path, body).if_not_exists(true).await {
             Ok(_) => Ok(Landed::Written),
             Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(Landed::AlreadyPresent),
-            Err(source) => Err(LakeError::Storage {
+            Err(e) => Err(LakeError::Storage {
                 op: "write",
                 path: path.to_string(),
-                source,
+                source: Box::new(e),
             }),
         }
     }
@@ -116,10 +115,10 @@ impl Lake {
             .read(path)
             .await
             .map(|b| b.to_vec())
-            .map_err(|source| LakeError::Storage {
+            .map_err(|e| LakeError::Storage {
                 op: "read",
                 path: path.to_string(),
-                source,
+                source: Box::new(e),
             })
     }
 
@@ -128,11 +127,11 @@ impl Lake {
         let entries = match self.op.list_with(prefix).recursive(true).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
+            Err(e) => {
                 return Err(LakeError::Storage {
                     op: "list",
                     path: prefix.to_string(),
-                    source,
+                    source: Box::new(e),
                 })
             }
         };
@@ -167,14 +166,23 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(lake.land("a/b/1.json", b"x\n".to_vec()).await.unwrap(), Landed::Written);
+        assert_eq!(
+            lake.land("a/b/1.json", b"x\n".to_vec()).await.unwrap(),
+            Landed::Written
+        );
         assert_eq!(
             lake.land("a/b/1.json", b"y\n".to_vec()).await.unwrap(),
             Landed::AlreadyPresent
         );
         assert_eq!(lake.read("a/b/1.json").await.unwrap(), b"x\n");
         let files = lake.list("").await.unwrap();
-        assert_eq!(files, [LakeFile { path: "a/b/1.json".into(), size: 2 }]);
+        assert_eq!(
+            files,
+            [LakeFile {
+                path: "a/b/1.json".into(),
+                size: 2
+            }]
+        );
         assert!(lake.list("missing/").await.unwrap().is_empty());
     }
 }

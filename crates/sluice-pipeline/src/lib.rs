@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_config::{Compression, Format, ValidatedPipeline};
-use sluice_core::{Granularity, PartitionLedgers, PathTemplate, PathValues, SignalName, TopicPartition, Window};
+use sluice_core::{
+    Granularity, PartitionLedgers, PathTemplate, PathValues, SignalName, TopicPartition, Window,
+};
 use sluice_fold::{dead_letter_line, Buffer, BufferKey, Buffers, Routed, Router, Target};
 use sluice_kafka::{KafkaSource, PartitionEvent, SharedLedgers, SourceError};
 use sluice_lake::{Lake, LakeError, Landed};
@@ -36,7 +38,7 @@ pub enum PipelineError {
         first: i64,
         last: i64,
         #[source]
-        source: LakeError,
+        source: Box<LakeError>,
     },
     #[error(transparent)]
     Lake(#[from] LakeError),
@@ -158,7 +160,11 @@ impl Worker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while self.landings.len() >= MAX_LANDINGS_IN_FLIGHT {
-                let done = self.landings.join_next().await.expect("the set is not empty");
+                let done = self
+                    .landings
+                    .join_next()
+                    .await
+                    .expect("the set is not empty");
                 self.on_landed(done)?;
             }
             tokio::select! {
@@ -220,23 +226,45 @@ impl Worker {
         self.summary.records_consumed += 1;
         let arrival = now_ms();
         let (target, line) = match self.router.route(&record, arrival) {
-            Routed::Data { signal, window, line } => (Target::Signal { signal, window }, line),
+            Routed::Data {
+                signal,
+                window,
+                line,
+            } => (Target::Signal { signal, window }, line),
             Routed::Skipped => {
                 self.metrics.records_skipped.inc();
                 self.summary.records_skipped += 1;
-                self.ledgers.lock().expect("ledger lock").get_mut(&tp).consumed(record.offset);
+                self.ledgers
+                    .lock()
+                    .expect("ledger lock")
+                    .get_mut(&tp)
+                    .consumed(record.offset);
                 return;
             }
             Routed::Dead(reason) => {
                 tracing::warn!(record = %record.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
-                self.metrics.records_dead_lettered.with_label_values(&[reason.label]).inc();
+                self.metrics
+                    .records_dead_lettered
+                    .with_label_values(&[reason.label])
+                    .inc();
                 self.summary.records_dead_lettered += 1;
                 let window = Window::containing(arrival, Granularity::Day);
-                (Target::DeadLetter { window }, dead_letter_line(&record, &reason))
+                (
+                    Target::DeadLetter { window },
+                    dead_letter_line(&record, &reason),
+                )
             }
         };
         let offset = record.offset;
-        let appended = self.buffers.append(BufferKey { tp: tp.clone(), target }, offset, &line, Instant::now());
+        let appended = self.buffers.append(
+            BufferKey {
+                tp: tp.clone(),
+                target,
+            },
+            offset,
+            &line,
+            Instant::now(),
+        );
         {
             let mut ledgers = self.ledgers.lock().expect("ledger lock");
             let ledger = ledgers.get_mut(&tp);
@@ -252,12 +280,26 @@ impl Worker {
 
     fn spawn_landing(&mut self, buffer: Buffer) {
         let (template, signal_label, signal, window) = match &buffer.key.target {
-            Target::Signal { signal, window } => (&self.path, signal.as_str().to_string(), signal.clone(), *window),
-            Target::DeadLetter { window } => (&self.dead_letter_path, DEAD_LETTER.to_string(), SignalName::sanitize(DEAD_LETTER), *window),
+            Target::Signal { signal, window } => (
+                &self.path,
+                signal.as_str().to_string(),
+                signal.clone(),
+                *window,
+            ),
+            Target::DeadLetter { window } => (
+                &self.dead_letter_path,
+                DEAD_LETTER.to_string(),
+                SignalName::sanitize(DEAD_LETTER),
+                *window,
+            ),
         };
         let dead_letter = matches!(buffer.key.target, Target::DeadLetter { .. });
         // Dead letters are always NDJSON: they carry raw bytes, not the signal's columns.
-        let (format, compression) = if dead_letter { (Format::Ndjson, Compression::None) } else { (self.format, self.compression) };
+        let (format, compression) = if dead_letter {
+            (Format::Ndjson, Compression::None)
+        } else {
+            (self.format, self.compression)
+        };
         let path = template.render(&PathValues {
             signal: &signal,
             window,
@@ -271,21 +313,47 @@ impl Worker {
         let span = tracing::info_span!("flush", signal = %signal_label, window = %window.start().to_rfc3339(), tp = %buffer.key.tp, first = buffer.first_offset, last = buffer.last_offset, path = %path);
         self.landings.spawn(
             async move {
-                let Buffer { key, first_offset, last_offset, records, ndjson, .. } = buffer;
-                let body = tokio::task::spawn_blocking(move || sluice_format::encode(&ndjson, format, compression))
-                    .await
-                    .map_err(|e| PipelineError::Encode { path: path.clone(), detail: e.to_string() })?
-                    .map_err(|e| PipelineError::Encode { path: path.clone(), detail: e.to_string() })?;
-                let bytes = body.len() as u64;
-                let outcome = lake.land(&path, body).await.map_err(|source| PipelineError::Land {
+                let Buffer {
+                    key,
+                    first_offset,
+                    last_offset,
+                    records,
+                    ndjson,
+                    ..
+                } = buffer;
+                let body = tokio::task::spawn_blocking(move || {
+                    sluice_format::encode(&ndjson, format, compression)
+                })
+                .await
+                .map_err(|e| PipelineError::Encode {
                     path: path.clone(),
-                    tp: key.tp.clone(),
-                    first: first_offset,
-                    last: last_offset,
-                    source,
+                    detail: e.to_string(),
+                })?
+                .map_err(|e| PipelineError::Encode {
+                    path: path.clone(),
+                    detail: e.to_string(),
                 })?;
+                let bytes = body.len() as u64;
+                let outcome =
+                    lake.land(&path, body)
+                        .await
+                        .map_err(|source| PipelineError::Land {
+                            path: path.clone(),
+                            tp: key.tp.clone(),
+                            first: first_offset,
+                            last: last_offset,
+                            source: Box::new(source),
+                        })?;
                 tracing::info!(records, bytes, ?outcome, "landed");
-                Ok(LandedFile { tp: key.tp, first_offset, records, dead_letter, signal: signal_label, bytes, outcome })
+                Ok(LandedFile {
+                    tp: key.tp,
+                    first_offset,
+                    records,
+                    dead_letter,
+                    signal: signal_label,
+                    bytes,
+                    outcome,
+                })
             }
             .instrument(span),
         );
@@ -295,17 +363,33 @@ impl Worker {
         &mut self,
         done: Result<Result<LandedFile, PipelineError>, tokio::task::JoinError>,
     ) -> Result<(), PipelineError> {
-        let file = done.map_err(|e| PipelineError::Encode { path: "(landing task)".into(), detail: e.to_string() })??;
-        self.ledgers.lock().expect("ledger lock").release(&file.tp, file.first_offset);
-        let format = if file.dead_letter { "ndjson" } else { format_label(self.format) };
+        let file = done.map_err(|e| PipelineError::Encode {
+            path: "(landing task)".into(),
+            detail: e.to_string(),
+        })??;
+        self.ledgers
+            .lock()
+            .expect("ledger lock")
+            .release(&file.tp, file.first_offset);
+        let format = if file.dead_letter {
+            "ndjson"
+        } else {
+            format_label(self.format)
+        };
         self.metrics.files_landed.with_label_values(&[format]).inc();
-        self.metrics.bytes_landed.with_label_values(&[format]).inc_by(file.bytes);
+        self.metrics
+            .bytes_landed
+            .with_label_values(&[format])
+            .inc_by(file.bytes);
         if file.outcome == Landed::AlreadyPresent {
             self.metrics.files_already_present.inc();
         }
         self.summary.files_landed += 1;
         if !file.dead_letter {
-            self.metrics.records_landed.with_label_values(&[&file.signal]).inc_by(file.records);
+            self.metrics
+                .records_landed
+                .with_label_values(&[&file.signal])
+                .inc_by(file.records);
             self.summary.records_landed += file.records;
         }
         Ok(())
@@ -329,7 +413,11 @@ impl Worker {
     fn commit(&mut self, source: &KafkaSource) {
         let commits: Vec<_> = {
             let ledgers = self.ledgers.lock().expect("ledger lock");
-            ledgers.uncommitted().into_iter().filter(|(tp, _)| self.assigned.contains(tp)).collect()
+            ledgers
+                .uncommitted()
+                .into_iter()
+                .filter(|(tp, _)| self.assigned.contains(tp))
+                .collect()
         };
         if commits.is_empty() {
             return;
@@ -337,9 +425,15 @@ impl Worker {
         // A synchronous commit is one broker round trip; keep it off the async workers' backs.
         match tokio::task::block_in_place(|| source.commit(&commits)) {
             Ok(()) => {
-                self.ledgers.lock().expect("ledger lock").mark_committed(&commits);
+                self.ledgers
+                    .lock()
+                    .expect("ledger lock")
+                    .mark_committed(&commits);
                 for (tp, off) in &commits {
-                    self.metrics.committed_offset.with_label_values(&[&tp.topic, &tp.partition.to_string()]).set(*off);
+                    self.metrics
+                        .committed_offset
+                        .with_label_values(&[&tp.topic, &tp.partition.to_string()])
+                        .set(*off);
                 }
                 tracing::debug!(?commits, "committed");
             }
@@ -349,7 +443,9 @@ impl Worker {
 
     fn update_gauges(&self) {
         self.metrics.open_buffers.set(self.buffers.len() as i64);
-        self.metrics.buffered_bytes.set(self.buffers.buffered_bytes() as i64);
+        self.metrics
+            .buffered_bytes
+            .set(self.buffers.buffered_bytes() as i64);
     }
 }
 

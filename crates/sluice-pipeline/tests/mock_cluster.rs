@@ -13,7 +13,12 @@ use sluice_testkit::{produce, Outgoing};
 
 const TOPIC: &str = "signals";
 
-fn pipeline(bootstrap: &str, lake: &std::path::Path, group: &str, extra: &str) -> ValidatedPipeline {
+fn pipeline(
+    bootstrap: &str,
+    lake: &std::path::Path,
+    group: &str,
+    extra: &str,
+) -> ValidatedPipeline {
     let text = format!(
         r#"
 name = "mock"
@@ -67,7 +72,9 @@ fn poison(partition: i32) -> Vec<Outgoing> {
         rec(Some(b"{not json")),
         rec(Some(br#"{"timestamp":"2024-03-05T10:00:00Z"}"#)),
         rec(None),
-        rec(Some(br#"{"signal":"engine.temperature","timestamp":"soon"}"#)),
+        rec(Some(
+            br#"{"signal":"engine.temperature","timestamp":"soon"}"#,
+        )),
     ]
 }
 
@@ -83,7 +90,9 @@ async fn lands_every_exported_record_once_and_commits_to_the_end() {
     let lake = tempfile::tempdir().unwrap();
     let p = pipeline(&kafka.bootstrap, lake.path(), "g1", "");
     let total = records.len() as u64;
-    let summary = run_until(&p, |m| m.records_consumed.get() >= total).await.unwrap();
+    let summary = run_until(&p, |m| m.records_consumed.get() >= total)
+        .await
+        .unwrap();
     assert_eq!(summary.records_consumed, total);
     assert_eq!(summary.records_dead_lettered, 4);
 
@@ -95,20 +104,54 @@ async fn lands_every_exported_record_once_and_commits_to_the_end() {
         let paths = found.get(&s.id).cloned().unwrap_or_default();
         if exported(&s.signal) {
             expected += 1;
-            assert_eq!(paths.len(), 1, "record {} landed {} times: {paths:?}", s.id, paths.len());
-            assert!(paths[0].starts_with(&hour_prefix(&s.signal, s.event_ms)), "record {} in {}", s.id, paths[0]);
+            assert_eq!(
+                paths.len(),
+                1,
+                "record {} landed {} times: {paths:?}",
+                s.id,
+                paths.len()
+            );
+            assert!(
+                paths[0].starts_with(&hour_prefix(&s.signal, s.event_ms)),
+                "record {} in {}",
+                s.id,
+                paths[0]
+            );
         } else {
-            assert!(paths.is_empty(), "unexported signal {} landed in {paths:?}", s.signal);
+            assert!(
+                paths.is_empty(),
+                "unexported signal {} landed in {paths:?}",
+                s.signal
+            );
         }
     }
     assert_eq!(summary.records_landed, expected);
-    assert!(files.iter().all(|(p, _)| !p.starts_with("tyre.pressure") && !p.starts_with("app.crash")));
+    assert!(files
+        .iter()
+        .all(|(p, _)| !p.starts_with("tyre.pressure") && !p.starts_with("app.crash")));
 
     // Dead letters name their record and reason and keep the raw bytes.
-    let dead: Vec<_> = files.iter().filter(|(p, _)| p.starts_with("_dead_letter/signals/2/")).flat_map(|(_, l)| l.clone()).collect();
-    let reasons: Vec<_> = dead.iter().map(|d| d["reason"].as_str().unwrap().to_string()).collect();
-    assert_eq!(reasons, ["invalid_json", "missing_signal", "tombstone", "bad_timestamp"]);
-    assert!(dead.iter().all(|d| d["topic"] == TOPIC && d["partition"] == 2 && d["offset"].is_i64()));
+    let dead: Vec<_> = files
+        .iter()
+        .filter(|(p, _)| p.starts_with("_dead_letter/signals/2/"))
+        .flat_map(|(_, l)| l.clone())
+        .collect();
+    let reasons: Vec<_> = dead
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "invalid_json",
+            "missing_signal",
+            "tombstone",
+            "bad_timestamp"
+        ]
+    );
+    assert!(dead
+        .iter()
+        .all(|d| d["topic"] == TOPIC && d["partition"] == 2 && d["offset"].is_i64()));
 
     for (committed, end) in committed(&kafka, "g1") {
         assert_eq!(committed, Some(end));
@@ -127,7 +170,12 @@ async fn lands_and_commits_by_age_while_running() {
     let samples = generate(&SampleSpec::new(2_000, 4, 2));
     produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
     let lake = tempfile::tempdir().unwrap();
-    let p = pipeline(&kafka.bootstrap, lake.path(), "g2", "[flush]\nmax_age_secs = 1");
+    let p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        "g2",
+        "[flush]\nmax_age_secs = 1",
+    );
     // Wait, while running, until every partition is committed to its end: that can only
     // happen after the age-based flush landed every buffer.
     let probe = kafka.bootstrap.clone();
@@ -139,7 +187,10 @@ async fn lands_and_commits_by_age_while_running() {
     .await
     .unwrap();
     assert_eq!(summary.records_consumed, 2_000);
-    let landed: usize = read_ndjson_tree(lake.path()).iter().map(|(_, l)| l.len()).sum();
+    let landed: usize = read_ndjson_tree(lake.path())
+        .iter()
+        .map(|(_, l)| l.len())
+        .sum();
     assert_eq!(landed as u64, summary.records_landed);
 }
 
@@ -153,11 +204,15 @@ async fn a_failed_landing_commits_nothing_it_did_not_land() {
     // A plain file where the signal's directory must go: every write under it fails.
     std::fs::write(lake.path().join("engine.temperature"), b"in the way").unwrap();
     let p = pipeline(&kafka.bootstrap, lake.path(), "g3", "");
-    let err = run_until(&p, |m| m.records_consumed.get() >= 3_000).await.unwrap_err();
+    let err = run_until(&p, |m| m.records_consumed.get() >= 3_000)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("engine.temperature/"), "{err}");
 
     // Every partition's commit stops at or before its first engine.temperature record.
-    let progress = sluice_kafka::group_progress(&kafka.bootstrap, "g3", TOPIC, Duration::from_secs(5)).unwrap();
+    let progress =
+        sluice_kafka::group_progress(&kafka.bootstrap, "g3", TOPIC, Duration::from_secs(5))
+            .unwrap();
     // Offsets in a partition follow production order; find each partition's first blocked one.
     let mut next_offset: std::collections::BTreeMap<i32, i64> = Default::default();
     let mut first_blocked: std::collections::BTreeMap<i32, i64> = Default::default();
@@ -170,6 +225,9 @@ async fn a_failed_landing_commits_nothing_it_did_not_land() {
     }
     for (partition, (committed, _end)) in progress {
         let limit = first_blocked[&partition];
-        assert!(committed.unwrap_or(0) <= limit, "partition {partition} committed {committed:?} past unlanded offset {limit}");
+        assert!(
+            committed.unwrap_or(0) <= limit,
+            "partition {partition} committed {committed:?} past unlanded offset {limit}"
+        );
     }
 }

@@ -11,9 +11,16 @@ pub fn read_ndjson_tree(root: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
     files
         .into_iter()
         .map(|f| {
-            let rel = f.strip_prefix(root).expect("under root").to_string_lossy().to_string();
+            let rel = f
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .to_string();
             let raw = std::fs::read(&f).expect("readable lake file");
-            (rel, parse_ndjson(&raw, f.to_string_lossy().ends_with(".gz")))
+            (
+                rel,
+                parse_ndjson(&raw, f.to_string_lossy().ends_with(".gz")),
+            )
         })
         .collect()
 }
@@ -22,7 +29,9 @@ pub fn read_ndjson_tree(root: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
 pub fn parse_ndjson(raw: &[u8], gzip: bool) -> Vec<serde_json::Value> {
     let text = if gzip {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw).read_to_end(&mut out).expect("valid gzip");
+        flate2::read::GzDecoder::new(raw)
+            .read_to_end(&mut out)
+            .expect("valid gzip");
         out
     } else {
         raw.to_vec()
@@ -34,7 +43,9 @@ pub fn parse_ndjson(raw: &[u8], gzip: bool) -> Vec<serde_json::Value> {
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {

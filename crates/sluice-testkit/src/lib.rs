@@ -33,9 +33,14 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[Outgoing]) -> Result<(),
     for r in records {
         let mut headers = rdkafka::message::OwnedHeaders::new();
         for (k, v) in &r.headers {
-            headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
+            headers = headers.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v),
+            });
         }
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(r.partition).headers(headers);
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .partition(r.partition)
+            .headers(headers);
         if let Some(k) = &r.key {
             rec = rec.key(k);
         }

@@ -91,7 +91,9 @@ pub fn generate(spec: &SampleSpec) -> Vec<SampleRecord> {
                 "engine.temperature" => serde_json::json!(60.0 + rng.unit() * 50.0),
                 "cabin.humidity" => serde_json::json!(rng.below(100)),
                 "battery.voltage" => serde_json::json!(11.5 + rng.unit() * 3.0),
-                "gps.position" => serde_json::json!({"lat": 47.6 + rng.unit(), "lon": -122.3 + rng.unit()}),
+                "gps.position" => {
+                    serde_json::json!({"lat": 47.6 + rng.unit(), "lon": -122.3 + rng.unit()})
+                }
                 "door.opened" => serde_json::json!(rng.below(2) == 1),
                 _ => serde_json::json!(format!("v{}", rng.below(1000))),
             };

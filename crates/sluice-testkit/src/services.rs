@@ -17,11 +17,18 @@ use rdkafka::ClientConfig;
 
 /// The workspace root (where `.tools/` lives).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind loopback")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
@@ -31,7 +38,10 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status} before listening; log: {}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "{what} exited with {status} before listening; log: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -94,9 +104,20 @@ impl Tansu {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
-        cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"]);
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]);
         let service = Service::spawn("tansu", cmd, port, temp_dir("tansu"));
-        Self { bootstrap: format!("127.0.0.1:{port}"), _service: service }
+        Self {
+            bootstrap: format!("127.0.0.1:{port}"),
+            _service: service,
+        }
     }
 
     pub fn create_topic(&self, topic: &str, partitions: i32) {
@@ -106,8 +127,10 @@ impl Tansu {
 
 /// Creates a topic through the Kafka admin API and waits until its metadata shows it.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
     // On a thread of its own, so that callers inside an async runtime may use it too.
     let results = std::thread::scope(|s| {
         s.spawn(|| {
@@ -127,9 +150,15 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let md = admin.inner().fetch_metadata(Some(topic), Duration::from_secs(5));
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5));
         if let Ok(md) = md {
-            if md.topics().iter().any(|t| t.name() == topic && t.partitions().len() == partitions as usize) {
+            if md
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.partitions().len() == partitions as usize)
+            {
                 return;
             }
         }
@@ -139,11 +168,17 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
 }
 
 fn temp_dir(prefix: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("sluice-{prefix}-")).tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix(&format!("sluice-{prefix}-"))
+        .tempdir()
+        .expect("temp dir")
 }
 
 fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// librdkafka's in-process mock cluster: Kafka protocol on loopback, no external process.
@@ -160,7 +195,9 @@ impl MockKafka {
     }
 
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        self.cluster.create_topic(topic, partitions, 1).expect("mock topic");
+        self.cluster
+            .create_topic(topic, partitions, 1)
+            .expect("mock topic");
     }
 }
 
@@ -187,9 +224,21 @@ impl Azurite {
         let port = free_port();
         let dir = temp_dir("azurite");
         let mut cmd = Command::new(bin);
-        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--loose", "--skipApiVersionCheck", "--location"])
-            .arg(dir.path().join("data"));
+        cmd.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--loose",
+            "--skipApiVersionCheck",
+            "--location",
+        ])
+        .arg(dir.path().join("data"));
         let service = Service::spawn("azurite", cmd, port, dir);
-        Self { endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"), port, _service: service }
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+            port,
+            _service: service,
+        }
     }
 }

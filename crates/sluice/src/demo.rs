@@ -24,14 +24,19 @@ pub async fn run(lake_dir: &Path, records: usize) -> anyhow::Result<()> {
     let bootstrap = kafka.bootstrap.clone();
     let batch = outgoing(&samples);
     let produce_topic = topic.clone();
-    tokio::task::spawn_blocking(move || sluice_testkit::produce(&bootstrap, &produce_topic, &batch)).await??;
+    tokio::task::spawn_blocking(move || {
+        sluice_testkit::produce(&bootstrap, &produce_topic, &batch)
+    })
+    .await??;
     println!("produced {records} device signals over 5 hours to topic '{topic}' (4 partitions) on an embedded broker");
 
     std::fs::create_dir_all(lake_dir)?;
     let lake_dir = lake_dir.canonicalize()?;
     file.source.bootstrap_servers = kafka.bootstrap.clone();
     file.sink.url = lake_dir.to_string_lossy().to_string();
-    let pipeline = file.validate(&sluice_config::process_env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pipeline = file
+        .validate(&sluice_config::process_env)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Stop once every record was consumed: shutdown lands the open buffers and commits.
     let metrics = sluice_telemetry::Metrics::new(&pipeline.name);
     let summary = sluice_pipeline::run_until(&pipeline, metrics, Duration::from_secs(120), |m| {
@@ -42,7 +47,12 @@ pub async fn run(lake_dir: &Path, records: usize) -> anyhow::Result<()> {
         bail!("consumed {} of {records} records", summary.records_consumed);
     }
 
-    let progress = sluice_kafka::group_progress(&kafka.bootstrap, &pipeline.source.group_id, &topic, Duration::from_secs(10))?;
+    let progress = sluice_kafka::group_progress(
+        &kafka.bootstrap,
+        &pipeline.source.group_id,
+        &topic,
+        Duration::from_secs(10),
+    )?;
     let all_committed = progress.values().all(|(c, end)| *c == Some(*end));
     let lake = sluice_lake::Lake::open(&pipeline.sink.destination).await?;
     let files = lake.list("").await?;
@@ -50,7 +60,12 @@ pub async fn run(lake_dir: &Path, records: usize) -> anyhow::Result<()> {
     let mut by_signal: BTreeMap<String, (usize, usize, u64)> = BTreeMap::new();
     for f in &files {
         let signal = f.path.split('/').next().unwrap_or_default().to_string();
-        let lines = lake.read(&f.path).await?.iter().filter(|b| **b == b'\n').count();
+        let lines = lake
+            .read(&f.path)
+            .await?
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
         let e = by_signal.entry(signal).or_default();
         e.0 += 1;
         e.1 += lines;
@@ -58,7 +73,10 @@ pub async fn run(lake_dir: &Path, records: usize) -> anyhow::Result<()> {
     }
 
     println!("\nlanded {} files in {}:", files.len(), lake.describe());
-    println!("  {:<22} {:>7} {:>9} {:>10}", "signal", "files", "records", "bytes");
+    println!(
+        "  {:<22} {:>7} {:>9} {:>10}",
+        "signal", "files", "records", "bytes"
+    );
     for (signal, (n, recs, bytes)) in &by_signal {
         println!("  {signal:<22} {n:>7} {recs:>9} {bytes:>10}");
     }

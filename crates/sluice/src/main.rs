@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use sluice_pipeline::Shutdown;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Export Kafka / Event Hubs event streams into a data lake")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Export Kafka / Event Hubs event streams into a data lake"
+)]
 struct Cli {
     /// Log one JSON object per line instead of human-readable text.
     #[arg(long, global = true)]
@@ -41,9 +45,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own summary; per-file logs would bury it.
-    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     sluice_telemetry::init_logging(cli.json_logs, default_level);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match cli.command {
         Command::Validate { pipelines } => validate(&pipelines),
         Command::Run { pipeline } => rt.block_on(run(&pipeline)),

@@ -8,36 +8,79 @@ fn sluice() -> Command {
 }
 
 fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// Each broken file, the field its message must name, and a word of the fix.
 const BROKEN: &[(&str, &str, &str)] = &[
-    ("unknown_field.toml", "(line 12)", "unknown field `granularty`"),
-    ("bad_granularity.toml", "window.granularity", "\"minute\", \"hour\" or \"day\""),
-    ("missing_event_time_field.toml", "window.event_time_field", "time = \"ingestion\""),
+    (
+        "unknown_field.toml",
+        "(line 12)",
+        "unknown field `granularty`",
+    ),
+    (
+        "bad_granularity.toml",
+        "window.granularity",
+        "\"minute\", \"hour\" or \"day\"",
+    ),
+    (
+        "missing_event_time_field.toml",
+        "window.event_time_field",
+        "time = \"ingestion\"",
+    ),
     ("overwriting_path.toml", "sink.path", "{first_offset}"),
     ("unsupported_url.toml", "sink.url", "abfss://"),
-    ("missing_account_key.toml", "sink.azure.account_key_env", "export SLUICE_TEST_UNSET_KEY="),
+    (
+        "missing_account_key.toml",
+        "sink.azure.account_key_env",
+        "export SLUICE_TEST_UNSET_KEY=",
+    ),
     ("no_topics.toml", "source.topics", "name at least one topic"),
-    ("empty_signal_list.toml", "route.signals", "remove the field to export all"),
-    ("unknown_placeholder.toml", "sink.path", "unknown placeholder {yyyy}"),
+    (
+        "empty_signal_list.toml",
+        "route.signals",
+        "remove the field to export all",
+    ),
+    (
+        "unknown_placeholder.toml",
+        "sink.path",
+        "unknown placeholder {yyyy}",
+    ),
 ];
 
 #[test]
 fn validate_names_the_field_and_the_fix_for_each_broken_file() {
     let mut messages = Vec::new();
     for (file, field, fix) in BROKEN {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken").join(file);
-        let out = sluice().arg("validate").arg(&path).env_remove("SLUICE_TEST_UNSET_KEY").output().unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/broken")
+            .join(file);
+        let out = sluice()
+            .arg("validate")
+            .arg(&path)
+            .env_remove("SLUICE_TEST_UNSET_KEY")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(2), "{file}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{file} should have exactly one problem: {stderr}");
-        assert!(stderr.contains(&format!(": {field}: ")), "{file}: no field {field} in: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{file} should have exactly one problem: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(": {field}: ")),
+            "{file}: no field {field} in: {stderr}"
+        );
         assert!(stderr.contains(fix), "{file}: no '{fix}' in: {stderr}");
         assert!(stderr.contains("Fix: "), "{file}: {stderr}");
         let message = stderr.split_once(": ").unwrap().1.to_string();
-        assert!(!messages.contains(&message), "{file} repeats a message: {message}");
+        assert!(
+            !messages.contains(&message),
+            "{file} repeats a message: {message}"
+        );
         messages.push(message);
     }
 }
@@ -57,20 +100,40 @@ fn validate_accepts_the_shipped_pipelines() {
         .env("AZURE_STORAGE_KEY", "c2hhcmVkIGtleQ==")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).matches(": ok").count(), files.len());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches(": ok").count(),
+        files.len()
+    );
 }
 
 #[test]
 fn demo_lands_readable_files_and_commits_everything() {
     let lake = tempfile::tempdir().unwrap();
-    let out = sluice().args(["demo", "--records", "5000", "--lake"]).arg(lake.path()).output().unwrap();
+    let out = sluice()
+        .args(["demo", "--records", "5000", "--lake"])
+        .arg(lake.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("5000 consumed, 5000 landed"), "{stdout}");
-    assert!(stdout.contains("offsets committed to the end of every partition: yes"), "{stdout}");
+    assert!(
+        stdout.contains("offsets committed to the end of every partition: yes"),
+        "{stdout}"
+    );
     let files = sluice_testkit::lake_files::read_ndjson_tree(lake.path());
     let lines: usize = files.iter().map(|(_, l)| l.len()).sum();
     assert_eq!(lines, 5000);
-    assert!(files.iter().all(|(p, l)| l.iter().all(|r| p.starts_with(r["signal"].as_str().unwrap()))));
+    assert!(files.iter().all(|(p, l)| l
+        .iter()
+        .all(|r| p.starts_with(r["signal"].as_str().unwrap()))));
 }
