@@ -85,4 +85,5 @@ pub struct FlushSection {
     pub max_records: Option<u64>,
     pub max_bytes: Option<u64>,
     pub max_age_secs: Option<u64>,
+    pub max_buffered_bytes: Option<u64>,
 }

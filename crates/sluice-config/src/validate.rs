@@ -161,6 +161,8 @@ pub struct FlushPolicy {
     pub max_bytes: u64,
     /// Land a buffer this long after its first record arrived, so data stays near real time.
     pub max_age: Duration,
+    /// Ceiling on bytes held by all open buffers; past it the largest buffers land early.
+    pub max_buffered_bytes: u64,
 }
 
 impl Default for FlushPolicy {
@@ -169,6 +171,7 @@ impl Default for FlushPolicy {
             max_records: 200_000,
             max_bytes: 64 * 1024 * 1024,
             max_age: Duration::from_secs(60),
+            max_buffered_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -423,6 +426,13 @@ impl PipelineFile {
                 "use a positive byte count, or remove it for the default 67108864 (64 MiB)",
             );
         }
+        if f.max_buffered_bytes == Some(0) {
+            p.add(
+                "flush.max_buffered_bytes",
+                "is 0",
+                "use a positive byte count, or remove it for the default 268435456 (256 MiB)",
+            );
+        }
         if f.max_age_secs == Some(0) {
             p.add(
                 "flush.max_age_secs",
@@ -437,6 +447,7 @@ impl PipelineFile {
                 .max_age_secs
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.max_age),
+            max_buffered_bytes: f.max_buffered_bytes.unwrap_or(defaults.max_buffered_bytes),
         };
 
         match (signal_source, granularity, time, sink) {

@@ -96,6 +96,29 @@ impl Buffers {
         self.take_where(|b| now.saturating_duration_since(b.opened_at) >= age)
     }
 
+    /// When all buffers together hold more than the budget, the largest ones, until they hold
+    /// at most three quarters of it: landing big buffers frees the most memory per file.
+    pub fn take_over_budget(&mut self) -> Vec<Buffer> {
+        if self.bytes <= self.policy.max_buffered_bytes {
+            return Vec::new();
+        }
+        let target = self.policy.max_buffered_bytes / 4 * 3;
+        let mut by_size: Vec<(usize, BufferKey)> = self
+            .open
+            .values()
+            .map(|b| (b.ndjson.len(), b.key.clone()))
+            .collect();
+        by_size.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+        let mut out = Vec::new();
+        for (_, key) in by_size {
+            if self.bytes <= target {
+                break;
+            }
+            out.extend(self.remove(&key));
+        }
+        out
+    }
+
     /// Every buffer of one partition (on revocation).
     pub fn take_partition(&mut self, tp: &TopicPartition) -> Vec<Buffer> {
         self.take_where(|b| &b.key.tp == tp)
@@ -165,6 +188,7 @@ mod tests {
             max_records: 3,
             max_bytes: 1 << 20,
             max_age: Duration::from_secs(10),
+            max_buffered_bytes: 1 << 30,
         };
         let mut b = Buffers::new(policy);
         let t0 = Instant::now();
@@ -184,6 +208,27 @@ mod tests {
         assert_eq!(expired.len(), 1);
         assert!(b.is_empty());
         assert_eq!(b.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn lands_the_largest_buffers_when_over_budget() {
+        let mut b = Buffers::new(FlushPolicy {
+            max_buffered_bytes: 100,
+            ..FlushPolicy::default()
+        });
+        let t0 = Instant::now();
+        b.append(key("small", 0), 0, &[b'x'; 9], t0);
+        b.append(key("big", 0), 1, &[b'x'; 59], t0);
+        b.append(key("mid", 0), 2, &[b'x'; 29], t0);
+        assert!(
+            b.take_over_budget().is_empty(),
+            "100 bytes is not over the budget"
+        );
+        b.append(key("small", 0), 3, &[b'x'; 9], t0);
+        let taken = b.take_over_budget();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].first_offset, 1);
+        assert_eq!(b.buffered_bytes(), 50);
     }
 
     #[test]

@@ -12,9 +12,10 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use sluice_config::SourceSettings;
 use sluice_core::{PartitionLedgers, Record, TopicPartition};
+use sluice_telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -45,9 +46,35 @@ pub type SharedLedgers = Arc<Mutex<PartitionLedgers>>;
 pub struct SourceContext {
     events: Mutex<Vec<PartitionEvent>>,
     ledgers: SharedLedgers,
+    metrics: Metrics,
 }
 
 impl ClientContext for SourceContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`) carry each partition's high
+    /// watermark and committed offset: the end offset and lag gauges come from here.
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || !p.desired {
+                    continue;
+                }
+                let labels = [topic.as_str(), &partition.to_string()];
+                if p.hi_offset >= 0 {
+                    self.metrics
+                        .end_offset
+                        .with_label_values(&labels)
+                        .set(p.hi_offset);
+                    if p.committed_offset >= 0 {
+                        self.metrics
+                            .consumer_lag
+                            .with_label_values(&labels)
+                            .set((p.hi_offset - p.committed_offset).max(0));
+                    }
+                }
+            }
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -95,6 +122,16 @@ impl ConsumerContext for SourceContext {
                     ledgers.remove(tp);
                 }
                 drop(ledgers);
+                for tp in &revoked {
+                    let labels = [tp.topic.as_str(), &tp.partition.to_string()];
+                    for gauge in [
+                        &self.metrics.end_offset,
+                        &self.metrics.consumer_lag,
+                        &self.metrics.committed_offset,
+                    ] {
+                        let _ = gauge.remove_label_values(&labels);
+                    }
+                }
                 tracing::info!(partitions = ?revoked, "partitions revoked");
                 self.events
                     .lock()
@@ -133,6 +170,7 @@ pub struct KafkaSource {
 /// librdkafka settings Sluice owns; user properties cannot override them (validation says so).
 fn client_config(settings: &SourceSettings) -> ClientConfig {
     let mut cfg = ClientConfig::new();
+    cfg.set("statistics.interval.ms", "5000");
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }
@@ -145,10 +183,15 @@ fn client_config(settings: &SourceSettings) -> ClientConfig {
 }
 
 impl KafkaSource {
-    pub fn connect(settings: &SourceSettings, ledgers: SharedLedgers) -> Result<Self, SourceError> {
+    pub fn connect(
+        settings: &SourceSettings,
+        ledgers: SharedLedgers,
+        metrics: Metrics,
+    ) -> Result<Self, SourceError> {
         let context = SourceContext {
             events: Mutex::new(Vec::new()),
             ledgers,
+            metrics,
         };
         let consumer: StreamConsumer<SourceContext> = client_config(settings)
             .create_with_context(context)

@@ -65,6 +65,14 @@ impl Lake {
     /// Connects to the destination, creating the directory, or the Azure container (ADLS
     /// "file system"), if missing.
     pub async fn open(dest: &Destination) -> Result<Self, LakeError> {
+        Self::open_with_retry_hook(dest, |_| {}).await
+    }
+
+    /// Like `open`; `on_retry` is called with each temporary error before it is retried.
+    pub async fn open_with_retry_hook(
+        dest: &Destination,
+        on_retry: impl Fn(&opendal::Error) + Send + Sync + 'static,
+    ) -> Result<Self, LakeError> {
         // The process-wide HTTP client of opendal's HTTP services; idempotent.
         opendal::install_default();
         let (op, describe) = match dest {
@@ -92,7 +100,11 @@ impl Lake {
                 .with_max_times(6)
                 .with_min_delay(Duration::from_millis(100))
                 .with_max_delay(Duration::from_secs(5))
-                .with_jitter(),
+                .with_jitter()
+                .with_notify(move |event: opendal::layers::RetryEvent<'_>| {
+                    tracing::warn!(op = ?event.op, attempt = event.attempt, error = %event.err, "retrying storage operation");
+                    on_retry(event.err);
+                }),
         );
         Ok(Self { op, describe })
     }

@@ -65,6 +65,8 @@ struct LandedFile {
     signal: String,
     bytes: u64,
     outcome: Landed,
+    /// From taking the buffer out to the file having landed.
+    took: Duration,
 }
 
 /// Runs `pipeline` until `shutdown` is cancelled, then lands every open buffer, commits and
@@ -75,10 +77,16 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, PipelineError> {
-    let lake = Lake::open(&pipeline.sink.destination).await?;
+    let retries = metrics.storage_retries.clone();
+    let lake =
+        Lake::open_with_retry_hook(&pipeline.sink.destination, move |_| retries.inc()).await?;
+    metrics.lake_up.set(1);
+    metrics
+        .buffer_budget_bytes
+        .set(pipeline.flush.max_buffered_bytes as i64);
     tracing::info!(pipeline = %pipeline.name, lake = lake.describe(), topics = ?pipeline.source.topics, "starting");
     let ledgers: SharedLedgers = Arc::new(Mutex::new(PartitionLedgers::default()));
-    let source = KafkaSource::connect(&pipeline.source, ledgers.clone())?;
+    let source = KafkaSource::connect(&pipeline.source, ledgers.clone(), metrics.clone())?;
     let mut worker = Worker {
         router: Router::new(pipeline),
         buffers: Buffers::new(pipeline.flush.clone()),
@@ -214,9 +222,19 @@ impl Worker {
                 }
             }
         }
+        self.metrics
+            .assigned_partitions
+            .set(self.assigned.len() as i64);
     }
 
     fn on_record(&mut self, record: sluice_core::Record) {
+        self.on_record_routed(record);
+        for buffer in self.buffers.take_over_budget() {
+            self.spawn_landing(buffer);
+        }
+    }
+
+    fn on_record_routed(&mut self, record: sluice_core::Record) {
         let tp = TopicPartition::new(record.topic.clone(), record.partition);
         if !self.assigned.contains(&tp) {
             // Fetched before a revocation: its new owner handles it.
@@ -310,6 +328,7 @@ impl Worker {
             ext: &format.extension(compression),
         });
         let lake = self.lake.clone();
+        let started = Instant::now();
         let span = tracing::info_span!("flush", signal = %signal_label, window = %window.start().to_rfc3339(), tp = %buffer.key.tp, first = buffer.first_offset, last = buffer.last_offset, path = %path);
         self.landings.spawn(
             async move {
@@ -353,6 +372,7 @@ impl Worker {
                     signal: signal_label,
                     bytes,
                     outcome,
+                    took: started.elapsed(),
                 })
             }
             .instrument(span),
@@ -363,10 +383,29 @@ impl Worker {
         &mut self,
         done: Result<Result<LandedFile, PipelineError>, tokio::task::JoinError>,
     ) -> Result<(), PipelineError> {
-        let file = done.map_err(|e| PipelineError::Encode {
-            path: "(landing task)".into(),
-            detail: e.to_string(),
-        })??;
+        let file = match done {
+            Ok(Ok(file)) => file,
+            Ok(Err(e)) => {
+                if let PipelineError::Land { .. } = e {
+                    self.metrics
+                        .storage_errors
+                        .with_label_values(&["write"])
+                        .inc();
+                    self.metrics.lake_up.set(0);
+                }
+                return Err(e);
+            }
+            Err(e) => {
+                return Err(PipelineError::Encode {
+                    path: "(landing task)".into(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        self.metrics.lake_up.set(1);
+        self.metrics
+            .last_landing_timestamp_seconds
+            .set(now_ms() as f64 / 1000.0);
         self.ledgers
             .lock()
             .expect("ledger lock")
@@ -381,6 +420,14 @@ impl Worker {
             .bytes_landed
             .with_label_values(&[format])
             .inc_by(file.bytes);
+        self.metrics
+            .flush_duration_seconds
+            .with_label_values(&[format])
+            .observe(file.took.as_secs_f64());
+        self.metrics
+            .file_size_bytes
+            .with_label_values(&[format])
+            .observe(file.bytes as f64);
         if file.outcome == Landed::AlreadyPresent {
             self.metrics.files_already_present.inc();
         }

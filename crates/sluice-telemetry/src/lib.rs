@@ -1,7 +1,13 @@
 //! Logs and metrics. Metric names follow `sluice_<stage>_<name>_<unit>[_total]`; labels are
 //! bounded (pipeline, signal, topic, partition, format, reason), never paths or error text.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+mod http;
+
+pub use http::serve;
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 /// Sets up `tracing` output on stderr: human-readable, or one JSON object per line.
 /// `RUST_LOG` filters (default `default_level`).
@@ -19,6 +25,8 @@ pub fn init_logging(json: bool, default_level: &str) {
     };
 }
 
+const PREFIX: &str = "sluice";
+
 /// One worker's metrics, registered in their own registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -33,85 +41,173 @@ pub struct Metrics {
     pub open_buffers: IntGauge,
     pub buffered_bytes: IntGauge,
     pub committed_offset: IntGaugeVec,
+    pub end_offset: IntGaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    pub assigned_partitions: IntGauge,
     pub rebalances: IntCounter,
+    pub buffer_budget_bytes: IntGauge,
+    pub flush_duration_seconds: HistogramVec,
+    pub file_size_bytes: HistogramVec,
+    pub storage_errors: IntCounterVec,
+    pub storage_retries: IntCounter,
+    pub last_landing_timestamp_seconds: Gauge,
+    /// 1 while the lake answered the last operation, 0 after a failure.
+    pub lake_up: IntGauge,
+    names: Vec<String>,
+}
+
+/// Registers metrics and remembers their names (a vector without children renders nothing,
+/// so the names cannot be read back from the exposition).
+struct Registrar {
+    registry: Registry,
+    names: Vec<String>,
+}
+
+impl Registrar {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(&mut self, m: M) -> M {
+        self.names
+            .extend(m.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry
+            .register(Box::new(m.clone()))
+            .expect("metric names are unique");
+        m
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    fn counter_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    fn gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, buckets: Vec<f64>) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets);
+        self.add(HistogramVec::new(opts, &["format"]).expect("valid metric"))
+    }
 }
 
 impl Metrics {
     pub fn new(pipeline: &str) -> Self {
         let registry = Registry::new_custom(
-            Some("sluice".into()),
+            Some(PREFIX.into()),
             Some([("pipeline".to_string(), pipeline.to_string())].into()),
         )
         .expect("static prefix and labels are valid");
-        fn reg<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
-            r.register(Box::new(m.clone()))
-                .expect("metric names are unique");
-            m
-        }
-        let counter = |name: &str, help: &str| {
-            reg(
-                &registry,
-                IntCounter::new(name, help).expect("valid metric"),
-            )
+        let mut r = Registrar {
+            registry,
+            names: Vec::new(),
         };
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            reg(
-                &registry,
-                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
-            )
-        };
-        let gauge = |name: &str, help: &str| {
-            reg(&registry, IntGauge::new(name, help).expect("valid metric"))
-        };
+        let tp = &["topic", "partition"];
         Self {
-            records_consumed: counter("source_records_consumed_total", "Records read from Kafka."),
-            records_skipped: counter(
+            records_consumed: r
+                .counter("source_records_consumed_total", "Records read from Kafka."),
+            records_skipped: r.counter(
                 "route_records_skipped_total",
                 "Records whose signal is not exported.",
             ),
-            records_landed: counter_vec(
+            records_landed: r.counter_vec(
                 "lake_records_landed_total",
                 "Records inside files that landed.",
                 &["signal"],
             ),
-            records_dead_lettered: counter_vec(
+            records_dead_lettered: r.counter_vec(
                 "route_records_dead_lettered_total",
                 "Records sent to the dead-letter files, by reason.",
                 &["reason"],
             ),
-            files_landed: counter_vec(
+            files_landed: r.counter_vec(
                 "lake_files_landed_total",
                 "Files written to the lake.",
                 &["format"],
             ),
-            bytes_landed: counter_vec(
+            bytes_landed: r.counter_vec(
                 "lake_bytes_landed_total",
                 "Bytes written to the lake.",
                 &["format"],
             ),
-            files_already_present: counter(
+            files_already_present: r.counter(
                 "lake_files_already_present_total",
                 "Landings that found their file already written by an earlier attempt.",
             ),
-            open_buffers: gauge(
+            open_buffers: r.gauge(
                 "fold_open_buffers",
                 "Buffers (signal, window, partition) currently open.",
             ),
-            buffered_bytes: gauge("fold_buffered_bytes", "Bytes held in open buffers."),
-            committed_offset: reg(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new("source_committed_offset", "Last committed offset."),
-                    &["topic", "partition"],
-                )
-                .expect("valid metric"),
+            buffered_bytes: r.gauge("fold_buffered_bytes", "Bytes held in open buffers."),
+            committed_offset: r.gauge_vec(
+                "source_committed_offset",
+                "Last offset this worker committed (the next record to read).",
+                tp,
             ),
-            rebalances: counter(
+            end_offset: r.gauge_vec(
+                "source_end_offset",
+                "High watermark of the partition, as librdkafka last saw it.",
+                tp,
+            ),
+            consumer_lag: r.gauge_vec(
+                "source_consumer_lag_records",
+                "Records between the committed offset and the end of the partition.",
+                tp,
+            ),
+            assigned_partitions: r
+                .gauge("source_assigned_partitions", "Partitions this worker owns."),
+            rebalances: r.counter(
                 "source_rebalances_total",
                 "Partition assignment changes seen.",
             ),
-            registry,
+            buffer_budget_bytes: r.gauge(
+                "fold_buffer_budget_bytes",
+                "Ceiling on bytes held in open buffers; past it the largest buffers land early.",
+            ),
+            flush_duration_seconds: r.histogram(
+                "lake_flush_duration_seconds",
+                "From taking a buffer out to its file having landed.",
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ],
+            ),
+            file_size_bytes: r.histogram(
+                "lake_file_size_bytes",
+                "Size of landed files.",
+                prometheus::exponential_buckets(1024.0, 4.0, 10).expect("valid buckets"),
+            ),
+            storage_errors: r.counter_vec(
+                "lake_storage_errors_total",
+                "Storage operations that failed after retries.",
+                &["op"],
+            ),
+            storage_retries: r.counter(
+                "lake_storage_retries_total",
+                "Storage operations retried after a temporary error.",
+            ),
+            last_landing_timestamp_seconds: r.add(
+                Gauge::new(
+                    "lake_last_landing_timestamp_seconds",
+                    "Unix time of the last file that landed.",
+                )
+                .expect("valid metric"),
+            ),
+            lake_up: r.gauge(
+                "lake_up",
+                "1 while the lake answered the last operation, 0 after a failure.",
+            ),
+            registry: r.registry,
+            names: r.names,
         }
+    }
+
+    /// Every metric family name this worker exports (histograms add `_bucket`, `_sum`, `_count`).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text exposition of every metric.

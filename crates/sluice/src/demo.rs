@@ -94,3 +94,36 @@ pub async fn run(lake_dir: &Path, records: usize) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `sluice sample`: device signals timed "now", at `rate` per second, in one-second batches.
+pub fn sample(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rate: usize,
+    total: usize,
+) -> anyhow::Result<()> {
+    let mut produced = 0usize;
+    let mut seed = 1;
+    loop {
+        let batch = if total == 0 {
+            rate
+        } else {
+            rate.min(total - produced)
+        };
+        if batch == 0 {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        let mut spec = SampleSpec::new(batch, partitions, 1);
+        (spec.start_ms, spec.span_ms, spec.seed) = (now - 1_000, 1_000, seed);
+        let started = Instant::now();
+        sluice_testkit::produce(bootstrap, topic, &outgoing(&generate(&spec)))
+            .with_context(|| format!("producing to {topic} at {bootstrap}"))?;
+        produced += batch;
+        seed += 1;
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+    }
+}

@@ -2,6 +2,7 @@
 
 mod demo;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,7 +26,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Consume, route, window and land files until SIGINT/SIGTERM, then flush, commit and exit.
-    Run { pipeline: PathBuf },
+    Run {
+        pipeline: PathBuf,
+        /// Where to serve /metrics, /healthz and /readyz.
+        #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:9898")]
+        listen: SocketAddr,
+    },
+    /// Produce sample device signals to a topic (for trying Sluice out, e.g. in docker compose).
+    Sample {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap_servers: String,
+        #[arg(long, default_value = "device-signals")]
+        topic: String,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Records per second.
+        #[arg(long, default_value_t = 200)]
+        rate: usize,
+        /// Stop after this many records; 0 produces until interrupted.
+        #[arg(long, default_value_t = 0)]
+        total: usize,
+    },
     /// Check pipeline files; print each problem with its field and fix.
     Validate {
         #[arg(required = true)]
@@ -57,7 +78,20 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match cli.command {
         Command::Validate { pipelines } => validate(&pipelines),
-        Command::Run { pipeline } => rt.block_on(run(&pipeline)),
+        Command::Run { pipeline, listen } => rt.block_on(run(&pipeline, listen)),
+        Command::Sample {
+            bootstrap_servers,
+            topic,
+            partitions,
+            rate,
+            total,
+        } => match demo::sample(&bootstrap_servers, &topic, partitions, rate, total) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sample failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { lake, records } => match rt.block_on(demo::run(&lake, records)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -88,7 +122,7 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-async fn run(path: &std::path::Path) -> ExitCode {
+async fn run(path: &std::path::Path, listen: SocketAddr) -> ExitCode {
     let pipeline = match sluice_config::load(path, &sluice_config::process_env) {
         Ok(p) => p,
         Err(errors) => {
@@ -101,6 +135,12 @@ async fn run(path: &std::path::Path) -> ExitCode {
     let shutdown = Shutdown::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let metrics = sluice_telemetry::Metrics::new(&pipeline.name);
+    if let Err(e) = sluice_telemetry::serve(listen, metrics.clone()).await {
+        eprintln!(
+            "sluice: cannot serve metrics on {listen}: {e}. Fix: pass --listen with a free address"
+        );
+        return ExitCode::from(2);
+    }
     match sluice_pipeline::run(&pipeline, metrics, shutdown).await {
         Ok(summary) => {
             tracing::info!(?summary, "clean shutdown");
