@@ -65,8 +65,10 @@ struct Registrar {
 
 impl Registrar {
     fn add<M: prometheus::core::Collector + Clone + 'static>(&mut self, m: M) -> M {
-        self.names
-            .extend(m.desc().iter().map(|d| d.fq_name.clone()));
+        // The registry adds the prefix when gathering, so descriptors lack it.
+        for d in m.desc() {
+            self.names.push(format!("{PREFIX}_{}", d.fq_name));
+        }
         self.registry
             .register(Box::new(m.clone()))
             .expect("metric names are unique");
@@ -233,6 +235,11 @@ mod tests {
             .with_label_values(&["invalid_json"])
             .inc();
         let text = m.render();
+        assert!(m
+            .names()
+            .iter()
+            .any(|n| n == "sluice_lake_flush_duration_seconds"));
+        assert!(m.names().iter().all(|n| n.starts_with("sluice_")));
         assert!(
             text.contains("sluice_source_records_consumed_total{pipeline=\"p1\"} 3"),
             "{text}"
