@@ -41,9 +41,10 @@ fn sigterm_mid_stream_loses_nothing() {
     let records = outgoing(&samples);
     let ends = end_offsets(&records);
 
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let pipeline = dir.path().join("pipeline.toml");
+    // Kept on failure so the workers' logs can be read.
+    let dir = tempfile::tempdir().unwrap().keep();
+    let lake = dir.join("lake");
+    let pipeline = dir.join("pipeline.toml");
     let group = "e2e-sigterm";
     let mut f = std::fs::File::create(&pipeline).unwrap();
     write!(
@@ -74,7 +75,7 @@ max_age_secs = 1
     // First half produced, worker running, second half produced while it consumes.
     let (first, second) = records.split_at(records.len() / 2);
     sluice_testkit::produce(&tansu.bootstrap, TOPIC, first).unwrap();
-    let worker = start_worker(&pipeline, &dir.path().join("worker1.log"));
+    let worker = start_worker(&pipeline, &dir.join("worker1.log"));
     let bootstrap = tansu.bootstrap.clone();
     wait_for(
         "the first worker to commit something",
@@ -113,7 +114,7 @@ max_age_secs = 1
         "committed offsets differ from what landed"
     );
 
-    let worker = start_worker(&pipeline, &dir.path().join("worker2.log"));
+    let worker = start_worker(&pipeline, &dir.join("worker2.log"));
     wait_for(
         "the restarted worker to commit everything",
         Duration::from_secs(180),
@@ -124,6 +125,13 @@ max_age_secs = 1
     let found = paths_by_seq(&read_ndjson_tree(&lake));
     for s in &samples {
         let n = found.get(&s.id).map_or(0, Vec::len);
-        assert_eq!(n, 1, "record {} is in the lake {n} times", s.id);
+        assert_eq!(
+            n,
+            1,
+            "record {} is in the lake {n} times (logs in {})",
+            s.id,
+            dir.display()
+        );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
