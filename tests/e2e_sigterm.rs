@@ -74,7 +74,8 @@ max_age_secs = 1
 
     // First half produced, worker running, second half produced while it consumes.
     let (first, second) = records.split_at(records.len() / 2);
-    sluice_testkit::produce(&tansu.bootstrap, TOPIC, first).unwrap();
+    // One record per batch: see `produce_batched` for the Tansu fetch behaviour this avoids.
+    sluice_testkit::produce_batched(&tansu.bootstrap, TOPIC, first, 1).unwrap();
     let worker = start_worker(&pipeline, &dir.join("worker1.log"));
     let bootstrap = tansu.bootstrap.clone();
     wait_for(
@@ -90,7 +91,7 @@ max_age_secs = 1
         let (bootstrap, second) = (tansu.bootstrap.clone(), second.to_vec());
         move || {
             for chunk in second.chunks(2_000) {
-                sluice_testkit::produce(&bootstrap, TOPIC, chunk).unwrap();
+                sluice_testkit::produce_batched(&bootstrap, TOPIC, chunk, 1).unwrap();
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

@@ -16,9 +16,15 @@ pub struct OffsetLedger {
     /// First offsets of open (or landing) buffers, with how many buffers start there.
     held: BTreeMap<i64, usize>,
     committed: Option<i64>,
+    /// Which ownership of the partition this ledger belongs to (see `PartitionLedgers`).
+    generation: u64,
 }
 
 impl OffsetLedger {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// A record at `offset` was consumed (whether it is buffered, filtered out or dead-lettered).
     pub fn consumed(&mut self, offset: i64) {
         let next = offset + 1;
@@ -70,24 +76,40 @@ impl OffsetLedger {
 }
 
 /// One ledger per assigned partition.
+///
+/// Each ledger carries a generation, new every time the partition is (re)assigned, so that a
+/// landing that started before a revocation cannot release a hold of the next ownership (which
+/// may re-read the same records and hold the very same first offset).
 #[derive(Debug, Default)]
 pub struct PartitionLedgers {
     ledgers: HashMap<TopicPartition, OffsetLedger>,
+    generations: u64,
 }
 
 impl PartitionLedgers {
     pub fn get_mut(&mut self, tp: &TopicPartition) -> &mut OffsetLedger {
-        self.ledgers.entry(tp.clone()).or_default()
+        let generations = &mut self.generations;
+        self.ledgers.entry(tp.clone()).or_insert_with(|| {
+            *generations += 1;
+            OffsetLedger {
+                generation: *generations,
+                ..OffsetLedger::default()
+            }
+        })
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<&OffsetLedger> {
         self.ledgers.get(tp)
     }
 
-    /// Releases a landed buffer's hold, if the partition is still ours (it may have been
-    /// revoked while the file was landing).
-    pub fn release(&mut self, tp: &TopicPartition, first_offset: i64) {
-        if let Some(l) = self.ledgers.get_mut(tp) {
+    /// Releases a landed buffer's hold, if the partition is still owned by the generation that
+    /// opened the buffer (it may have been revoked, and even reassigned, while the file landed).
+    pub fn release(&mut self, tp: &TopicPartition, generation: u64, first_offset: i64) {
+        if let Some(l) = self
+            .ledgers
+            .get_mut(tp)
+            .filter(|l| l.generation == generation)
+        {
             l.release(first_offset);
         }
     }
@@ -142,6 +164,24 @@ mod tests {
         assert_eq!(l.committable(), Some(3));
         l.mark_committed(3);
         assert_eq!(l.uncommitted(), None);
+    }
+
+    #[test]
+    fn a_landing_from_an_earlier_ownership_releases_nothing() {
+        let tp = TopicPartition::new("t", 0);
+        let mut ls = PartitionLedgers::default();
+        let old = ls.get_mut(&tp).generation();
+        ls.get_mut(&tp).hold(5);
+        ls.remove(&tp); // revoked while the buffer starting at 5 was landing
+        let new = ls.get_mut(&tp);
+        new.consumed(5);
+        new.hold(5); // reassigned: the same records are read again
+        let new = new.generation();
+        assert_ne!(old, new);
+        ls.release(&tp, old, 5);
+        assert_eq!(ls.get(&tp).unwrap().committable(), Some(5));
+        ls.release(&tp, new, 5);
+        assert_eq!(ls.get(&tp).unwrap().committable(), Some(6));
     }
 
     #[derive(Debug, Clone)]

@@ -59,6 +59,7 @@ pub struct RunSummary {
 /// A landed buffer, reported back to the loop.
 struct LandedFile {
     tp: TopicPartition,
+    generation: u64,
     first_offset: i64,
     records: u64,
     dead_letter: bool,
@@ -329,6 +330,12 @@ impl Worker {
         });
         let lake = self.lake.clone();
         let started = Instant::now();
+        let generation = self
+            .ledgers
+            .lock()
+            .expect("ledger lock")
+            .get(&buffer.key.tp)
+            .map_or(0, |l| l.generation());
         let span = tracing::info_span!("flush", signal = %signal_label, window = %window.start().to_rfc3339(), tp = %buffer.key.tp, first = buffer.first_offset, last = buffer.last_offset, path = %path);
         self.landings.spawn(
             async move {
@@ -366,6 +373,7 @@ impl Worker {
                 tracing::info!(records, bytes, ?outcome, "landed");
                 Ok(LandedFile {
                     tp: key.tp,
+                    generation,
                     first_offset,
                     records,
                     dead_letter,
@@ -406,10 +414,11 @@ impl Worker {
         self.metrics
             .last_landing_timestamp_seconds
             .set(now_ms() as f64 / 1000.0);
-        self.ledgers
-            .lock()
-            .expect("ledger lock")
-            .release(&file.tp, file.first_offset);
+        self.ledgers.lock().expect("ledger lock").release(
+            &file.tp,
+            file.generation,
+            file.first_offset,
+        );
         let format = if file.dead_letter {
             "ndjson"
         } else {
