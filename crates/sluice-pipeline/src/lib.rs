@@ -24,6 +24,8 @@ pub use tokio_util::sync::CancellationToken as Shutdown;
 const MAX_LANDINGS_IN_FLIGHT: usize = 8;
 /// How often buffers are checked for age and offsets committed.
 const TICK: Duration = Duration::from_millis(500);
+/// How long shutdown keeps retrying the last commit.
+const FINAL_COMMIT_PATIENCE: Duration = Duration::from_secs(10);
 /// The signal name dead-letter files are labelled with in metrics and logs.
 const DEAD_LETTER: &str = "_dead_letter";
 
@@ -106,7 +108,7 @@ pub async fn run(
     // Land what is buffered even after an error elsewhere: landing is always safe, and
     // committing it saves the next owner from re-reading it.
     let drained = worker.drain().await;
-    worker.commit(&source);
+    worker.final_commit(&source).await;
     source.close();
     result.and(drained)?;
     tracing::info!(summary = ?worker.summary, "stopped");
@@ -187,6 +189,7 @@ impl Worker {
                     for buffer in self.buffers.take_expired(Instant::now()) {
                         self.spawn_landing(buffer);
                     }
+                    // A failed commit is retried on the next tick.
                     self.commit(source);
                     self.update_gauges();
                 }
@@ -466,7 +469,8 @@ impl Worker {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn commit(&mut self, source: &KafkaSource) {
+    /// Commits what has landed; false when the broker refused or could not be reached.
+    fn commit(&mut self, source: &KafkaSource) -> bool {
         let commits: Vec<_> = {
             let ledgers = self.ledgers.lock().expect("ledger lock");
             ledgers
@@ -476,7 +480,7 @@ impl Worker {
                 .collect()
         };
         if commits.is_empty() {
-            return;
+            return true;
         }
         // A synchronous commit is one broker round trip; keep it off the async workers' backs.
         match tokio::task::block_in_place(|| source.commit(&commits)) {
@@ -492,8 +496,27 @@ impl Worker {
                         .set(*off);
                 }
                 tracing::debug!(?commits, "committed");
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "commit failed; retrying on the next tick"),
+            Err(e) => {
+                tracing::warn!(error = %e, "commit failed; retrying");
+                false
+            }
+        }
+    }
+
+    /// The last commit before leaving: retried for a while (a broker that just came back needs
+    /// a moment to find the group coordinator), since every record it misses is read again.
+    async fn final_commit(&mut self, source: &KafkaSource) {
+        let deadline = Instant::now() + FINAL_COMMIT_PATIENCE;
+        while !self.commit(source) {
+            if Instant::now() >= deadline {
+                tracing::error!(
+                    "could not commit landed offsets before leaving; the next owner re-reads them"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 

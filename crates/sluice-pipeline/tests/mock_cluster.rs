@@ -231,3 +231,37 @@ async fn a_failed_landing_commits_nothing_it_did_not_land() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_commits_are_retried() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(2_000, 4, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    // The next five OffsetCommit requests fail; later ticks must commit what landed.
+    kafka.cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 5],
+    );
+    let lake = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        "g5",
+        "[flush]\nmax_age_secs = 1",
+    );
+    let probe = kafka.bootstrap.clone();
+    let summary = run_until(&p, move |m| {
+        m.records_consumed.get() >= 2_000
+            && sluice_kafka::group_progress(&probe, "g5", TOPIC, Duration::from_secs(5))
+                .map(|g| g.values().all(|(c, end)| *c == Some(*end)))
+                .unwrap_or(false)
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.records_consumed, 2_000);
+    for (committed, end) in committed(&kafka, "g5") {
+        assert_eq!(committed, Some(end));
+    }
+}
