@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sluice_e2e::{committed, end_offsets, fully_committed, TANSU_PROPERTIES};
 use sluice_telemetry::Metrics;
-use sluice_testkit::lake_files::{day_prefix, paths_by_seq, read_ndjson_tree};
+use sluice_testkit::lake_files::{assert_each_exported_once, day_prefix, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::Tansu;
 
@@ -15,14 +15,14 @@ async fn buckets_by_kafka_timestamp_into_daily_files() {
     sluice_telemetry::init_logging(false, "warn");
     let tansu = Tansu::start();
     tansu.create_topic(TOPIC, 4);
-    let samples = generate(&SampleSpec::new(20_000, 4, 1));
+    let mut samples = generate(&SampleSpec::new(20_000, 4, 1));
     // Producer timestamps over three days, unrelated to the event time inside the payload.
     let day = 86_400_000;
     let base = 1_709_251_200_000; // 2024-03-01T00:00:00Z
-    let mut records = outgoing(&samples);
-    for (i, r) in records.iter_mut().enumerate() {
-        r.timestamp_ms = Some(base + (i as i64 % 3) * day + (i as i64 * 7919) % day);
+    for (i, s) in samples.iter_mut().enumerate() {
+        s.record.timestamp_ms = Some(base + (i as i64 % 3) * day + (i as i64 * 7919) % day);
     }
+    let records = outgoing(&samples);
     sluice_testkit::produce(&tansu.bootstrap, TOPIC, &records).unwrap();
 
     let lake = tempfile::tempdir().unwrap();
@@ -62,23 +62,13 @@ url = "file://{lake}"
     );
 
     let files = read_ndjson_tree(lake.path());
-    let found = paths_by_seq(&files);
-    for (s, r) in samples.iter().zip(&records) {
-        let paths = &found[&s.id];
-        assert_eq!(
-            paths.len(),
-            1,
-            "record {} landed {} times",
-            s.id,
-            paths.len()
-        );
-        assert!(
-            paths[0].starts_with(&day_prefix(&s.signal, r.timestamp_ms.unwrap())),
-            "record {} at {}",
-            s.id,
-            paths[0]
-        );
-    }
+    let landed = assert_each_exported_once(
+        &samples,
+        &files,
+        |_| true,
+        |s| day_prefix(&s.signal, s.record.timestamp_ms.unwrap()),
+    );
+    assert_eq!(landed, 20_000);
     let days: std::collections::BTreeSet<_> = files
         .iter()
         .map(|(p, _)| p.split('/').skip(1).take(3).collect::<Vec<_>>().join("-"))

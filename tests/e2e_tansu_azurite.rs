@@ -7,7 +7,7 @@ use sluice_config::Destination;
 use sluice_e2e::{committed, end_offsets, fully_committed, TANSU_PROPERTIES};
 use sluice_lake::Lake;
 use sluice_telemetry::Metrics;
-use sluice_testkit::lake_files::{hour_prefix, parse_ndjson, paths_by_seq};
+use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, parse_ndjson};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::{Azurite, Tansu, AZURITE_KEY};
 
@@ -93,33 +93,12 @@ endpoint = "{endpoint}"
         let body = lake.read(&f.path).await.unwrap();
         files.push((f.path, parse_ndjson(&body, true)));
     }
-    let found = paths_by_seq(&files);
-    let mut exported = 0;
-    for s in &samples {
-        let paths = found.get(&s.id).cloned().unwrap_or_default();
-        if EXPORTED.contains(&s.signal.as_str()) {
-            exported += 1;
-            assert_eq!(
-                paths.len(),
-                1,
-                "record {} landed {} times",
-                s.id,
-                paths.len()
-            );
-            assert!(
-                paths[0].starts_with(&hour_prefix(&s.signal, s.event_ms)),
-                "record {} at {}",
-                s.id,
-                paths[0]
-            );
-        } else {
-            assert!(
-                paths.is_empty(),
-                "signal {} is not exported but landed at {paths:?}",
-                s.signal
-            );
-        }
-    }
+    let exported = assert_each_exported_once(
+        &samples,
+        &files,
+        |s| EXPORTED.contains(&s),
+        |s| hour_prefix(&s.signal, s.event_ms),
+    );
     assert_eq!(summary.records_landed, exported);
     let hours: std::collections::BTreeSet<_> = files
         .iter()

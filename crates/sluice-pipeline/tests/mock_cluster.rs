@@ -6,7 +6,7 @@ use std::time::Duration;
 use sluice_config::ValidatedPipeline;
 use sluice_pipeline::RunSummary;
 use sluice_telemetry::Metrics;
-use sluice_testkit::lake_files::{hour_prefix, paths_by_seq, read_ndjson_tree};
+use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::MockKafka;
 use sluice_testkit::{produce, Outgoing};
@@ -97,34 +97,12 @@ async fn lands_every_exported_record_once_and_commits_to_the_end() {
     assert_eq!(summary.records_dead_lettered, 4);
 
     let files = read_ndjson_tree(lake.path());
-    let found = paths_by_seq(&files);
-    let exported = |s: &str| p.filter.admits(s);
-    let mut expected = 0;
-    for s in &samples {
-        let paths = found.get(&s.id).cloned().unwrap_or_default();
-        if exported(&s.signal) {
-            expected += 1;
-            assert_eq!(
-                paths.len(),
-                1,
-                "record {} landed {} times: {paths:?}",
-                s.id,
-                paths.len()
-            );
-            assert!(
-                paths[0].starts_with(&hour_prefix(&s.signal, s.event_ms)),
-                "record {} in {}",
-                s.id,
-                paths[0]
-            );
-        } else {
-            assert!(
-                paths.is_empty(),
-                "unexported signal {} landed in {paths:?}",
-                s.signal
-            );
-        }
-    }
+    let expected = assert_each_exported_once(
+        &samples,
+        &files,
+        |s| p.filter.admits(s),
+        |s| hour_prefix(&s.signal, s.event_ms),
+    );
     assert_eq!(summary.records_landed, expected);
     assert!(files
         .iter()

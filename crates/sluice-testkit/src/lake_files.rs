@@ -83,3 +83,43 @@ pub fn day_prefix(signal: &str, ts_ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(ts_ms).expect("valid time");
     format!("{signal}/{}/", t.format("%Y/%m/%d"))
 }
+
+/// Checks that every sample whose signal is `exported` landed exactly once, under the
+/// directory `expected_prefix` names for it, and that no other sample landed anywhere.
+/// Returns how many samples were exported.
+pub fn assert_each_exported_once(
+    samples: &[crate::sample::SampleRecord],
+    files: &[(String, Vec<serde_json::Value>)],
+    exported: impl Fn(&str) -> bool,
+    expected_prefix: impl Fn(&crate::sample::SampleRecord) -> String,
+) -> u64 {
+    let found = paths_by_seq(files);
+    let mut count = 0;
+    for s in samples {
+        let paths = found.get(&s.id).map(Vec::as_slice).unwrap_or_default();
+        if exported(&s.signal) {
+            count += 1;
+            assert_eq!(
+                paths.len(),
+                1,
+                "record {} landed {} times: {paths:?}",
+                s.id,
+                paths.len()
+            );
+            let prefix = expected_prefix(s);
+            assert!(
+                paths[0].starts_with(&prefix),
+                "record {} is at {}, not under {prefix}",
+                s.id,
+                paths[0]
+            );
+        } else {
+            assert!(
+                paths.is_empty(),
+                "signal {} is not exported but landed at {paths:?}",
+                s.signal
+            );
+        }
+    }
+    count
+}
