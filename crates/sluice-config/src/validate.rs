@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use sluice_core::{Granularity, PathTemplate};
+use sluice_core::{Granularity, PathTemplate, OFFSET_FILE_NAME};
 
 use crate::destination::{parse_url, ParsedUrl};
 use crate::file::{PipelineFile, SinkSection};
@@ -510,8 +510,11 @@ impl PipelineFile {
                     .into_iter()
                     .filter(|f| !t.uses(f))
                     .collect();
-                if missing.is_empty() {
+                if missing.is_empty() && t.is_offset_named() {
                     Some(t)
+                } else if missing.is_empty() {
+                    p.add(field, format!("'{raw}' does not end in the file name {OFFSET_FILE_NAME} (or uses an offset in a directory), so after a crash Sluice could not find which records already landed"), format!("end the path with /{OFFSET_FILE_NAME}; directories may use {{signal}} and the time fields"));
+                    None
                 } else {
                     let list = missing
                         .iter()
@@ -681,6 +684,17 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
         let e = &errors(&bad)[0];
         assert!(e.problem.contains("unknown field `granularty`"), "{e}");
         assert_eq!(e.field, "(line 14)");
+    }
+
+    #[test]
+    fn templates_whose_files_cannot_be_found_again_are_rejected() {
+        let bad = GOOD.replace(
+            "compression = \"gzip\"",
+            "path = \"{signal}/{topic}_{partition}_{first_offset}.json\"",
+        );
+        let e = &errors(&bad)[0];
+        assert_eq!(e.field, "sink.path");
+        assert!(e.fix.contains(OFFSET_FILE_NAME), "{e}");
     }
 
     #[test]

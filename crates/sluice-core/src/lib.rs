@@ -5,9 +5,11 @@ mod record;
 mod signal;
 mod window;
 
-pub use offsets::{OffsetLedger, PartitionLedgers};
+pub use offsets::{LandedRanges, OffsetLedger, PartitionLedgers};
 pub use record::{Record, TopicPartition};
 pub use signal::SignalName;
 pub use window::{Granularity, Window};
 mod template;
-pub use template::{PathTemplate, PathValues, TemplateError, PLACEHOLDERS};
+pub use template::{
+    parse_offset_file_name, PathTemplate, PathValues, TemplateError, OFFSET_FILE_NAME, PLACEHOLDERS,
+};

@@ -142,11 +142,52 @@ impl PartitionLedgers {
     }
 }
 
+/// The offset ranges of one (signal, window, partition) that are already inside landed files.
+///
+/// A landed file holds every record of its key between its first and last offset that is not
+/// in another landed file, so a replayed record is already in the lake exactly when a range
+/// covers it: skipping those keeps replays after a crash or rebalance free of duplicates.
+#[derive(Debug, Default, Clone)]
+pub struct LandedRanges {
+    /// Sorted by first offset.
+    ranges: Vec<(i64, i64)>,
+}
+
+impl LandedRanges {
+    pub fn insert(&mut self, first: i64, last: i64) {
+        let at = self.ranges.partition_point(|(f, _)| *f < first);
+        self.ranges.insert(at, (first, last));
+    }
+
+    pub fn covers(&self, offset: i64) -> bool {
+        let at = self.ranges.partition_point(|(f, _)| *f <= offset);
+        self.ranges[..at].iter().rev().any(|(_, l)| *l >= offset)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn landed_ranges_cover_exactly_their_offsets() {
+        let mut r = LandedRanges::default();
+        assert!(!r.covers(0));
+        r.insert(25, 30);
+        r.insert(10, 20);
+        for o in [10, 15, 20, 25, 30] {
+            assert!(r.covers(o), "{o}");
+        }
+        for o in [9, 21, 24, 31] {
+            assert!(!r.covers(o), "{o}");
+        }
+    }
 
     #[test]
     fn commits_up_to_the_lowest_open_buffer() {

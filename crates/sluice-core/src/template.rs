@@ -19,6 +19,10 @@ pub const PLACEHOLDERS: &[&str] = &[
     "ext",
 ];
 
+/// The file name of templates whose landed files can be found again after a crash: it names
+/// exactly which records of its (signal, window, partition) a file holds.
+pub const OFFSET_FILE_NAME: &str = "{topic}-{partition}-{first_offset}-{last_offset}.{ext}";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(String),
@@ -107,6 +111,22 @@ impl PathTemplate {
         })
     }
 
+    /// Whether the file name is `OFFSET_FILE_NAME` and the directories use no offset, so that
+    /// listing one directory finds every file of a (signal, window, partition).
+    pub fn is_offset_named(&self) -> bool {
+        let (dir, file) = self.source.rsplit_once('/').unwrap_or(("", &self.source));
+        file == OFFSET_FILE_NAME && !dir.contains("_offset}")
+    }
+
+    /// The directory (ending in `/`, or empty for the root) a file with these values lands in.
+    pub fn directory(&self, v: &PathValues<'_>) -> String {
+        let path = self.render(v);
+        match path.rfind('/') {
+            Some(i) => path[..=i].to_string(),
+            None => String::new(),
+        }
+    }
+
     pub fn uses(&self, field: &str) -> bool {
         self.parts
             .iter()
@@ -137,6 +157,21 @@ impl PathTemplate {
         }
         out
     }
+}
+
+/// The offsets in an `OFFSET_FILE_NAME` file name of `topic`/`partition`, if it is one.
+pub fn parse_offset_file_name(name: &str, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let rest = name.strip_prefix(topic)?.strip_prefix('-')?;
+    let rest = rest
+        .strip_prefix(&partition.to_string())?
+        .strip_prefix('-')?;
+    let (first, rest) = rest.split_once('-')?;
+    let (last, _ext) = rest.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(first) || !digits(last) {
+        return None;
+    }
+    Some((first.parse().ok()?, last.parse().ok()?))
 }
 
 impl fmt::Display for PathTemplate {
@@ -172,6 +207,41 @@ mod tests {
         );
         assert!(t.uses("first_offset"));
         assert!(!PathTemplate::parse("{signal}/a").unwrap().uses("partition"));
+    }
+
+    #[test]
+    fn offset_named_templates_can_be_listed_and_parsed() {
+        let t = PathTemplate::parse(&format!("x/{{signal}}/{{YYYY}}/{OFFSET_FILE_NAME}")).unwrap();
+        assert!(t.is_offset_named());
+        assert!(!PathTemplate::parse(
+            "{signal}/{first_offset}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}"
+        )
+        .unwrap()
+        .is_offset_named());
+        assert!(
+            !PathTemplate::parse("{signal}/{topic}-{partition}-{first_offset}.{ext}")
+                .unwrap()
+                .is_offset_named()
+        );
+        let signal = SignalName::sanitize("s");
+        let v = PathValues {
+            signal: &signal,
+            window: Window::containing(0, Granularity::Hour),
+            topic: "my-topic",
+            partition: 12,
+            first_offset: 5,
+            last_offset: 90,
+            ext: "json.gz",
+        };
+        assert_eq!(t.directory(&v), "x/s/1970/");
+        let name = t.render(&v).rsplit('/').next().unwrap().to_string();
+        assert_eq!(parse_offset_file_name(&name, "my-topic", 12), Some((5, 90)));
+        assert_eq!(parse_offset_file_name(&name, "my-topic", 1), None);
+        assert_eq!(parse_offset_file_name(&name, "my", 12), None);
+        assert_eq!(
+            parse_offset_file_name("my-topic-12-5-x.json", "my-topic", 12),
+            None
+        );
     }
 
     #[test]

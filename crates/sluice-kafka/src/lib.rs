@@ -43,10 +43,16 @@ pub enum PartitionEvent {
 /// Shared with the pipeline: the pipeline writes the ledgers, rebalance callbacks read them.
 pub type SharedLedgers = Arc<Mutex<PartitionLedgers>>;
 
+/// Called in the rebalance callback with the partitions being revoked, before their landed
+/// progress is committed: it waits for files of those partitions that are still landing, so
+/// the next owner finds them in the lake.
+pub type BeforeRevoke = Box<dyn Fn(&[TopicPartition]) + Send + Sync>;
+
 pub struct SourceContext {
     events: Mutex<Vec<PartitionEvent>>,
     ledgers: SharedLedgers,
     metrics: Metrics,
+    before_revoke: BeforeRevoke,
 }
 
 impl ClientContext for SourceContext {
@@ -100,6 +106,7 @@ impl ConsumerContext for SourceContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let revoked = partitions(tpl);
+                (self.before_revoke)(&revoked);
                 let mut ledgers = self.ledgers.lock().expect("ledger lock");
                 let commits: Vec<_> = ledgers
                     .uncommitted()
@@ -187,11 +194,13 @@ impl KafkaSource {
         settings: &SourceSettings,
         ledgers: SharedLedgers,
         metrics: Metrics,
+        before_revoke: BeforeRevoke,
     ) -> Result<Self, SourceError> {
         let context = SourceContext {
             events: Mutex::new(Vec::new()),
             ledgers,
             metrics,
+            before_revoke,
         };
         let consumer: StreamConsumer<SourceContext> = client_config(settings)
             .create_with_context(context)

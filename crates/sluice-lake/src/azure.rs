@@ -28,10 +28,12 @@ pub(crate) fn describe(az: &AzureDestination) -> String {
 /// Creates the container if it does not exist. opendal cannot do this (Azurite answers its
 /// `create_dir("/")` with HTTP 400), so this is the plain Create Container REST call.
 pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeError> {
-    let fail = |detail: String| LakeError::CreateContainer {
+    let fail_as = |detail: String, retryable: bool| LakeError::CreateContainer {
         container: az.container.clone(),
         detail,
+        retryable,
     };
+    let fail = |detail: String| fail_as(detail, false);
     let AzureAuth::SharedKey(key) = &az.auth;
     let signer = Signer::new(
         Context::new(),
@@ -57,7 +59,7 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
     let resp = req
         .send()
         .await
-        .map_err(|e| fail(format!("{url} unreachable: {e}")))?;
+        .map_err(|e| fail_as(format!("{url} unreachable: {e}"), true))?;
     match resp.status().as_u16() {
         201 => {
             tracing::info!(container = %az.container, "created container");
@@ -66,10 +68,11 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
         409 => Ok(()), // ContainerAlreadyExists
         status => {
             let body = resp.text().await.unwrap_or_default();
-            Err(fail(format!(
+            let detail = format!(
                 "HTTP {status}: {}",
                 body.chars().take(300).collect::<String>()
-            )))
+            );
+            Err(fail_as(detail, status == 429 || status >= 500))
         }
     }
 }

@@ -3,9 +3,6 @@
 
 mod azure;
 
-use std::time::Duration;
-
-use opendal::layers::RetryLayer;
 use opendal::{ErrorKind, Operator};
 use sluice_config::Destination;
 
@@ -18,7 +15,12 @@ pub enum LakeError {
         source: Box<opendal::Error>,
     },
     #[error("cannot create Azure container '{container}': {detail}")]
-    CreateContainer { container: String, detail: String },
+    CreateContainer {
+        container: String,
+        detail: String,
+        /// Unreachable, throttled or a server error (not a refusal such as bad credentials).
+        retryable: bool,
+    },
     #[error("storage {op} of '{path}' failed: {source}")]
     Storage {
         op: &'static str,
@@ -35,10 +37,14 @@ impl LakeError {
             LakeError::Storage { source, .. } | LakeError::Open { source, .. } => {
                 source.is_temporary()
             }
-            LakeError::CreateContainer { .. } => true,
+            LakeError::CreateContainer { retryable, .. } => *retryable,
         }
     }
 }
+
+/// Where local-disk writes are staged before being renamed into place (inside the root, so the
+/// rename stays on one file system; hidden from listings).
+const FS_STAGING_DIR: &str = ".sluice-staging";
 
 /// How a landing ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,26 +70,26 @@ pub struct Lake {
 impl Lake {
     /// Connects to the destination, creating the directory, or the Azure container (ADLS
     /// "file system"), if missing.
+    ///
+    /// Operations are not retried here: errors keep opendal's temporary/permanent verdict so
+    /// that the caller can retry temporary ones for as long as it sees fit.
     pub async fn open(dest: &Destination) -> Result<Self, LakeError> {
-        Self::open_with_retry_hook(dest, |_| {}).await
-    }
-
-    /// Like `open`; `on_retry` is called with each temporary error before it is retried.
-    pub async fn open_with_retry_hook(
-        dest: &Destination,
-        on_retry: impl Fn(&opendal::Error) + Send + Sync + 'static,
-    ) -> Result<Self, LakeError> {
         // The process-wide HTTP client of opendal's HTTP services; idempotent.
         opendal::install_default();
         let (op, describe) = match dest {
             Destination::Fs { root } => {
                 let abs = std::path::absolute(root).unwrap_or_else(|_| root.into());
                 let abs = abs.to_string_lossy().to_string();
-                std::fs::create_dir_all(&abs).map_err(|e| LakeError::Open {
+                // Files are written here first and renamed into place, so a crash mid-write
+                // never leaves a partial file under its final (offset-bearing) name.
+                let staging = format!("{abs}/{FS_STAGING_DIR}");
+                std::fs::create_dir_all(&staging).map_err(|e| LakeError::Open {
                     what: abs.clone(),
                     source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
                 })?;
-                let builder = opendal::services::Fs::default().root(&abs);
+                let builder = opendal::services::Fs::default()
+                    .root(&abs)
+                    .atomic_write_dir(&staging);
                 let op = Operator::new(builder).map_err(|e| LakeError::Open {
                     what: abs.clone(),
                     source: Box::new(e),
@@ -95,22 +101,16 @@ impl Lake {
                 (azure::operator(az)?, azure::describe(az))
             }
         };
-        let op = op.layer(
-            RetryLayer::new()
-                .with_max_times(6)
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(5))
-                .with_jitter()
-                .with_notify(move |event: opendal::layers::RetryEvent<'_>| {
-                    tracing::warn!(op = ?event.op, attempt = event.attempt, error = %event.err, "retrying storage operation");
-                    on_retry(event.err);
-                }),
-        );
         Ok(Self { op, describe })
     }
 
     /// Writes `body` at `path` unless a file is already there.
-    pub async fn land(&self, path: &str, body: Vec<u8>) -> Result<Landed, LakeError> {
+    pub async fn land(
+        &self,
+        path: &str,
+        body: impl Into<bytes::Bytes>,
+    ) -> Result<Landed, LakeError> {
+        let body: bytes::Bytes = body.into();
         match self.op.write_with(path, body).if_not_exists(true).await {
             Ok(_) => Ok(Landed::Written),
             Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(Landed::AlreadyPresent),
@@ -149,7 +149,7 @@ impl Lake {
         };
         let mut files: Vec<LakeFile> = entries
             .into_iter()
-            .filter(|e| e.metadata().is_file())
+            .filter(|e| e.metadata().is_file() && !e.path().starts_with(FS_STAGING_DIR))
             .map(|e| LakeFile {
                 path: e.path().to_string(),
                 size: e.metadata().content_length(),

@@ -2,13 +2,17 @@
 //! that is full, old enough, or pending at shutdown is encoded and landed in the lake; and
 //! offsets are committed only up to the first record not yet inside a landed file.
 
-use std::collections::HashSet;
+mod inflight;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use inflight::InFlight;
 use sluice_config::{Compression, Format, ValidatedPipeline};
 use sluice_core::{
-    Granularity, PartitionLedgers, PathTemplate, PathValues, SignalName, TopicPartition, Window,
+    parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
+    SignalName, TopicPartition, Window,
 };
 use sluice_fold::{dead_letter_line, Buffer, BufferKey, Buffers, Routed, Router, Target};
 use sluice_kafka::{KafkaSource, PartitionEvent, SharedLedgers, SourceError};
@@ -24,6 +28,12 @@ pub use tokio_util::sync::CancellationToken as Shutdown;
 const MAX_LANDINGS_IN_FLIGHT: usize = 8;
 /// How often buffers are checked for age and offsets committed.
 const TICK: Duration = Duration::from_millis(500);
+/// Longest wait between two attempts at a storage operation that failed temporarily.
+const MAX_STORAGE_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a revocation waits for the partitions' files that are still landing.
+const REVOKE_PATIENCE: Duration = Duration::from_secs(120);
+/// How long storage retries go on once shutdown was requested.
+const SHUTDOWN_STORAGE_PATIENCE: Duration = Duration::from_secs(10);
 /// How long shutdown keeps retrying the last commit.
 const FINAL_COMMIT_PATIENCE: Duration = Duration::from_secs(10);
 /// The signal name dead-letter files are labelled with in metrics and logs.
@@ -80,18 +90,42 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, PipelineError> {
-    let retries = metrics.storage_retries.clone();
-    let lake =
-        Lake::open_with_retry_hook(&pipeline.sink.destination, move |_| retries.inc()).await?;
+    // A lake that is down at start is waited for, as it is during a run.
+    let lake = with_storage_retries(&metrics, "open", Some(&shutdown), || {
+        Lake::open(&pipeline.sink.destination)
+    })
+    .await?;
     metrics.lake_up.set(1);
     metrics
         .buffer_budget_bytes
         .set(pipeline.flush.max_buffered_bytes as i64);
     tracing::info!(pipeline = %pipeline.name, lake = lake.describe(), topics = ?pipeline.source.topics, "starting");
     let ledgers: SharedLedgers = Arc::new(Mutex::new(PartitionLedgers::default()));
-    let source = KafkaSource::connect(&pipeline.source, ledgers.clone(), metrics.clone())?;
+    let inflight = Arc::new(InFlight::default());
+    let before_revoke = {
+        let inflight = inflight.clone();
+        Box::new(move |tps: &[TopicPartition]| {
+            // The next owner must find these files in the lake, or it would write them again.
+            let idle = tokio::task::block_in_place(|| inflight.wait_idle(tps, REVOKE_PATIENCE));
+            if !idle {
+                tracing::error!(
+                    ?tps,
+                    "files of revoked partitions are still landing; their records may land twice"
+                );
+            }
+        })
+    };
+    let source = KafkaSource::connect(
+        &pipeline.source,
+        ledgers.clone(),
+        metrics.clone(),
+        before_revoke,
+    )?;
     let mut worker = Worker {
         router: Router::new(pipeline),
+        landed: HashMap::new(),
+        inflight,
+        shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
         landings: JoinSet::new(),
         assigned: HashSet::new(),
@@ -141,6 +175,10 @@ pub async fn run_until(
 
 struct Worker {
     router: Router,
+    /// For each key seen since its partition was assigned: offsets already in landed files.
+    landed: HashMap<BufferKey, LandedRanges>,
+    inflight: Arc<InFlight>,
+    shutdown: CancellationToken,
     buffers: Buffers,
     landings: JoinSet<Result<LandedFile, PipelineError>>,
     assigned: HashSet<TopicPartition>,
@@ -197,7 +235,7 @@ impl Worker {
                     let events = source.take_events();
                     self.on_events(events);
                     match next {
-                        Ok(record) => self.on_record(record),
+                        Ok(record) => self.on_record(record).await?,
                         Err(e) => {
                             // librdkafka reconnects by itself; say so and keep polling.
                             tracing::warn!(error = %e, "Kafka error while consuming");
@@ -217,6 +255,8 @@ impl Worker {
                 PartitionEvent::Revoked(tps) => {
                     for tp in tps {
                         self.assigned.remove(&tp);
+                        // The next ownership lists the lake again.
+                        self.landed.retain(|key, _| key.tp != tp);
                         // Not landed, not committed: the partition's next owner reads them again.
                         let dropped = self.buffers.take_partition(&tp);
                         if !dropped.is_empty() {
@@ -231,18 +271,19 @@ impl Worker {
             .set(self.assigned.len() as i64);
     }
 
-    fn on_record(&mut self, record: sluice_core::Record) {
-        self.on_record_routed(record);
+    async fn on_record(&mut self, record: sluice_core::Record) -> Result<(), PipelineError> {
+        self.on_record_routed(record).await?;
         for buffer in self.buffers.take_over_budget() {
             self.spawn_landing(buffer);
         }
+        Ok(())
     }
 
-    fn on_record_routed(&mut self, record: sluice_core::Record) {
+    async fn on_record_routed(&mut self, record: sluice_core::Record) -> Result<(), PipelineError> {
         let tp = TopicPartition::new(record.topic.clone(), record.partition);
         if !self.assigned.contains(&tp) {
             // Fetched before a revocation: its new owner handles it.
-            return;
+            return Ok(());
         }
         self.metrics.records_consumed.inc();
         self.summary.records_consumed += 1;
@@ -261,7 +302,7 @@ impl Worker {
                     .expect("ledger lock")
                     .get_mut(&tp)
                     .consumed(record.offset);
-                return;
+                return Ok(());
             }
             Routed::Dead(reason) => {
                 tracing::warn!(record = %record.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
@@ -278,15 +319,25 @@ impl Worker {
             }
         };
         let offset = record.offset;
-        let appended = self.buffers.append(
-            BufferKey {
-                tp: tp.clone(),
-                target,
-            },
-            offset,
-            &line,
-            Instant::now(),
-        );
+        let key = BufferKey {
+            tp: tp.clone(),
+            target,
+        };
+        if !self.landed.contains_key(&key) {
+            let ranges = self.landed_ranges(&key).await?;
+            self.landed.insert(key.clone(), ranges);
+        }
+        if self.landed[&key].covers(offset) {
+            // A replay after a crash or rebalance: this record is already in a landed file.
+            self.metrics.records_already_landed.inc();
+            self.ledgers
+                .lock()
+                .expect("ledger lock")
+                .get_mut(&tp)
+                .consumed(offset);
+            return Ok(());
+        }
+        let appended = self.buffers.append(key, offset, &line, Instant::now());
         {
             let mut ledgers = self.ledgers.lock().expect("ledger lock");
             let ledger = ledgers.get_mut(&tp);
@@ -298,40 +349,77 @@ impl Worker {
         if let Some(full) = appended.full {
             self.spawn_landing(full);
         }
+        Ok(())
+    }
+
+    /// Where and how the files of `key` are written.
+    fn layout(&self, key: &BufferKey) -> Layout<'_> {
+        match &key.target {
+            Target::Signal { signal, window } => Layout {
+                template: &self.path,
+                signal: signal.clone(),
+                window: *window,
+                format: self.format,
+                compression: self.compression,
+                ext: self.format.extension(self.compression),
+                dead_letter: false,
+            },
+            // Dead letters are always NDJSON: they carry raw bytes, not the signal's columns.
+            Target::DeadLetter { window } => Layout {
+                template: &self.dead_letter_path,
+                signal: SignalName::sanitize(DEAD_LETTER),
+                window: *window,
+                format: Format::Ndjson,
+                compression: Compression::None,
+                ext: Format::Ndjson.extension(Compression::None),
+                dead_letter: true,
+            },
+        }
+    }
+
+    /// The offset ranges of `key` already in landed files, read from the file names in its
+    /// directory (the templates are offset-named, see `sluice_config`).
+    async fn landed_ranges(&self, key: &BufferKey) -> Result<LandedRanges, PipelineError> {
+        let layout = self.layout(key);
+        let dir = layout.template.directory(&layout.values(key, 0, 0));
+        let files = with_storage_retries(&self.metrics, "list", Some(&self.shutdown), || {
+            self.lake.list(&dir)
+        })
+        .await
+        .map_err(PipelineError::Lake)?;
+        let mut ranges = LandedRanges::default();
+        for f in files {
+            let name = f.path.rsplit('/').next().unwrap_or_default();
+            // Only this directory's own files: a recursive listing also shows deeper ones.
+            if f.path.len() == dir.len() + name.len() {
+                if let Some((first, last)) =
+                    parse_offset_file_name(name, &key.tp.topic, key.tp.partition)
+                {
+                    ranges.insert(first, last);
+                }
+            }
+        }
+        Ok(ranges)
     }
 
     fn spawn_landing(&mut self, buffer: Buffer) {
-        let (template, signal_label, signal, window) = match &buffer.key.target {
-            Target::Signal { signal, window } => (
-                &self.path,
-                signal.as_str().to_string(),
-                signal.clone(),
-                *window,
-            ),
-            Target::DeadLetter { window } => (
-                &self.dead_letter_path,
-                DEAD_LETTER.to_string(),
-                SignalName::sanitize(DEAD_LETTER),
-                *window,
-            ),
-        };
-        let dead_letter = matches!(buffer.key.target, Target::DeadLetter { .. });
-        // Dead letters are always NDJSON: they carry raw bytes, not the signal's columns.
-        let (format, compression) = if dead_letter {
-            (Format::Ndjson, Compression::None)
+        let layout = self.layout(&buffer.key);
+        let (format, compression, dead_letter) =
+            (layout.format, layout.compression, layout.dead_letter);
+        let path = layout.template.render(&layout.values(
+            &buffer.key,
+            buffer.first_offset,
+            buffer.last_offset,
+        ));
+        let signal_label = if dead_letter {
+            DEAD_LETTER.to_string()
         } else {
-            (self.format, self.compression)
+            layout.signal.as_str().to_string()
         };
-        let path = template.render(&PathValues {
-            signal: &signal,
-            window,
-            topic: &buffer.key.tp.topic,
-            partition: buffer.key.tp.partition,
-            first_offset: buffer.first_offset,
-            last_offset: buffer.last_offset,
-            ext: &format.extension(compression),
-        });
+        let span = tracing::info_span!("flush", signal = %signal_label, window = %layout.window.start().to_rfc3339(), tp = %buffer.key.tp, first = buffer.first_offset, last = buffer.last_offset, path = %path);
         let lake = self.lake.clone();
+        let metrics = self.metrics.clone();
+        let shutdown = self.shutdown.clone();
         let started = Instant::now();
         let generation = self
             .ledgers
@@ -339,9 +427,10 @@ impl Worker {
             .expect("ledger lock")
             .get(&buffer.key.tp)
             .map_or(0, |l| l.generation());
-        let span = tracing::info_span!("flush", signal = %signal_label, window = %window.start().to_rfc3339(), tp = %buffer.key.tp, first = buffer.first_offset, last = buffer.last_offset, path = %path);
+        let landing = self.inflight.start(&buffer.key.tp);
         self.landings.spawn(
             async move {
+                let _landing = landing;
                 let Buffer {
                     key,
                     first_offset,
@@ -350,29 +439,29 @@ impl Worker {
                     ndjson,
                     ..
                 } = buffer;
+                let encode_error = |detail: String| PipelineError::Encode {
+                    path: path.clone(),
+                    detail,
+                };
                 let body = tokio::task::spawn_blocking(move || {
                     sluice_format::encode(&ndjson, format, compression)
                 })
                 .await
-                .map_err(|e| PipelineError::Encode {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?
-                .map_err(|e| PipelineError::Encode {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
+                .map_err(|e| encode_error(e.to_string()))?
+                .map_err(|e| encode_error(e.to_string()))?;
+                let body = bytes::Bytes::from(body);
                 let bytes = body.len() as u64;
-                let outcome =
-                    lake.land(&path, body)
-                        .await
-                        .map_err(|source| PipelineError::Land {
-                            path: path.clone(),
-                            tp: key.tp.clone(),
-                            first: first_offset,
-                            last: last_offset,
-                            source: Box::new(source),
-                        })?;
+                let outcome = with_storage_retries(&metrics, "write", Some(&shutdown), || {
+                    lake.land(&path, body.clone())
+                })
+                .await
+                .map_err(|source| PipelineError::Land {
+                    path: path.clone(),
+                    tp: key.tp.clone(),
+                    first: first_offset,
+                    last: last_offset,
+                    source: Box::new(source),
+                })?;
                 tracing::info!(records, bytes, ?outcome, "landed");
                 Ok(LandedFile {
                     tp: key.tp,
@@ -525,6 +614,80 @@ impl Worker {
         self.metrics
             .buffered_bytes
             .set(self.buffers.buffered_bytes() as i64);
+    }
+}
+
+/// Where and how the files of one buffer key are written.
+struct Layout<'a> {
+    template: &'a PathTemplate,
+    signal: SignalName,
+    window: Window,
+    format: Format,
+    compression: Compression,
+    /// File extension, compression included.
+    ext: String,
+    dead_letter: bool,
+}
+
+impl Layout<'_> {
+    fn values<'v>(&'v self, key: &'v BufferKey, first: i64, last: i64) -> PathValues<'v> {
+        PathValues {
+            signal: &self.signal,
+            window: self.window,
+            topic: &key.tp.topic,
+            partition: key.tp.partition,
+            first_offset: first,
+            last_offset: last,
+            ext: &self.ext,
+        }
+    }
+}
+
+/// Runs a storage operation until it succeeds or fails permanently. Temporary failures (the
+/// store is down, throttling, timing out) are retried forever with capped exponential backoff
+/// and jitter: a landing is never dropped, and consumption stalls behind it (backpressure).
+///
+/// Once `shutdown` is cancelled, retries go on for `SHUTDOWN_STORAGE_PATIENCE` at most: then
+/// the error is returned, and the records stay uncommitted for the next run.
+async fn with_storage_retries<T, F, Fut>(
+    metrics: &Metrics,
+    op: &'static str,
+    shutdown: Option<&CancellationToken>,
+    mut attempt: F,
+) -> Result<T, LakeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LakeError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    let mut giving_up_at = None;
+    loop {
+        if giving_up_at.is_none() && shutdown.is_some_and(CancellationToken::is_cancelled) {
+            giving_up_at = Some(Instant::now() + SHUTDOWN_STORAGE_PATIENCE);
+        }
+        match attempt().await {
+            Ok(v) => {
+                metrics.lake_up.set(1);
+                return Ok(v);
+            }
+            Err(e) if e.is_retryable() && giving_up_at.is_none_or(|t| Instant::now() < t) => {
+                metrics.lake_up.set(0);
+                metrics.storage_errors.with_label_values(&[op]).inc();
+                metrics.storage_retries.inc();
+                // Up to +50 % jitter so that workers do not retry in lockstep.
+                let jitter = u64::from(
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .subsec_nanos(),
+                ) % (delay.as_millis() as u64 / 2 + 1);
+                let wait = delay + Duration::from_millis(jitter);
+                tracing::warn!(error = %e, ?wait, "storage unavailable; retrying");
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(MAX_STORAGE_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub files_landed: IntCounterVec,
     pub bytes_landed: IntCounterVec,
     pub files_already_present: IntCounter,
+    pub records_already_landed: IntCounter,
     pub open_buffers: IntGauge,
     pub buffered_bytes: IntGauge,
     pub committed_offset: IntGaugeVec,
@@ -139,6 +140,10 @@ impl Metrics {
             files_already_present: r.counter(
                 "lake_files_already_present_total",
                 "Landings that found their file already written by an earlier attempt.",
+            ),
+            records_already_landed: r.counter(
+                "lake_records_already_landed_total",
+                "Replayed records skipped because a landed file already holds them.",
             ),
             open_buffers: r.gauge(
                 "fold_open_buffers",
