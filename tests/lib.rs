@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: pipeline files for Tansu, the `sluice` binary,
 //! and waiting on a consumer group's committed offsets.
 
+pub mod chaos;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -125,3 +125,22 @@ pub fn generate(spec: &SampleSpec) -> Vec<SampleRecord> {
 pub fn outgoing(samples: &[SampleRecord]) -> Vec<Outgoing> {
     samples.iter().map(|s| s.record.clone()).collect()
 }
+
+/// A record Sluice must dead-letter, of one of six kinds chosen by `n`.
+pub fn poison(n: u64, partition: i32) -> Outgoing {
+    let payload: Option<Vec<u8>> = match n % 6 {
+        0 => Some(format!("{{\"signal\":\"engine.temperature\",\"seq\":{n},").into_bytes()),
+        1 => Some(vec![0xff, 0xfe, b'{', b'}']),
+        2 => None,
+        3 => Some(format!("{{\"timestamp\":\"2024-03-05T10:00:00Z\",\"poison\":{n}}}").into_bytes()),
+        4 => Some(format!("{{\"signal\":\"cabin.humidity\",\"timestamp\":\"not a time\",\"poison\":{n}}}").into_bytes()),
+        _ => Some(format!("[{n}]").into_bytes()),
+    };
+    Outgoing {
+        partition,
+        key: Some(format!("poison-{n}").into_bytes()),
+        payload,
+        headers: vec![],
+        timestamp_ms: None,
+    }
+}

@@ -62,7 +62,8 @@ fn find_binary(env_var: &str, candidates: &[PathBuf], install_hint: &str) -> Pat
 /// A child process killed when dropped, with its output in a log file.
 pub struct Service {
     child: Child,
-    _dir: tempfile::TempDir,
+    /// Holds the log (and any data) until the service is dropped.
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Service {
@@ -83,7 +84,7 @@ impl Service {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         wait_for_port(port, what, &mut child, &log);
-        Self { child, _dir: dir }
+        Self { child, dir }
     }
 }
 
@@ -206,7 +207,8 @@ pub struct Azurite {
     /// Blob endpoint including the account, as Sluice's `sink.azure.endpoint` wants it.
     pub endpoint: String,
     pub port: u16,
-    _service: Service,
+    service: Option<Service>,
+    stopped_dir: Option<tempfile::TempDir>,
 }
 
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -216,13 +218,22 @@ pub const AZURITE_KEY: &str =
 
 impl Azurite {
     pub fn start() -> Self {
+        let port = free_port();
+        let service = Self::spawn(port, temp_dir("azurite"));
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+            port,
+            service: Some(service),
+            stopped_dir: None,
+        }
+    }
+
+    fn spawn(port: u16, dir: tempfile::TempDir) -> Service {
         let bin = find_binary(
             "SLUICE_AZURITE_BIN",
             &[workspace_root().join(".tools/node_modules/.bin/azurite-blob")],
             "npm install --prefix .tools azurite@3.37.0",
         );
-        let port = free_port();
-        let dir = temp_dir("azurite");
         let mut cmd = Command::new(bin);
         cmd.args([
             "--blobHost",
@@ -234,11 +245,24 @@ impl Azurite {
             "--location",
         ])
         .arg(dir.path().join("data"));
-        let service = Service::spawn("azurite", cmd, port, dir);
-        Self {
-            endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
-            port,
-            _service: service,
+        Service::spawn("azurite", cmd, port, dir)
+    }
+
+    /// Kills the emulator (an outage); its data stays for `restart`.
+    pub fn stop(&mut self) {
+        if let Some(mut service) = self.service.take() {
+            let _ = service.child.kill();
+            let _ = service.child.wait();
+            // Keep the data directory: take it out of the service before it is dropped.
+            let dir = std::mem::replace(&mut service.dir, temp_dir("azurite-empty"));
+            self.stopped_dir = Some(dir);
+        }
+    }
+
+    /// Starts the emulator again on the same port with the same data.
+    pub fn restart(&mut self) {
+        if let Some(dir) = self.stopped_dir.take() {
+            self.service = Some(Self::spawn(self.port, dir));
         }
     }
 }
