@@ -50,7 +50,15 @@ impl ChaosSummary {
     pub fn to_json(&self) -> String {
         format!(
             r#"{{"produced": {}, "poison": {}, "landed": {}, "unique": {}, "duplicates": {}, "lost": {}, "dead_lettered": {}, "kills": {}, "seconds": {}}}"#,
-            self.produced, self.poison, self.landed, self.unique, self.duplicates, self.lost, self.dead_lettered, self.kills, self.seconds
+            self.produced,
+            self.poison,
+            self.landed,
+            self.unique,
+            self.duplicates,
+            self.lost,
+            self.dead_lettered,
+            self.kills,
+            self.seconds
         )
     }
 }
@@ -65,7 +73,8 @@ struct Workers {
 impl Workers {
     fn start(&mut self) {
         self.started += 1;
-        let log = std::fs::File::create(self.logs.join(format!("worker-{}.log", self.started))).unwrap();
+        let log =
+            std::fs::File::create(self.logs.join(format!("worker-{}.log", self.started))).unwrap();
         let child = Command::new(sluice_bin())
             .args(["run", "--listen", "127.0.0.1:0"])
             .arg(&self.pipeline)
@@ -80,7 +89,9 @@ impl Workers {
 
     fn signal(&mut self, index: usize, signal: &str) {
         let mut child = self.running.remove(index);
-        let _ = Command::new("kill").args([signal, &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
         let _ = child.wait();
     }
 }
@@ -155,7 +166,12 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
 
     let pipeline = work_dir.join("chaos.toml");
     write_pipeline(&pipeline, &tansu.bootstrap, &azurite.endpoint);
-    let mut workers = Workers { pipeline, logs: work_dir.to_path_buf(), running: Vec::new(), started: 0 };
+    let mut workers = Workers {
+        pipeline,
+        logs: work_dir.to_path_buf(),
+        running: Vec::new(),
+        started: 0,
+    };
 
     // Produce in the background while the workers run.
     let producer = std::thread::spawn({
@@ -196,16 +212,25 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
                 workers.start();
             }
         }
-        eprintln!("chaos: {} kills, {} workers running, {:?} elapsed", kills, workers.running.len(), started.elapsed());
+        eprintln!(
+            "chaos: {} kills, {} workers running, {:?} elapsed",
+            kills,
+            workers.running.len(),
+            started.elapsed()
+        );
     }
     producer.join().unwrap();
 
     // Drain: the group commits to the end of every partition.
     let bootstrap = tansu.bootstrap.clone();
-    wait_for("the workers to drain the topic", Duration::from_secs(600), || {
-        let c = committed(&bootstrap, GROUP, TOPIC);
-        ends.iter().all(|(p, e)| c.get(p) == Some(&Some(*e)))
-    });
+    wait_for(
+        "the workers to drain the topic",
+        Duration::from_secs(600),
+        || {
+            let c = committed(&bootstrap, GROUP, TOPIC);
+            ends.iter().all(|(p, e)| c.get(p) == Some(&Some(*e)))
+        },
+    );
     while !workers.running.is_empty() {
         workers.signal(0, "-TERM");
     }
@@ -218,7 +243,10 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
     for (path, lines) in &lake {
         for line in lines {
             if path.starts_with("_dead_letter/") {
-                let key = (line["partition"].as_i64().unwrap(), line["offset"].as_i64().unwrap());
+                let key = (
+                    line["partition"].as_i64().unwrap(),
+                    line["offset"].as_i64().unwrap(),
+                );
                 *dead.entry(key).or_default() += 1;
             } else {
                 landed += 1;
@@ -226,7 +254,8 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
             }
         }
     }
-    let duplicates = seen.values().map(|n| n - 1).sum::<u64>() + dead.values().map(|n| n - 1).sum::<u64>();
+    let duplicates =
+        seen.values().map(|n| n - 1).sum::<u64>() + dead.values().map(|n| n - 1).sum::<u64>();
     let lost = good.keys().filter(|id| !seen.contains_key(id)).count() as u64;
     ChaosSummary {
         produced: records.len() as u64,
@@ -242,7 +271,10 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
 }
 
 fn read_lake(azurite: &Azurite) -> Vec<(String, Vec<serde_json::Value>)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let lake = Lake::open(&Destination::Azure(AzureDestination {
             account: AZURITE_ACCOUNT.into(),

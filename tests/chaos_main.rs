@@ -9,7 +9,10 @@ fn arg(name: &str, default: u64) -> u64 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
         .unwrap_or(default)
 }
 
@@ -26,6 +29,7 @@ fn main() {
     eprintln!("chaos: {plan:?}; worker logs in {}", work.display());
     let summary = run_chaos(&plan, &work);
     println!("{}", summary.to_json());
-    let ok = summary.duplicates == 0 && summary.lost == 0 && summary.dead_lettered == summary.poison;
+    let ok =
+        summary.duplicates == 0 && summary.lost == 0 && summary.dead_lettered == summary.poison;
     std::process::exit(if ok { 0 } else { 1 });
 }

@@ -16,9 +16,19 @@ fn chaos_loses_nothing_and_doubles_nothing() {
     };
     let summary = run_chaos(&plan, &work);
     println!("{}", summary.to_json());
-    assert_eq!(summary.duplicates, 0, "{summary:?} (logs in {})", work.display());
+    assert_eq!(
+        summary.duplicates,
+        0,
+        "{summary:?} (logs in {})",
+        work.display()
+    );
     assert_eq!(summary.lost, 0, "{summary:?} (logs in {})", work.display());
-    assert_eq!(summary.dead_lettered, summary.poison, "{summary:?} (logs in {})", work.display());
+    assert_eq!(
+        summary.dead_lettered,
+        summary.poison,
+        "{summary:?} (logs in {})",
+        work.display()
+    );
     assert_eq!(summary.unique + summary.poison, summary.produced);
     let _ = std::fs::remove_dir_all(&work);
 }

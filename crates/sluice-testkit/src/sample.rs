@@ -132,8 +132,15 @@ pub fn poison(n: u64, partition: i32) -> Outgoing {
         0 => Some(format!("{{\"signal\":\"engine.temperature\",\"seq\":{n},").into_bytes()),
         1 => Some(vec![0xff, 0xfe, b'{', b'}']),
         2 => None,
-        3 => Some(format!("{{\"timestamp\":\"2024-03-05T10:00:00Z\",\"poison\":{n}}}").into_bytes()),
-        4 => Some(format!("{{\"signal\":\"cabin.humidity\",\"timestamp\":\"not a time\",\"poison\":{n}}}").into_bytes()),
+        3 => {
+            Some(format!("{{\"timestamp\":\"2024-03-05T10:00:00Z\",\"poison\":{n}}}").into_bytes())
+        }
+        4 => Some(
+            format!(
+                "{{\"signal\":\"cabin.humidity\",\"timestamp\":\"not a time\",\"poison\":{n}}}"
+            )
+            .into_bytes(),
+        ),
         _ => Some(format!("[{n}]").into_bytes()),
     };
     Outgoing {
