@@ -11,8 +11,6 @@ step() { printf '\n==> %s\n' "$*"; }
 TANSU_VERSION=0.6.0
 AZURITE_VERSION=3.37.0
 
-step() { printf '\n==> %s\n' "$*"; }
-
 tansu_bin="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 if [ ! -x "$tansu_bin" ] || ! "$tansu_bin" --version 2>/dev/null | grep -qx "tansu $TANSU_VERSION"; then
   step "installing Tansu $TANSU_VERSION (cargo install; takes ~12 minutes on 2 cores)"

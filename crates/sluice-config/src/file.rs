@@ -43,6 +43,8 @@ pub struct RouteSection {
     pub default_signal: Option<String>,
     /// Signals to export; omitted means all.
     pub signals: Option<Vec<String>>,
+    /// Records with a larger payload are dead-lettered (default 1 MiB).
+    pub max_record_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -58,6 +58,8 @@ pub struct ValidatedPipeline {
     /// Signal given to records that carry none; `None` sends them to the dead-letter files.
     pub default_signal: Option<String>,
     pub filter: SignalFilter,
+    /// Payloads larger than this are dead-lettered.
+    pub max_record_bytes: u64,
     pub window: WindowSettings,
     pub sink: SinkSettings,
     pub flush: FlushPolicy,
@@ -177,6 +179,7 @@ impl Default for FlushPolicy {
 }
 
 const DEFAULT_AZURE_KEY_ENV: &str = "AZURE_STORAGE_KEY";
+const DEFAULT_MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
 fn default_path(g: Granularity) -> &'static str {
     match g {
@@ -329,6 +332,13 @@ impl PipelineFile {
             }
             Some(list) => SignalFilter::Only(list.iter().cloned().collect()),
         };
+        if r.max_record_bytes == Some(0) {
+            p.add(
+                "route.max_record_bytes",
+                "is 0",
+                "use a positive byte count, or remove it for the default 1048576 (1 MiB)",
+            );
+        }
         if r.default_signal
             .as_deref()
             .is_some_and(|d| d.trim().is_empty())
@@ -464,6 +474,7 @@ impl PipelineFile {
                     signal_source,
                     default_signal: r.default_signal.clone(),
                     filter,
+                    max_record_bytes: r.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
                     window: WindowSettings { time, granularity },
                     sink,
                     flush,

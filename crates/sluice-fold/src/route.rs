@@ -48,6 +48,7 @@ pub struct Router {
     signal_source: SignalSource,
     default_signal: Option<String>,
     filter: SignalFilter,
+    max_record_bytes: u64,
     time: TimeKey,
     granularity: Granularity,
 }
@@ -60,6 +61,7 @@ impl Router {
             signal_source: p.signal_source.clone(),
             default_signal: p.default_signal.clone(),
             filter: p.filter.clone(),
+            max_record_bytes: p.max_record_bytes,
             time: p.window.time.clone(),
             granularity: p.window.granularity,
         }
@@ -78,6 +80,16 @@ impl Router {
             None => return Err(DeadReason::new("tombstone", "the record has no payload")),
             Some(p) if p.iter().all(u8::is_ascii_whitespace) => {
                 return Err(DeadReason::new("empty", "the payload is empty"))
+            }
+            Some(p) if p.len() as u64 > self.max_record_bytes => {
+                return Err(DeadReason::new(
+                    "too_large",
+                    format!(
+                        "the payload has {} bytes, over route.max_record_bytes = {}",
+                        p.len(),
+                        self.max_record_bytes
+                    ),
+                ))
             }
             Some(p) => p,
         };
@@ -370,6 +382,11 @@ url = "/tmp/x"
         assert_eq!(label(Some(b"{\"a\":")), "invalid_json");
         assert_eq!(label(Some(b"\xff\xfe")), "not_utf8");
         assert_eq!(label(Some(b"[1,2]")), "not_an_object");
+        assert_eq!(label(Some(&vec![b' '; 2 << 20])), "empty");
+        let mut big = br#"{"meta":{"name":"temp"},"ts":1,"pad":""#.to_vec();
+        big.extend(std::iter::repeat_n(b'x', 1 << 20));
+        big.extend(br#""}"#);
+        assert_eq!(label(Some(&big)), "too_large");
         assert_eq!(label(Some(br#"{"ts":1}"#)), "missing_signal");
         assert_eq!(
             label(Some(br#"{"meta":{"name":"temp"}}"#)),

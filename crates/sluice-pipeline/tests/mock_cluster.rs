@@ -243,3 +243,58 @@ async fn failed_commits_are_retried() {
         assert_eq!(committed, Some(end));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_loses_and_doubles_nothing_across_a_restart() {
+    sluice_telemetry::init_logging(false, "warn");
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(4_000, 4, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        "g6",
+        "[flush]\nmax_records = 300",
+    );
+
+    // The only broker goes down for 3 s once the worker has consumed its first records, and
+    // forgets the group: commits fail while buffers are open and files land.
+    let metrics = Metrics::new("outage");
+    let outage_over = std::sync::atomic::AtomicBool::new(false);
+    let outage = async {
+        while metrics.records_consumed.get() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        kafka.cluster.broker_down(1).unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        kafka.cluster.broker_up(1).unwrap();
+        outage_over.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let first = sluice_pipeline::run_until(&p, metrics.clone(), Duration::from_secs(60), |m| {
+        outage_over.load(std::sync::atomic::Ordering::SeqCst) && m.records_consumed.get() >= 4_000
+    });
+    let (first, ()) = tokio::join!(first, outage);
+    first.unwrap();
+
+    // A second worker finishes whatever the first could not commit; replays skip what landed.
+    let probe = kafka.bootstrap.clone();
+    run_until(&p, move |_| {
+        sluice_kafka::group_progress(&probe, "g6", TOPIC, Duration::from_secs(5))
+            .map(|g| g.values().all(|(c, end)| *c == Some(*end)))
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap();
+    for (committed, end) in committed(&kafka, "g6") {
+        assert_eq!(committed, Some(end));
+    }
+    let files = read_ndjson_tree(lake.path());
+    assert_each_exported_once(
+        &samples,
+        &files,
+        |s| p.filter.admits(s),
+        |s| hour_prefix(&s.signal, s.event_ms),
+    );
+}
