@@ -178,6 +178,9 @@ pub struct KafkaSource {
 fn client_config(settings: &SourceSettings) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("statistics.interval.ms", "5000");
+    // Incremental rebalances: a worker joining or leaving moves only the partitions that must
+    // move, and the others keep their open buffers.
+    cfg.set("partition.assignment.strategy", "cooperative-sticky");
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }
