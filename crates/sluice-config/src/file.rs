@@ -57,6 +57,11 @@ pub struct WindowSection {
     pub event_time_format: Option<String>,
     /// `minute`, `hour` or `day` (UTC).
     pub granularity: String,
+    /// How long after a window's end its records still count as on time (default 0).
+    pub allowed_lateness_secs: Option<u64>,
+    /// What to do with a record whose window has closed: `append` (default), `divert` or
+    /// `dead_letter`.
+    pub late_data: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,8 +10,9 @@ pub use destination::{AzureAuth, AzureDestination, Destination};
 pub use file::PipelineFile;
 pub use secret::Secret;
 pub use validate::{
-    Compression, ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, Format, SignalFilter,
-    SignalSource, SinkSettings, SourceSettings, TimeKey, ValidatedPipeline, WindowSettings,
+    Compression, ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, Format, LateData,
+    SignalFilter, SignalSource, SinkSettings, SourceSettings, TimeKey, ValidatedPipeline,
+    WindowSettings,
 };
 
 /// Reads and validates a pipeline file; `env` resolves secrets (normally `std::env::var`).

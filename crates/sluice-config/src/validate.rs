@@ -120,6 +120,20 @@ pub enum TimeKey {
 pub struct WindowSettings {
     pub time: TimeKey,
     pub granularity: Granularity,
+    pub allowed_lateness: Duration,
+    pub late_data: LateData,
+}
+
+/// What happens to a record whose window has closed: its end plus the allowed lateness is
+/// behind the partition's watermark (the latest record time seen on that partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateData {
+    /// Written like any record: a new file in the window's folder.
+    Append,
+    /// Written under the `_late/` prefix, with the same layout below it.
+    Divert,
+    /// Sent to the dead-letter files with reason `late`.
+    DeadLetter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,6 +430,21 @@ impl PipelineFile {
             }
         };
 
+        let late_data = match w.late_data.as_deref().unwrap_or("append") {
+            "append" => Some(LateData::Append),
+            "divert" => Some(LateData::Divert),
+            "dead_letter" => Some(LateData::DeadLetter),
+            other => {
+                p.add(
+                    "window.late_data",
+                    format!("'{other}' is not a late-data policy"),
+                    "use \"append\", \"divert\" or \"dead_letter\"",
+                );
+                None
+            }
+        };
+        let allowed_lateness = Duration::from_secs(w.allowed_lateness_secs.unwrap_or(0));
+
         // [sink]
         let sink = self.validate_sink(granularity.unwrap_or(Granularity::Hour), env, &mut p);
 
@@ -460,8 +489,10 @@ impl PipelineFile {
             max_buffered_bytes: f.max_buffered_bytes.unwrap_or(defaults.max_buffered_bytes),
         };
 
-        match (signal_source, granularity, time, sink) {
-            (Some(signal_source), Some(granularity), Some(time), Some(sink)) if p.0.is_empty() => {
+        match (signal_source, granularity, time, sink, late_data) {
+            (Some(signal_source), Some(granularity), Some(time), Some(sink), Some(late_data))
+                if p.0.is_empty() =>
+            {
                 Ok(ValidatedPipeline {
                     name: self.name.clone(),
                     source: SourceSettings {
@@ -475,7 +506,12 @@ impl PipelineFile {
                     default_signal: r.default_signal.clone(),
                     filter,
                     max_record_bytes: r.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
-                    window: WindowSettings { time, granularity },
+                    window: WindowSettings {
+                        time,
+                        granularity,
+                        allowed_lateness,
+                        late_data,
+                    },
                     sink,
                     flush,
                 })

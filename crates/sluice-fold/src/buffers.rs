@@ -10,11 +10,11 @@ pub enum Target {
     Signal {
         signal: SignalName,
         window: Window,
+        /// Arrived after its window closed, and the pipeline diverts such records.
+        late: bool,
     },
     /// Records that could not be exported, bucketed by the day they arrived.
-    DeadLetter {
-        window: Window,
-    },
+    DeadLetter { window: Window },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -178,6 +178,7 @@ mod tests {
             target: Target::Signal {
                 signal: SignalName::sanitize(signal),
                 window: Window::containing(0, Granularity::Hour),
+                late: false,
             },
         }
     }

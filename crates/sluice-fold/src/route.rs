@@ -14,7 +14,7 @@ pub struct DeadReason {
 }
 
 impl DeadReason {
-    fn new(label: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(label: &'static str, detail: impl Into<String>) -> Self {
         Self {
             label,
             detail: detail.into(),

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use inflight::InFlight;
-use sluice_config::{Compression, Format, ValidatedPipeline};
+use sluice_config::{Compression, Format, LateData, ValidatedPipeline};
 use sluice_core::{
     parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
     SignalName, TopicPartition, Window,
 };
-use sluice_fold::{dead_letter_line, Buffer, BufferKey, Buffers, Routed, Router, Target};
+use sluice_fold::{
+    dead_letter_line, Buffer, BufferKey, Buffers, DeadReason, Routed, Router, Target,
+};
 use sluice_kafka::{KafkaSource, PartitionEvent, SharedLedgers, SourceError};
 use sluice_lake::{Lake, LakeError, Landed};
 use sluice_telemetry::Metrics;
@@ -28,6 +30,8 @@ pub use tokio_util::sync::CancellationToken as Shutdown;
 const MAX_LANDINGS_IN_FLIGHT: usize = 8;
 /// How often buffers are checked for age and offsets committed.
 const TICK: Duration = Duration::from_millis(500);
+/// Where diverted late records land, above the usual layout.
+const LATE_PREFIX: &str = "_late/";
 /// Longest wait between two attempts at a storage operation that failed temporarily.
 const MAX_STORAGE_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a revocation waits for the partitions' files that are still landing.
@@ -124,6 +128,9 @@ pub async fn run(
     let mut worker = Worker {
         router: Router::new(pipeline),
         landed: HashMap::new(),
+        watermarks: HashMap::new(),
+        late_data: pipeline.window.late_data,
+        allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
         inflight,
         shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
@@ -177,6 +184,10 @@ struct Worker {
     router: Router,
     /// For each key seen since its partition was assigned: offsets already in landed files.
     landed: HashMap<BufferKey, LandedRanges>,
+    /// Per partition, the latest window end seen: a window this far behind has closed.
+    watermarks: HashMap<TopicPartition, i64>,
+    late_data: LateData,
+    allowed_lateness_ms: i64,
     inflight: Arc<InFlight>,
     shutdown: CancellationToken,
     buffers: Buffers,
@@ -257,6 +268,7 @@ impl Worker {
                         self.assigned.remove(&tp);
                         // The next ownership lists the lake again.
                         self.landed.retain(|key, _| key.tp != tp);
+                        self.watermarks.remove(&tp);
                         // Not landed, not committed: the partition's next owner reads them again.
                         let dropped = self.buffers.take_partition(&tp);
                         if !dropped.is_empty() {
@@ -288,12 +300,24 @@ impl Worker {
         self.metrics.records_consumed.inc();
         self.summary.records_consumed += 1;
         let arrival = now_ms();
-        let (target, line) = match self.router.route(&record, arrival) {
+        let routed = self.router.route(&record, arrival);
+        let routed = self.apply_late_policy(&tp, routed);
+        let (target, line) = match routed {
             Routed::Data {
                 signal,
                 window,
                 line,
-            } => (Target::Signal { signal, window }, line),
+            } => {
+                let late = self.late_data == LateData::Divert && self.is_late(&tp, window);
+                (
+                    Target::Signal {
+                        signal,
+                        window,
+                        late,
+                    },
+                    line,
+                )
+            }
             Routed::Skipped => {
                 self.metrics.records_skipped.inc();
                 self.summary.records_skipped += 1;
@@ -352,11 +376,39 @@ impl Worker {
         Ok(())
     }
 
+    /// Whether `window` closed on `tp`: its end plus the allowed lateness is behind the latest
+    /// window end seen there. Also advances the watermark.
+    fn is_late(&mut self, tp: &TopicPartition, window: Window) -> bool {
+        let watermark = self.watermarks.entry(tp.clone()).or_insert(i64::MIN);
+        *watermark = (*watermark).max(window.end_ms());
+        window.end_ms() + self.allowed_lateness_ms < *watermark
+    }
+
+    /// Turns late data into a dead letter when the pipeline says so.
+    fn apply_late_policy(&mut self, tp: &TopicPartition, routed: Routed) -> Routed {
+        match routed {
+            Routed::Data { window, .. }
+                if self.late_data == LateData::DeadLetter && self.is_late(tp, window) =>
+            {
+                Routed::Dead(DeadReason::new(
+                    "late",
+                    format!("its window {} had closed", window.start().to_rfc3339()),
+                ))
+            }
+            other => other,
+        }
+    }
+
     /// Where and how the files of `key` are written.
     fn layout(&self, key: &BufferKey) -> Layout<'_> {
         match &key.target {
-            Target::Signal { signal, window } => Layout {
+            Target::Signal {
+                signal,
+                window,
+                late,
+            } => Layout {
                 template: &self.path,
+                prefix: if *late { LATE_PREFIX } else { "" },
                 signal: signal.clone(),
                 window: *window,
                 format: self.format,
@@ -367,6 +419,7 @@ impl Worker {
             // Dead letters are always NDJSON: they carry raw bytes, not the signal's columns.
             Target::DeadLetter { window } => Layout {
                 template: &self.dead_letter_path,
+                prefix: "",
                 signal: SignalName::sanitize(DEAD_LETTER),
                 window: *window,
                 format: Format::Ndjson,
@@ -381,7 +434,11 @@ impl Worker {
     /// directory (the templates are offset-named, see `sluice_config`).
     async fn landed_ranges(&self, key: &BufferKey) -> Result<LandedRanges, PipelineError> {
         let layout = self.layout(key);
-        let dir = layout.template.directory(&layout.values(key, 0, 0));
+        let dir = format!(
+            "{}{}",
+            layout.prefix,
+            layout.template.directory(&layout.values(key, 0, 0))
+        );
         let files = with_storage_retries(&self.metrics, "list", Some(&self.shutdown), || {
             self.lake.list(&dir)
         })
@@ -406,11 +463,15 @@ impl Worker {
         let layout = self.layout(&buffer.key);
         let (format, compression, dead_letter) =
             (layout.format, layout.compression, layout.dead_letter);
-        let path = layout.template.render(&layout.values(
-            &buffer.key,
-            buffer.first_offset,
-            buffer.last_offset,
-        ));
+        let path = format!(
+            "{}{}",
+            layout.prefix,
+            layout.template.render(&layout.values(
+                &buffer.key,
+                buffer.first_offset,
+                buffer.last_offset,
+            ))
+        );
         let signal_label = if dead_letter {
             DEAD_LETTER.to_string()
         } else {
@@ -620,6 +681,8 @@ impl Worker {
 /// Where and how the files of one buffer key are written.
 struct Layout<'a> {
     template: &'a PathTemplate,
+    /// Prepended to the rendered path (`_late/` for diverted late records).
+    prefix: &'static str,
     signal: SignalName,
     window: Window,
     format: Format,

@@ -298,3 +298,83 @@ async fn a_broker_outage_loses_and_doubles_nothing_across_a_restart() {
         |s| hour_prefix(&s.signal, s.event_ms),
     );
 }
+
+/// Records at 10:xx, then 12:xx, then 10:xx again on one partition: the last ones arrive after
+/// their hour closed.
+fn late_records() -> Vec<Outgoing> {
+    let rec = |seq: u64, ts: &str| Outgoing {
+        partition: 0,
+        key: None,
+        payload: Some(
+            format!(r#"{{"signal":"engine.temperature","timestamp":"{ts}","seq":{seq}}}"#)
+                .into_bytes(),
+        ),
+        headers: vec![],
+        timestamp_ms: None,
+    };
+    vec![
+        rec(0, "2024-03-05T10:10:00Z"),
+        rec(1, "2024-03-05T12:10:00Z"),
+        rec(2, "2024-03-05T10:20:00Z"),
+        rec(3, "2024-03-05T11:30:00Z"),
+    ]
+}
+
+async fn run_late(policy: &str, group: &str) -> Vec<(String, Vec<serde_json::Value>)> {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 1);
+    produce(&kafka.bootstrap, TOPIC, &late_records()).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let mut p = pipeline(&kafka.bootstrap, lake.path(), group, "");
+    p.window.late_data = match policy {
+        "divert" => sluice_config::LateData::Divert,
+        _ => sluice_config::LateData::DeadLetter,
+    };
+    p.window.allowed_lateness = Duration::from_secs(30 * 60);
+    let summary = run_until(&p, |m| m.records_consumed.get() >= 4)
+        .await
+        .unwrap();
+    assert_eq!(summary.records_consumed, 4);
+    read_ndjson_tree(lake.path())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_records_are_diverted_or_dead_lettered() {
+    // With 30 minutes of allowed lateness, hour 10 closed at 11:30 < 13:00 (the watermark after
+    // the 12:xx record); hour 11 closes at 12:30, also behind it.
+    let diverted = run_late("divert", "late1").await;
+    let where_is = |files: &[(String, Vec<serde_json::Value>)], seq: u64| {
+        files
+            .iter()
+            .find(|(_, l)| l.iter().any(|r| r["seq"] == seq))
+            .map(|(p, _)| p.clone())
+    };
+    assert!(where_is(&diverted, 0)
+        .unwrap()
+        .starts_with("engine.temperature/2024/03/05/10/"));
+    assert!(where_is(&diverted, 1)
+        .unwrap()
+        .starts_with("engine.temperature/2024/03/05/12/"));
+    assert!(where_is(&diverted, 2)
+        .unwrap()
+        .starts_with("_late/engine.temperature/2024/03/05/10/"));
+    assert!(where_is(&diverted, 3)
+        .unwrap()
+        .starts_with("_late/engine.temperature/2024/03/05/11/"));
+
+    let dead = run_late("dead_letter", "late2").await;
+    let dead_lines: Vec<_> = dead
+        .iter()
+        .filter(|(p, _)| p.starts_with("_dead_letter/"))
+        .flat_map(|(_, l)| l.clone())
+        .collect();
+    assert_eq!(dead_lines.len(), 2);
+    assert!(dead_lines.iter().all(|d| d["reason"] == "late"));
+    assert_eq!(
+        dead_lines
+            .iter()
+            .map(|d| d["offset"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+}
