@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 /// `fetch.wait.max.ms` even when data is ready (see shared FACTS), so keep it short.
 pub const TANSU_PROPERTIES: &str = r#"properties = { "fetch.wait.max.ms" = "10" }"#;
 
-/// The `sluice` binary that `cargo test --workspace` built next to this test.
+/// The `sluice` binary built next to this test (or chaos binary).
 pub fn sluice_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("sluice");
+    // Tests run from target/<profile>/deps, binaries such as sluice-chaos from target/<profile>.
+    let mut dir = exe.parent().expect("executable dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target dir");
+    }
+    let bin = dir.join("sluice");
     assert!(
         bin.is_file(),
         "{} is missing: build it with `cargo build -p sluice` (scripts/test does)",
