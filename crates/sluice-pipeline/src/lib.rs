@@ -75,6 +75,8 @@ pub struct RunSummary {
 /// A landed buffer, reported back to the loop.
 struct LandedFile {
     tp: TopicPartition,
+    /// Buffer bytes the landing held in memory.
+    held: u64,
     generation: u64,
     first_offset: i64,
     records: u64,
@@ -130,6 +132,8 @@ pub async fn run(
         landed: HashMap::new(),
         watermarks: HashMap::new(),
         late_data: pipeline.window.late_data,
+        landing_bytes: 0,
+        budget_bytes: pipeline.flush.max_buffered_bytes,
         allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
         inflight,
         shutdown: shutdown.clone(),
@@ -188,6 +192,9 @@ struct Worker {
     watermarks: HashMap<TopicPartition, i64>,
     late_data: LateData,
     allowed_lateness_ms: i64,
+    /// Bytes of buffers whose files are landing.
+    landing_bytes: u64,
+    budget_bytes: u64,
     inflight: Arc<InFlight>,
     shutdown: CancellationToken,
     buffers: Buffers,
@@ -219,7 +226,12 @@ impl Worker {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while self.landings.len() >= MAX_LANDINGS_IN_FLIGHT {
+            // Backpressure: consume only while landings and memory have room. Bytes of files
+            // still landing count against the budget too, so memory stays bounded however
+            // slow the lake is.
+            while self.landings.len() >= MAX_LANDINGS_IN_FLIGHT
+                || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes)
+            {
                 let done = self
                     .landings
                     .join_next()
@@ -489,6 +501,8 @@ impl Worker {
             .get(&buffer.key.tp)
             .map_or(0, |l| l.generation());
         let landing = self.inflight.start(&buffer.key.tp);
+        let held = buffer.ndjson.len() as u64;
+        self.landing_bytes += held;
         self.landings.spawn(
             async move {
                 let _landing = landing;
@@ -526,6 +540,7 @@ impl Worker {
                 tracing::info!(records, bytes, ?outcome, "landed");
                 Ok(LandedFile {
                     tp: key.tp,
+                    held,
                     generation,
                     first_offset,
                     records,
@@ -563,6 +578,7 @@ impl Worker {
                 })
             }
         };
+        self.landing_bytes -= file.held;
         self.metrics.lake_up.set(1);
         self.metrics
             .last_landing_timestamp_seconds
@@ -670,11 +686,14 @@ impl Worker {
         }
     }
 
+    /// Bytes held in memory: open buffers and files still landing.
+    fn held_bytes(&self) -> u64 {
+        self.buffers.buffered_bytes() + self.landing_bytes
+    }
+
     fn update_gauges(&self) {
         self.metrics.open_buffers.set(self.buffers.len() as i64);
-        self.metrics
-            .buffered_bytes
-            .set(self.buffers.buffered_bytes() as i64);
+        self.metrics.buffered_bytes.set(self.held_bytes() as i64);
     }
 }
 

@@ -149,7 +149,10 @@ impl Metrics {
                 "fold_open_buffers",
                 "Buffers (signal, window, partition) currently open.",
             ),
-            buffered_bytes: r.gauge("fold_buffered_bytes", "Bytes held in open buffers."),
+            buffered_bytes: r.gauge(
+                "fold_buffered_bytes",
+                "Bytes held in memory: open buffers and files still landing.",
+            ),
             committed_offset: r.gauge_vec(
                 "source_committed_offset",
                 "Last offset this worker committed (the next record to read).",
