@@ -181,6 +181,9 @@ fn client_config(settings: &SourceSettings) -> ClientConfig {
     // Incremental rebalances: a worker joining or leaving moves only the partitions that must
     // move, and the others keep their open buffers.
     cfg.set("partition.assignment.strategy", "cooperative-sticky");
+    // Sluice buffers records itself, under its own memory budget; librdkafka's prefetch queue
+    // (64 MiB by default) would only add to the footprint.
+    cfg.set("queued.max.messages.kbytes", "16384");
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }

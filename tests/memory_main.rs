@@ -1,0 +1,102 @@
+//! `sluice-memory`: peak RSS of a `sluice run` worker draining a backlog, for a small and a
+//! ten times larger one, with the same memory budget. Prints JSON; see scripts/memory.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sluice_e2e::{end_offsets, fully_committed, sluice_bin, wait_for, TANSU_PROPERTIES};
+use sluice_testkit::sample::{generate, outgoing, SampleSpec};
+use sluice_testkit::services::Tansu;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
+        .unwrap_or(default)
+}
+
+/// Peak resident set size of a process, from /proc (VmHWM).
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+/// Drains `records` sample signals with one worker; returns its peak RSS.
+fn drain(records: usize, budget: u64) -> u64 {
+    let tansu = Tansu::start();
+    tansu.create_topic("memory", 4);
+    let batch = outgoing(&generate(&SampleSpec::new(records, 4, 6)));
+    for chunk in batch.chunks(200_000) {
+        sluice_testkit::produce(&tansu.bootstrap, "memory", chunk).unwrap();
+    }
+    let ends = end_offsets(&batch);
+    drop(batch);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("memory.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+name = "memory"
+[source]
+bootstrap_servers = "{}"
+topics = ["memory"]
+group_id = "memory"
+{TANSU_PROPERTIES}
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+[sink]
+url = "{}"
+compression = "gzip"
+[flush]
+max_buffered_bytes = {budget}
+max_age_secs = 5
+"#,
+            tansu.bootstrap,
+            dir.path().join("lake").display()
+        ),
+    )
+    .unwrap();
+    let mut worker = Command::new(sluice_bin())
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .arg(&pipeline)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bootstrap = tansu.bootstrap.clone();
+    wait_for(
+        "the worker to drain the backlog",
+        Duration::from_secs(1800),
+        || fully_committed(&bootstrap, "memory", "memory", &ends),
+    );
+    let peak = peak_rss_bytes(worker.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let _ = worker.wait();
+    peak
+}
+
+fn main() {
+    let small = arg("--records", 1_000_000) as usize;
+    let budget = arg("--budget-bytes", 32 * 1024 * 1024);
+    let rss_small = drain(small, budget);
+    let rss_large = drain(small * 10, budget);
+    println!(
+        r#"{{"records_small": {small}, "records_large": {}, "budget_bytes": {budget}, "rss_small_bytes": {rss_small}, "rss_large_bytes": {rss_large}, "ratio": {:.3}}}"#,
+        small * 10,
+        rss_large as f64 / rss_small as f64
+    );
+}
