@@ -170,6 +170,14 @@ fn commit_with<C: Consumer<X>, X: ConsumerContext>(
     consumer.commit(&tpl, mode)
 }
 
+fn partition_list(tps: &[TopicPartition]) -> Result<TopicPartitionList, SourceError> {
+    let mut tpl = TopicPartitionList::new();
+    for tp in tps {
+        tpl.add_partition(&tp.topic, tp.partition);
+    }
+    Ok(tpl)
+}
+
 pub struct KafkaSource {
     consumer: StreamConsumer<SourceContext>,
 }
@@ -238,6 +246,22 @@ impl KafkaSource {
             return Ok(());
         }
         Ok(commit_with(&self.consumer, commits, CommitMode::Sync)?)
+    }
+
+    /// Stops fetching `tps` while still polling, so the worker keeps its group membership
+    /// (max.poll.interval.ms) while it waits for the lake.
+    pub fn pause(&self, tps: &[TopicPartition]) -> Result<(), SourceError> {
+        if tps.is_empty() {
+            return Ok(());
+        }
+        Ok(self.consumer.pause(&partition_list(tps)?)?)
+    }
+
+    pub fn resume(&self, tps: &[TopicPartition]) -> Result<(), SourceError> {
+        if tps.is_empty() {
+            return Ok(());
+        }
+        Ok(self.consumer.resume(&partition_list(tps)?)?)
     }
 
     /// Leaves the group cleanly so the partitions move to other workers at once.

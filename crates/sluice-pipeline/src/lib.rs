@@ -133,6 +133,7 @@ pub async fn run(
         watermarks: HashMap::new(),
         late_data: pipeline.window.late_data,
         landing_bytes: 0,
+        paused: false,
         budget_bytes: pipeline.flush.max_buffered_bytes,
         allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
         inflight,
@@ -194,6 +195,8 @@ struct Worker {
     allowed_lateness_ms: i64,
     /// Bytes of buffers whose files are landing.
     landing_bytes: u64,
+    /// Fetching is paused for backpressure.
+    paused: bool,
     budget_bytes: u64,
     inflight: Arc<InFlight>,
     shutdown: CancellationToken,
@@ -226,18 +229,32 @@ impl Worker {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // Backpressure: consume only while landings and memory have room. Bytes of files
-            // still landing count against the budget too, so memory stays bounded however
-            // slow the lake is.
-            while self.landings.len() >= MAX_LANDINGS_IN_FLIGHT
-                || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes)
-            {
-                let done = self
-                    .landings
-                    .join_next()
-                    .await
-                    .expect("the set is not empty");
-                self.on_landed(done)?;
+            // Backpressure: fetch only while landings and memory have room (bytes of files
+            // still landing count against the budget too, so memory stays bounded however slow
+            // the lake is). Paused partitions are still polled, so the group keeps this worker.
+            // Resuming needs room for half again, so the worker does not flap at the limit.
+            let stalled = if self.paused {
+                self.landings.len() > MAX_LANDINGS_IN_FLIGHT / 2
+                    || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes / 4 * 3)
+            } else {
+                self.landings.len() >= MAX_LANDINGS_IN_FLIGHT
+                    || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes)
+            };
+            if stalled != self.paused {
+                let tps: Vec<_> = self.assigned.iter().cloned().collect();
+                let changed = if stalled {
+                    source.pause(&tps)
+                } else {
+                    source.resume(&tps)
+                };
+                match changed {
+                    Ok(()) => {
+                        self.paused = stalled;
+                        self.metrics.paused.set(i64::from(stalled));
+                        tracing::info!(paused = stalled, "backpressure");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot pause or resume partitions"),
+                }
             }
             tokio::select! {
                 biased;
@@ -246,7 +263,7 @@ impl Worker {
                 _ = tick.tick() => {
                     // Rebalances happen inside `recv` even when no record follows them.
                     let events = source.take_events();
-                    self.on_events(events);
+                    self.on_events(source, events);
                     for buffer in self.buffers.take_expired(Instant::now()) {
                         self.spawn_landing(buffer);
                     }
@@ -256,7 +273,7 @@ impl Worker {
                 }
                 next = source.next() => {
                     let events = source.take_events();
-                    self.on_events(events);
+                    self.on_events(source, events);
                     match next {
                         Ok(record) => self.on_record(record).await?,
                         Err(e) => {
@@ -270,11 +287,18 @@ impl Worker {
         }
     }
 
-    fn on_events(&mut self, events: Vec<PartitionEvent>) {
+    fn on_events(&mut self, source: &KafkaSource, events: Vec<PartitionEvent>) {
         for event in events {
             self.metrics.rebalances.inc();
             match event {
-                PartitionEvent::Assigned(tps) => self.assigned.extend(tps),
+                PartitionEvent::Assigned(tps) => {
+                    if self.paused {
+                        if let Err(e) = source.pause(&tps) {
+                            tracing::warn!(error = %e, "cannot pause newly assigned partitions");
+                        }
+                    }
+                    self.assigned.extend(tps);
+                }
                 PartitionEvent::Revoked(tps) => {
                     for tp in tps {
                         self.assigned.remove(&tp);
@@ -765,7 +789,16 @@ where
                 ) % (delay.as_millis() as u64 / 2 + 1);
                 let wait = delay + Duration::from_millis(jitter);
                 tracing::warn!(error = %e, ?wait, "storage unavailable; retrying");
-                tokio::time::sleep(wait).await;
+                match shutdown {
+                    // A shutdown cuts the wait short: the patience window starts now.
+                    Some(token) if giving_up_at.is_none() => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = token.cancelled() => {}
+                        }
+                    }
+                    _ => tokio::time::sleep(wait).await,
+                }
                 delay = (delay * 2).min(MAX_STORAGE_BACKOFF);
             }
             Err(e) => return Err(e),

@@ -378,3 +378,61 @@ async fn late_records_are_diverted_or_dead_lettered() {
         [2, 3]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_storage_outage_pauses_without_leaving_the_group() {
+    sluice_telemetry::init_logging(false, "warn");
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(3_000, 4, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    // Writes under engine.temperature/ fail (temporarily, as opendal classifies it) until the
+    // file in the way is removed, 10 s in: past max.poll.interval.ms (6 s).
+    let blocker = lake.path().join("engine.temperature");
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let mut p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        "g7",
+        "[flush]\nmax_records = 40",
+    );
+    p.source
+        .properties
+        .insert("max.poll.interval.ms".into(), "6000".into());
+
+    let metrics = Metrics::new("stall");
+    let unblocked = std::sync::atomic::AtomicBool::new(false);
+    let unblock = async {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(
+            metrics.paused.get(),
+            1,
+            "the worker should be paused while landings are stuck"
+        );
+        std::fs::remove_file(&blocker).unwrap();
+        unblocked.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let probe = kafka.bootstrap.clone();
+    let run = sluice_pipeline::run_until(&p, metrics.clone(), Duration::from_secs(120), |_| {
+        unblocked.load(std::sync::atomic::Ordering::SeqCst)
+            && sluice_kafka::group_progress(&probe, "g7", TOPIC, Duration::from_secs(5))
+                .map(|g| g.values().all(|(c, end)| *c == Some(*end)))
+                .unwrap_or(false)
+    });
+    let (summary, ()) = tokio::join!(run, unblock);
+    summary.unwrap();
+    assert_eq!(
+        metrics.rebalances.get(),
+        1,
+        "only the first assignment: the worker never left the group"
+    );
+    assert!(metrics.storage_retries.get() > 0);
+    let files = read_ndjson_tree(lake.path());
+    assert_each_exported_once(
+        &samples,
+        &files,
+        |s| p.filter.admits(s),
+        |s| hour_prefix(&s.signal, s.event_ms),
+    );
+}

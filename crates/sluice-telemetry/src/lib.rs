@@ -45,6 +45,7 @@ pub struct Metrics {
     pub end_offset: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub assigned_partitions: IntGauge,
+    pub paused: IntGauge,
     pub rebalances: IntCounter,
     pub buffer_budget_bytes: IntGauge,
     pub flush_duration_seconds: HistogramVec,
@@ -170,6 +171,10 @@ impl Metrics {
             ),
             assigned_partitions: r
                 .gauge("source_assigned_partitions", "Partitions this worker owns."),
+            paused: r.gauge(
+                "source_paused",
+                "1 while fetching is paused because landings or memory are full.",
+            ),
             rebalances: r.counter(
                 "source_rebalances_total",
                 "Partition assignment changes seen.",
