@@ -238,6 +238,7 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
     // Read everything back from the lake.
     let lake = read_lake(&azurite);
     let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut seen_in: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut dead: BTreeMap<(i64, i64), u64> = BTreeMap::new();
     let mut landed = 0;
     for (path, lines) in &lake {
@@ -250,9 +251,14 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
                 *dead.entry(key).or_default() += 1;
             } else {
                 landed += 1;
-                *seen.entry(line["seq"].as_u64().unwrap()).or_default() += 1;
+                let seq = line["seq"].as_u64().unwrap();
+                *seen.entry(seq).or_default() += 1;
+                seen_in.entry(seq).or_default().push(path.clone());
             }
         }
+    }
+    for (seq, paths) in seen_in.iter().filter(|(_, p)| p.len() > 1).take(5) {
+        eprintln!("chaos: record {seq} landed in {paths:?}");
     }
     let duplicates =
         seen.values().map(|n| n - 1).sum::<u64>() + dead.values().map(|n| n - 1).sum::<u64>();

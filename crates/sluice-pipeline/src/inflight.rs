@@ -5,11 +5,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_core::TopicPartition;
+use tokio::task::AbortHandle;
 
 #[derive(Default)]
 pub(crate) struct InFlight {
     counts: Mutex<HashMap<TopicPartition, usize>>,
     changed: Condvar,
+    /// How to cancel each partition's landing tasks.
+    aborts: Mutex<HashMap<TopicPartition, Vec<AbortHandle>>>,
 }
 
 /// Counts one landing until dropped (whether it landed, failed or was cancelled).
@@ -29,6 +32,25 @@ impl InFlight {
         Landing {
             inflight: self.clone(),
             tp: tp.clone(),
+        }
+    }
+
+    /// Remembers how to cancel a landing task of `tp`.
+    pub(crate) fn register(&self, tp: &TopicPartition, handle: AbortHandle) {
+        let mut aborts = self.aborts.lock().expect("in-flight lock");
+        let handles = aborts.entry(tp.clone()).or_default();
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
+    }
+
+    /// Cancels the landing tasks of `tps`. A cancelled write may still complete at the store if
+    /// its request was already sent; the caller makes that window as short as it can.
+    pub(crate) fn abort(&self, tps: &[TopicPartition]) {
+        let mut aborts = self.aborts.lock().expect("in-flight lock");
+        for tp in tps {
+            for h in aborts.remove(tp).unwrap_or_default() {
+                h.abort();
+            }
         }
     }
 

@@ -35,7 +35,7 @@ const LATE_PREFIX: &str = "_late/";
 /// Longest wait between two attempts at a storage operation that failed temporarily.
 const MAX_STORAGE_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a revocation waits for the partitions' files that are still landing.
-const REVOKE_PATIENCE: Duration = Duration::from_secs(120);
+const REVOKE_PATIENCE: Duration = Duration::from_secs(3);
 /// How long storage retries go on once shutdown was requested.
 const SHUTDOWN_STORAGE_PATIENCE: Duration = Duration::from_secs(10);
 /// How long shutdown keeps retrying the last commit.
@@ -75,8 +75,6 @@ pub struct RunSummary {
 /// A landed buffer, reported back to the loop.
 struct LandedFile {
     tp: TopicPartition,
-    /// Buffer bytes the landing held in memory.
-    held: u64,
     generation: u64,
     first_offset: i64,
     records: u64,
@@ -112,11 +110,14 @@ pub async fn run(
         let inflight = inflight.clone();
         Box::new(move |tps: &[TopicPartition]| {
             // The next owner must find these files in the lake, or it would write them again.
+            // A lake that does not answer soon is given up on: the group may already have
+            // handed the partitions on, and a file landing later would double its records.
             let idle = tokio::task::block_in_place(|| inflight.wait_idle(tps, REVOKE_PATIENCE));
             if !idle {
-                tracing::error!(
+                inflight.abort(tps);
+                tracing::warn!(
                     ?tps,
-                    "files of revoked partitions are still landing; their records may land twice"
+                    "cancelled landings of revoked partitions; the next owner writes them"
                 );
             }
         })
@@ -133,6 +134,7 @@ pub async fn run(
         watermarks: HashMap::new(),
         late_data: pipeline.window.late_data,
         landing_bytes: 0,
+        held_by_task: HashMap::new(),
         paused: false,
         budget_bytes: pipeline.flush.max_buffered_bytes,
         allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
@@ -193,8 +195,9 @@ struct Worker {
     watermarks: HashMap<TopicPartition, i64>,
     late_data: LateData,
     allowed_lateness_ms: i64,
-    /// Bytes of buffers whose files are landing.
+    /// Bytes of buffers whose files are landing, in total and per landing task.
     landing_bytes: u64,
+    held_by_task: HashMap<tokio::task::Id, u64>,
     /// Fetching is paused for backpressure.
     paused: bool,
     budget_bytes: u64,
@@ -259,7 +262,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(done) = self.landings.join_next() => self.on_landed(done)?,
+                Some(done) = self.landings.join_next_with_id() => self.on_landed(done)?,
                 _ = tick.tick() => {
                     // Rebalances happen inside `recv` even when no record follows them.
                     let events = source.take_events();
@@ -525,9 +528,10 @@ impl Worker {
             .get(&buffer.key.tp)
             .map_or(0, |l| l.generation());
         let landing = self.inflight.start(&buffer.key.tp);
+        let tp = buffer.key.tp.clone();
         let held = buffer.ndjson.len() as u64;
         self.landing_bytes += held;
-        self.landings.spawn(
+        let handle = self.landings.spawn(
             async move {
                 let _landing = landing;
                 let Buffer {
@@ -564,7 +568,6 @@ impl Worker {
                 tracing::info!(records, bytes, ?outcome, "landed");
                 Ok(LandedFile {
                     tp: key.tp,
-                    held,
                     generation,
                     first_offset,
                     records,
@@ -577,15 +580,24 @@ impl Worker {
             }
             .instrument(span),
         );
+        self.held_by_task.insert(handle.id(), held);
+        self.inflight.register(&tp, handle);
     }
 
     fn on_landed(
         &mut self,
-        done: Result<Result<LandedFile, PipelineError>, tokio::task::JoinError>,
+        done: Result<(tokio::task::Id, Result<LandedFile, PipelineError>), tokio::task::JoinError>,
     ) -> Result<(), PipelineError> {
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        self.landing_bytes -= self.held_by_task.remove(&id).unwrap_or(0);
         let file = match done {
-            Ok(Ok(file)) => file,
-            Ok(Err(e)) => {
+            Ok((_, Ok(file))) => file,
+            // Cancelled on revocation: the partition's next owner lands these records.
+            Err(e) if e.is_cancelled() => return Ok(()),
+            Ok((_, Err(e))) => {
                 if let PipelineError::Land { .. } = e {
                     self.metrics
                         .storage_errors
@@ -602,7 +614,6 @@ impl Worker {
                 })
             }
         };
-        self.landing_bytes -= file.held;
         self.metrics.lake_up.set(1);
         self.metrics
             .last_landing_timestamp_seconds
@@ -650,7 +661,7 @@ impl Worker {
             self.spawn_landing(buffer);
         }
         let mut first_error = None;
-        while let Some(done) = self.landings.join_next().await {
+        while let Some(done) = self.landings.join_next_with_id().await {
             if let Err(e) = self.on_landed(done) {
                 tracing::error!(error = %e, "landing failed during shutdown");
                 first_error.get_or_insert(e);
