@@ -17,7 +17,7 @@ fn chaos_loses_nothing_and_doubles_nothing() {
         poison_every: 100,
         kills: 4,
         max_workers: 3,
-        lake_outage: std::time::Duration::ZERO,
+        lake_outage: std::time::Duration::from_secs(10),
         seed: 11,
     };
     let summary = run_chaos(&plan, &work);

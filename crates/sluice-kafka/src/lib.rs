@@ -179,7 +179,19 @@ fn partition_list(tps: &[TopicPartition]) -> Result<TopicPartitionList, SourceEr
 }
 
 pub struct KafkaSource {
-    consumer: StreamConsumer<SourceContext>,
+    consumer: Arc<StreamConsumer<SourceContext>>,
+}
+
+/// Whether this worker still owns its assignment, for landings that outlive a poll.
+#[derive(Clone)]
+pub struct Lease(Arc<StreamConsumer<SourceContext>>);
+
+impl Lease {
+    /// True once the group took the assignment away without a revocation (the worker missed
+    /// a rebalance or its session expired): what it still writes may be another's by now.
+    pub fn lost(&self) -> bool {
+        self.0.assignment_lost()
+    }
 }
 
 /// librdkafka settings Sluice owns; user properties cannot override them (validation says so).
@@ -226,7 +238,9 @@ impl KafkaSource {
                 topics: settings.topics.clone(),
                 source,
             })?;
-        Ok(Self { consumer })
+        Ok(Self {
+            consumer: Arc::new(consumer),
+        })
     }
 
     /// The next record, owned. Cancellation-safe.
@@ -245,7 +259,11 @@ impl KafkaSource {
         if commits.is_empty() {
             return Ok(());
         }
-        Ok(commit_with(&self.consumer, commits, CommitMode::Sync)?)
+        Ok(commit_with(
+            self.consumer.as_ref(),
+            commits,
+            CommitMode::Sync,
+        )?)
     }
 
     /// Stops fetching `tps` while still polling, so the worker keeps its group membership
@@ -262,6 +280,10 @@ impl KafkaSource {
             return Ok(());
         }
         Ok(self.consumer.resume(&partition_list(tps)?)?)
+    }
+
+    pub fn lease(&self) -> Lease {
+        Lease(self.consumer.clone())
     }
 
     /// Leaves the group cleanly so the partitions move to other workers at once.

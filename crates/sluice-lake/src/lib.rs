@@ -21,6 +21,8 @@ pub enum LakeError {
         /// Unreachable, throttled or a server error (not a refusal such as bad credentials).
         retryable: bool,
     },
+    #[error("not written: this worker no longer owns the partition (its assignment was lost)")]
+    Fenced,
     #[error("storage {op} of '{path}' failed: {source}")]
     Storage {
         op: &'static str,
@@ -38,6 +40,7 @@ impl LakeError {
                 source.is_temporary()
             }
             LakeError::CreateContainer { retryable, .. } => *retryable,
+            LakeError::Fenced => false,
         }
     }
 }

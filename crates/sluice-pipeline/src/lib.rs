@@ -139,6 +139,7 @@ pub async fn run(
         budget_bytes: pipeline.flush.max_buffered_bytes,
         allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
         inflight,
+        lease: source.lease(),
         shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
         landings: JoinSet::new(),
@@ -202,6 +203,7 @@ struct Worker {
     paused: bool,
     budget_bytes: u64,
     inflight: Arc<InFlight>,
+    lease: sluice_kafka::Lease,
     shutdown: CancellationToken,
     buffers: Buffers,
     landings: JoinSet<Result<LandedFile, PipelineError>>,
@@ -520,6 +522,7 @@ impl Worker {
         let lake = self.lake.clone();
         let metrics = self.metrics.clone();
         let shutdown = self.shutdown.clone();
+        let lease = self.lease.clone();
         let started = Instant::now();
         let generation = self
             .ledgers
@@ -555,7 +558,15 @@ impl Worker {
                 let body = bytes::Bytes::from(body);
                 let bytes = body.len() as u64;
                 let outcome = with_storage_retries(&metrics, "write", Some(&shutdown), || {
-                    lake.land(&path, body.clone())
+                    let (lake, path, body, lease) = (&lake, &path, body.clone(), &lease);
+                    async move {
+                        // Checked before every attempt: a worker that lost its assignment
+                        // while the lake was slow must not land what the new owner writes.
+                        if lease.lost() {
+                            return Err(LakeError::Fenced);
+                        }
+                        lake.land(path, body).await
+                    }
                 })
                 .await
                 .map_err(|source| PipelineError::Land {
@@ -597,6 +608,12 @@ impl Worker {
             Ok((_, Ok(file))) => file,
             // Cancelled on revocation: the partition's next owner lands these records.
             Err(e) if e.is_cancelled() => return Ok(()),
+            Ok((_, Err(PipelineError::Land { source, tp, .. })))
+                if matches!(*source, LakeError::Fenced) =>
+            {
+                tracing::warn!(%tp, "dropped a landing: the assignment was lost");
+                return Ok(());
+            }
             Ok((_, Err(e))) => {
                 if let PipelineError::Land { .. } = e {
                     self.metrics
