@@ -32,6 +32,8 @@ const MAX_LANDINGS_IN_FLIGHT: usize = 8;
 const TICK: Duration = Duration::from_millis(500);
 /// Where diverted late records land, above the usual layout.
 const LATE_PREFIX: &str = "_late/";
+/// First wait before retrying a storage operation that failed temporarily.
+const INITIAL_STORAGE_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait between two attempts at a storage operation that failed temporarily.
 const MAX_STORAGE_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a revocation waits for the partitions' files that are still landing.
@@ -136,6 +138,9 @@ pub async fn run(
         landing_bytes: 0,
         held_by_task: HashMap::new(),
         paused: false,
+        pending: std::collections::VecDeque::new(),
+        pending_retry_at: Instant::now(),
+        pending_backoff: INITIAL_STORAGE_BACKOFF,
         budget_bytes: pipeline.flush.max_buffered_bytes,
         allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
         inflight,
@@ -201,6 +206,10 @@ struct Worker {
     held_by_task: HashMap<tokio::task::Id, u64>,
     /// Fetching is paused for backpressure.
     paused: bool,
+    /// Records waiting for the lake to answer a listing, oldest first.
+    pending: std::collections::VecDeque<sluice_core::Record>,
+    pending_retry_at: Instant,
+    pending_backoff: Duration,
     budget_bytes: u64,
     inflight: Arc<InFlight>,
     lease: sluice_kafka::Lease,
@@ -238,13 +247,15 @@ impl Worker {
             // still landing count against the budget too, so memory stays bounded however slow
             // the lake is). Paused partitions are still polled, so the group keeps this worker.
             // Resuming needs room for half again, so the worker does not flap at the limit.
-            let stalled = if self.paused {
-                self.landings.len() > MAX_LANDINGS_IN_FLIGHT / 2
-                    || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes / 4 * 3)
-            } else {
-                self.landings.len() >= MAX_LANDINGS_IN_FLIGHT
-                    || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes)
-            };
+            let stalled = !self.pending.is_empty()
+                || if self.paused {
+                    self.landings.len() > MAX_LANDINGS_IN_FLIGHT / 2
+                        || (!self.landings.is_empty()
+                            && self.held_bytes() > self.budget_bytes / 4 * 3)
+                } else {
+                    self.landings.len() >= MAX_LANDINGS_IN_FLIGHT
+                        || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes)
+                };
             if stalled != self.paused {
                 let tps: Vec<_> = self.assigned.iter().cloned().collect();
                 let changed = if stalled {
@@ -272,6 +283,7 @@ impl Worker {
                     for buffer in self.buffers.take_expired(Instant::now()) {
                         self.spawn_landing(buffer);
                     }
+                    self.retry_pending().await?;
                     // A failed commit is retried on the next tick.
                     self.commit(source);
                     self.update_gauges();
@@ -310,6 +322,8 @@ impl Worker {
                         // The next ownership lists the lake again.
                         self.landed.retain(|key, _| key.tp != tp);
                         self.watermarks.remove(&tp);
+                        self.pending
+                            .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
                         // Not landed, not committed: the partition's next owner reads them again.
                         let dropped = self.buffers.take_partition(&tp);
                         if !dropped.is_empty() {
@@ -325,73 +339,94 @@ impl Worker {
     }
 
     async fn on_record(&mut self, record: sluice_core::Record) -> Result<(), PipelineError> {
-        self.on_record_routed(record).await?;
+        // Records queue behind one that waits for the lake, so each partition stays in order.
+        // Meanwhile fetching is paused but polling goes on, so the group keeps this worker
+        // (and its rebalance callbacks run) however long the lake is down.
+        if !self.pending.is_empty() {
+            self.pending.push_back(record);
+        } else if let Some(back) = self.on_record_routed(record).await? {
+            tracing::warn!("lake unavailable for a listing; pausing until it answers");
+            self.pending.push_back(back);
+            self.pending_retry_at = Instant::now() + self.pending_backoff;
+        }
         for buffer in self.buffers.take_over_budget() {
             self.spawn_landing(buffer);
         }
         Ok(())
     }
 
-    async fn on_record_routed(&mut self, record: sluice_core::Record) -> Result<(), PipelineError> {
+    /// Routes and buffers one record. Returns it back when the lake could not be listed for
+    /// its key (temporarily): nothing about it was recorded yet, so it can simply be retried.
+    async fn on_record_routed(
+        &mut self,
+        record: sluice_core::Record,
+    ) -> Result<Option<sluice_core::Record>, PipelineError> {
         let tp = TopicPartition::new(record.topic.clone(), record.partition);
         if !self.assigned.contains(&tp) {
             // Fetched before a revocation: its new owner handles it.
-            return Ok(());
+            return Ok(None);
         }
-        self.metrics.records_consumed.inc();
-        self.summary.records_consumed += 1;
         let arrival = now_ms();
         let routed = self.router.route(&record, arrival);
         let routed = self.apply_late_policy(&tp, routed);
-        let (target, line) = match routed {
+        let (target, line, dead) = match routed {
             Routed::Data {
                 signal,
                 window,
                 line,
             } => {
                 let late = self.late_data == LateData::Divert && self.is_late(&tp, window);
-                (
-                    Target::Signal {
-                        signal,
-                        window,
-                        late,
-                    },
-                    line,
-                )
+                let target = Target::Signal {
+                    signal,
+                    window,
+                    late,
+                };
+                (Some(target), line, None)
             }
-            Routed::Skipped => {
-                self.metrics.records_skipped.inc();
-                self.summary.records_skipped += 1;
-                self.ledgers
-                    .lock()
-                    .expect("ledger lock")
-                    .get_mut(&tp)
-                    .consumed(record.offset);
-                return Ok(());
-            }
+            Routed::Skipped => (None, Vec::new(), None),
             Routed::Dead(reason) => {
-                tracing::warn!(record = %record.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
-                self.metrics
-                    .records_dead_lettered
-                    .with_label_values(&[reason.label])
-                    .inc();
-                self.summary.records_dead_lettered += 1;
                 let window = Window::containing(arrival, Granularity::Day);
-                (
-                    Target::DeadLetter { window },
-                    dead_letter_line(&record, &reason),
-                )
+                let line = dead_letter_line(&record, &reason);
+                (Some(Target::DeadLetter { window }), line, Some(reason))
             }
         };
-        let offset = record.offset;
-        let key = BufferKey {
+        let key = target.map(|target| BufferKey {
             tp: tp.clone(),
             target,
-        };
-        if !self.landed.contains_key(&key) {
-            let ranges = self.landed_ranges(&key).await?;
-            self.landed.insert(key.clone(), ranges);
+        });
+        if let Some(key) = &key {
+            if !self.landed.contains_key(key) {
+                match self.landed_ranges(key).await {
+                    Ok(ranges) => {
+                        self.landed.insert(key.clone(), ranges);
+                    }
+                    Err(PipelineError::Lake(e)) if e.is_retryable() => return Ok(Some(record)),
+                    Err(e) => return Err(e),
+                }
+            }
         }
+
+        self.metrics.records_consumed.inc();
+        self.summary.records_consumed += 1;
+        let offset = record.offset;
+        if let Some(reason) = &dead {
+            tracing::warn!(record = %record.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
+            self.metrics
+                .records_dead_lettered
+                .with_label_values(&[reason.label])
+                .inc();
+            self.summary.records_dead_lettered += 1;
+        }
+        let Some(key) = key else {
+            self.metrics.records_skipped.inc();
+            self.summary.records_skipped += 1;
+            self.ledgers
+                .lock()
+                .expect("ledger lock")
+                .get_mut(&tp)
+                .consumed(offset);
+            return Ok(None);
+        };
         if self.landed[&key].covers(offset) {
             // A replay after a crash or rebalance: this record is already in a landed file.
             self.metrics.records_already_landed.inc();
@@ -400,7 +435,7 @@ impl Worker {
                 .expect("ledger lock")
                 .get_mut(&tp)
                 .consumed(offset);
-            return Ok(());
+            return Ok(None);
         }
         let appended = self.buffers.append(key, offset, &line, Instant::now());
         {
@@ -414,6 +449,23 @@ impl Worker {
         if let Some(full) = appended.full {
             self.spawn_landing(full);
         }
+        Ok(None)
+    }
+
+    /// Retries the records held back while the lake could not be listed, in order.
+    async fn retry_pending(&mut self) -> Result<(), PipelineError> {
+        if self.pending.is_empty() || Instant::now() < self.pending_retry_at {
+            return Ok(());
+        }
+        while let Some(record) = self.pending.pop_front() {
+            if let Some(back) = self.on_record_routed(record).await? {
+                self.pending.push_front(back);
+                self.pending_backoff = (self.pending_backoff * 2).min(MAX_STORAGE_BACKOFF);
+                self.pending_retry_at = Instant::now() + self.pending_backoff;
+                return Ok(());
+            }
+        }
+        self.pending_backoff = INITIAL_STORAGE_BACKOFF;
         Ok(())
     }
 
@@ -480,11 +532,20 @@ impl Worker {
             layout.prefix,
             layout.template.directory(&layout.values(key, 0, 0))
         );
-        let files = with_storage_retries(&self.metrics, "list", Some(&self.shutdown), || {
-            self.lake.list(&dir)
-        })
-        .await
-        .map_err(PipelineError::Lake)?;
+        let files = match self.lake.list(&dir).await {
+            Ok(files) => files,
+            Err(e) => {
+                if e.is_retryable() {
+                    self.metrics.lake_up.set(0);
+                    self.metrics
+                        .storage_errors
+                        .with_label_values(&["list"])
+                        .inc();
+                    self.metrics.storage_retries.inc();
+                }
+                return Err(PipelineError::Lake(e));
+            }
+        };
         let mut ranges = LandedRanges::default();
         for f in files {
             let name = f.path.rsplit('/').next().unwrap_or_default();
@@ -793,7 +854,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, LakeError>>,
 {
-    let mut delay = Duration::from_millis(250);
+    let mut delay = INITIAL_STORAGE_BACKOFF;
     let mut giving_up_at = None;
     loop {
         if giving_up_at.is_none() && shutdown.is_some_and(CancellationToken::is_cancelled) {
