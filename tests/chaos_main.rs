@@ -3,27 +3,16 @@
 use std::time::Duration;
 
 use sluice_e2e::chaos::{run_chaos, ChaosPlan};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
+use sluice_e2e::number_arg;
 
 fn main() {
     let plan = ChaosPlan {
-        records: arg("--records", 300_000) as usize,
-        poison_every: arg("--poison-every", 100) as usize,
-        kills: arg("--kills", 12) as usize,
-        max_workers: arg("--max-workers", 3) as usize,
-        lake_outage: Duration::from_secs(arg("--lake-outage-secs", 35)),
-        seed: arg("--seed", 1),
+        records: number_arg("--records", 300_000) as usize,
+        poison_every: number_arg("--poison-every", 100) as usize,
+        kills: number_arg("--kills", 12) as usize,
+        max_workers: number_arg("--max-workers", 3) as usize,
+        lake_outage: Duration::from_secs(number_arg("--lake-outage-secs", 35)),
+        seed: number_arg("--seed", 1),
     };
     let work = tempfile::tempdir().unwrap().keep();
     eprintln!("chaos: {plan:?}; worker logs in {}", work.display());

@@ -4,21 +4,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sluice_e2e::{end_offsets, fully_committed, sluice_bin, wait_for, TANSU_PROPERTIES};
+use sluice_e2e::{
+    end_offsets, fully_committed, number_arg, sluice_bin, wait_for, TANSU_PROPERTIES,
+};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::Tansu;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
 
 /// Peak resident set size of a process, from /proc (VmHWM).
 fn peak_rss_bytes(pid: u32) -> u64 {
@@ -90,8 +80,8 @@ max_age_secs = 5
 }
 
 fn main() {
-    let small = arg("--records", 1_000_000) as usize;
-    let budget = arg("--budget-bytes", 32 * 1024 * 1024);
+    let small = number_arg("--records", 1_000_000) as usize;
+    let budget = number_arg("--budget-bytes", 32 * 1024 * 1024);
     let rss_small = drain(small, budget);
     let rss_large = drain(small * 10, budget);
     println!(

@@ -420,21 +420,13 @@ impl Worker {
         let Some(key) = key else {
             self.metrics.records_skipped.inc();
             self.summary.records_skipped += 1;
-            self.ledgers
-                .lock()
-                .expect("ledger lock")
-                .get_mut(&tp)
-                .consumed(offset);
+            self.mark_consumed(&tp, offset);
             return Ok(None);
         };
         if self.landed[&key].covers(offset) {
             // A replay after a crash or rebalance: this record is already in a landed file.
             self.metrics.records_already_landed.inc();
-            self.ledgers
-                .lock()
-                .expect("ledger lock")
-                .get_mut(&tp)
-                .consumed(offset);
+            self.mark_consumed(&tp, offset);
             return Ok(None);
         }
         let appended = self.buffers.append(key, offset, &line, Instant::now());
@@ -450,6 +442,15 @@ impl Worker {
             self.spawn_landing(full);
         }
         Ok(None)
+    }
+
+    /// A record that needs no buffer (skipped, or already landed) is done with.
+    fn mark_consumed(&self, tp: &TopicPartition, offset: i64) {
+        self.ledgers
+            .lock()
+            .expect("ledger lock")
+            .get_mut(tp)
+            .consumed(offset);
     }
 
     /// Retries the records held back while the lake could not be listed, in order.

@@ -44,6 +44,13 @@ compression = "gzip"
     sluice_config::parse(&text, &|_| None).unwrap()
 }
 
+/// Whether `group` has committed every partition of the topic to its end.
+fn drained(bootstrap: &str, group: &str) -> bool {
+    sluice_kafka::group_progress(bootstrap, group, TOPIC, Duration::from_secs(5))
+        .map(|g| g.values().all(|(c, end)| *c == Some(*end)))
+        .unwrap_or(false)
+}
+
 fn committed(kafka: &MockKafka, group: &str) -> Vec<(Option<i64>, i64)> {
     sluice_kafka::group_progress(&kafka.bootstrap, group, TOPIC, Duration::from_secs(10))
         .unwrap()
@@ -157,13 +164,7 @@ async fn lands_and_commits_by_age_while_running() {
     // Wait, while running, until every partition is committed to its end: that can only
     // happen after the age-based flush landed every buffer.
     let probe = kafka.bootstrap.clone();
-    let summary = run_until(&p, move |_| {
-        sluice_kafka::group_progress(&probe, "g2", TOPIC, Duration::from_secs(5))
-            .map(|m| m.values().all(|(c, end)| *c == Some(*end)))
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap();
+    let summary = run_until(&p, move |_| drained(&probe, "g2")).await.unwrap();
     assert_eq!(summary.records_consumed, 2_000);
     let landed: usize = read_ndjson_tree(lake.path())
         .iter()
@@ -231,10 +232,7 @@ async fn failed_commits_are_retried() {
     );
     let probe = kafka.bootstrap.clone();
     let summary = run_until(&p, move |m| {
-        m.records_consumed.get() >= 2_000
-            && sluice_kafka::group_progress(&probe, "g5", TOPIC, Duration::from_secs(5))
-                .map(|g| g.values().all(|(c, end)| *c == Some(*end)))
-                .unwrap_or(false)
+        m.records_consumed.get() >= 2_000 && drained(&probe, "g5")
     })
     .await
     .unwrap();
@@ -280,13 +278,7 @@ async fn a_broker_outage_loses_and_doubles_nothing_across_a_restart() {
 
     // A second worker finishes whatever the first could not commit; replays skip what landed.
     let probe = kafka.bootstrap.clone();
-    run_until(&p, move |_| {
-        sluice_kafka::group_progress(&probe, "g6", TOPIC, Duration::from_secs(5))
-            .map(|g| g.values().all(|(c, end)| *c == Some(*end)))
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap();
+    run_until(&p, move |_| drained(&probe, "g6")).await.unwrap();
     for (committed, end) in committed(&kafka, "g6") {
         assert_eq!(committed, Some(end));
     }
@@ -415,10 +407,7 @@ async fn a_long_storage_outage_pauses_without_leaving_the_group() {
     };
     let probe = kafka.bootstrap.clone();
     let run = sluice_pipeline::run_until(&p, metrics.clone(), Duration::from_secs(120), |_| {
-        unblocked.load(std::sync::atomic::Ordering::SeqCst)
-            && sluice_kafka::group_progress(&probe, "g7", TOPIC, Duration::from_secs(5))
-                .map(|g| g.values().all(|(c, end)| *c == Some(*end)))
-                .unwrap_or(false)
+        unblocked.load(std::sync::atomic::Ordering::SeqCst) && drained(&probe, "g7")
     });
     let (summary, ()) = tokio::join!(run, unblock);
     summary.unwrap();
