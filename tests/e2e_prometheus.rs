@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sluice_e2e::{sluice_bin, wait_for, TANSU_PROPERTIES};
+use sluice_e2e::{hourly_tansu_pipeline, sluice_bin, wait_for};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::{free_port, workspace_root, Tansu};
 
@@ -61,30 +61,14 @@ fn prometheus_scrapes_the_worker_with_the_shipped_config() {
 
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            r#"
-name = "metrics-e2e"
-[source]
-bootstrap_servers = "{}"
-topics = ["{TOPIC}"]
-group_id = "e2e-metrics"
-{TANSU_PROPERTIES}
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
-url = "{}"
-[flush]
-max_age_secs = 1
-"#,
-            tansu.bootstrap,
-            dir.path().join("lake").display()
-        ),
-    )
-    .unwrap();
+    let text = hourly_tansu_pipeline(
+        &tansu.bootstrap,
+        TOPIC,
+        "e2e-metrics",
+        &dir.path().join("lake"),
+        "[flush]\nmax_age_secs = 1",
+    );
+    std::fs::write(&pipeline, text).unwrap();
     let metrics_port = free_port();
     let _worker = KillOnDrop(
         Command::new(sluice_bin())

@@ -1,11 +1,12 @@
 //! Acceptance: a `sluice run` worker stopped with SIGTERM mid-stream loses nothing; after a
 //! restart every record is in the lake exactly once.
 
-use std::io::Write;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use sluice_e2e::{committed, end_offsets, fully_committed, sluice_bin, wait_for, TANSU_PROPERTIES};
+use sluice_e2e::{
+    committed, end_offsets, fully_committed, hourly_tansu_pipeline, sluice_bin, wait_for,
+};
 use sluice_testkit::lake_files::{paths_by_seq, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::Tansu;
@@ -46,31 +47,9 @@ fn sigterm_mid_stream_loses_nothing() {
     let lake = dir.join("lake");
     let pipeline = dir.join("pipeline.toml");
     let group = "e2e-sigterm";
-    let mut f = std::fs::File::create(&pipeline).unwrap();
-    write!(
-        f,
-        r#"
-name = "sigterm"
-[source]
-bootstrap_servers = "{bootstrap}"
-topics = ["{TOPIC}"]
-group_id = "{group}"
-{TANSU_PROPERTIES}
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
-url = "{lake}"
-compression = "gzip"
-[flush]
-max_records = 500
-max_age_secs = 1
-"#,
-        bootstrap = tansu.bootstrap,
-        lake = lake.display()
-    )
-    .unwrap();
+    let extra = "compression = \"gzip\"\n[flush]\nmax_records = 500\nmax_age_secs = 1";
+    let text = hourly_tansu_pipeline(&tansu.bootstrap, TOPIC, group, &lake, extra);
+    std::fs::write(&pipeline, text).unwrap();
 
     // First half produced, worker running, second half produced while it consumes.
     let (first, second) = records.split_at(records.len() / 2);

@@ -87,3 +87,33 @@ pub fn number_arg(name: &str, default: u64) -> u64 {
         })
         .unwrap_or(default)
 }
+
+/// A pipeline file reading `topic` on Tansu as `group`: signals by the samples' `signal`
+/// field, hourly windows on their `timestamp`, files under `lake`. `extra` follows `url` in
+/// `[sink]` as it is (more sink options, then e.g. a `[flush]` table).
+pub fn hourly_tansu_pipeline(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    lake: &std::path::Path,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+name = "{group}"
+[source]
+bootstrap_servers = "{bootstrap}"
+topics = ["{topic}"]
+group_id = "{group}"
+{TANSU_PROPERTIES}
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+[sink]
+url = "{}"
+{extra}
+"#,
+        lake.display()
+    )
+}

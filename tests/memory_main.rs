@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sluice_e2e::{
-    end_offsets, fully_committed, number_arg, sluice_bin, wait_for, TANSU_PROPERTIES,
+    end_offsets, fully_committed, hourly_tansu_pipeline, number_arg, sluice_bin, wait_for,
 };
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::Tansu;
@@ -33,32 +33,11 @@ fn drain(records: usize, budget: u64) -> u64 {
     drop(batch);
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("memory.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            r#"
-name = "memory"
-[source]
-bootstrap_servers = "{}"
-topics = ["memory"]
-group_id = "memory"
-{TANSU_PROPERTIES}
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
-url = "{}"
-compression = "gzip"
-[flush]
-max_buffered_bytes = {budget}
-max_age_secs = 5
-"#,
-            tansu.bootstrap,
-            dir.path().join("lake").display()
-        ),
-    )
-    .unwrap();
+    let lake = dir.path().join("lake");
+    let extra =
+        format!("compression = \"gzip\"\n[flush]\nmax_buffered_bytes = {budget}\nmax_age_secs = 5");
+    let text = hourly_tansu_pipeline(&tansu.bootstrap, "memory", "memory", &lake, &extra);
+    std::fs::write(&pipeline, text).unwrap();
     let mut worker = Command::new(sluice_bin())
         .args(["run", "--listen", "127.0.0.1:0"])
         .arg(&pipeline)

@@ -7,7 +7,7 @@ use sluice_config::ValidatedPipeline;
 use sluice_pipeline::RunSummary;
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, read_ndjson_tree};
-use sluice_testkit::sample::{generate, outgoing, SampleSpec};
+use sluice_testkit::sample::{generate, outgoing, SampleRecord, SampleSpec};
 use sluice_testkit::services::MockKafka;
 use sluice_testkit::{produce, Outgoing};
 
@@ -42,6 +42,16 @@ compression = "gzip"
         lake.display()
     );
     sluice_config::parse(&text, &|_| None).unwrap()
+}
+
+/// A mock cluster whose 4-partition topic holds `records` sample signals over 2 hours, and
+/// an empty lake directory.
+fn loaded_topic(records: usize) -> (MockKafka, Vec<SampleRecord>, tempfile::TempDir) {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(records, 4, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    (kafka, samples, tempfile::tempdir().unwrap())
 }
 
 /// Whether `group` has committed every partition of the topic to its end.
@@ -150,11 +160,7 @@ async fn lands_every_exported_record_once_and_commits_to_the_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lands_and_commits_by_age_while_running() {
-    let kafka = MockKafka::start(1);
-    kafka.create_topic(TOPIC, 4);
-    let samples = generate(&SampleSpec::new(2_000, 4, 2));
-    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
-    let lake = tempfile::tempdir().unwrap();
+    let (kafka, _samples, lake) = loaded_topic(2_000);
     let p = pipeline(
         &kafka.bootstrap,
         lake.path(),
@@ -175,11 +181,7 @@ async fn lands_and_commits_by_age_while_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_landing_commits_nothing_it_did_not_land() {
-    let kafka = MockKafka::start(1);
-    kafka.create_topic(TOPIC, 4);
-    let samples = generate(&SampleSpec::new(3_000, 4, 2));
-    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
-    let lake = tempfile::tempdir().unwrap();
+    let (kafka, samples, lake) = loaded_topic(3_000);
     // A plain file where the signal's directory must go: every write under it fails.
     std::fs::write(lake.path().join("engine.temperature"), b"in the way").unwrap();
     let p = pipeline(&kafka.bootstrap, lake.path(), "g3", "");
@@ -214,16 +216,12 @@ async fn a_failed_landing_commits_nothing_it_did_not_land() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_commits_are_retried() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let kafka = MockKafka::start(1);
-    kafka.create_topic(TOPIC, 4);
-    let samples = generate(&SampleSpec::new(2_000, 4, 2));
-    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    let (kafka, _samples, lake) = loaded_topic(2_000);
     // The next five OffsetCommit requests fail; later ticks must commit what landed.
     kafka.cluster.request_errors(
         RDKafkaApiKey::OffsetCommit,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 5],
     );
-    let lake = tempfile::tempdir().unwrap();
     let p = pipeline(
         &kafka.bootstrap,
         lake.path(),
@@ -245,11 +243,7 @@ async fn failed_commits_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_loses_and_doubles_nothing_across_a_restart() {
     sluice_telemetry::init_logging(false, "warn");
-    let kafka = MockKafka::start(1);
-    kafka.create_topic(TOPIC, 4);
-    let samples = generate(&SampleSpec::new(4_000, 4, 2));
-    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
-    let lake = tempfile::tempdir().unwrap();
+    let (kafka, samples, lake) = loaded_topic(4_000);
     let p = pipeline(
         &kafka.bootstrap,
         lake.path(),
@@ -374,11 +368,7 @@ async fn late_records_are_diverted_or_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_storage_outage_pauses_without_leaving_the_group() {
     sluice_telemetry::init_logging(false, "warn");
-    let kafka = MockKafka::start(1);
-    kafka.create_topic(TOPIC, 4);
-    let samples = generate(&SampleSpec::new(3_000, 4, 2));
-    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
-    let lake = tempfile::tempdir().unwrap();
+    let (kafka, samples, lake) = loaded_topic(3_000);
     // Writes under engine.temperature/ fail (temporarily, as opendal classifies it) until the
     // file in the way is removed, 10 s in: past max.poll.interval.ms (6 s).
     let blocker = lake.path().join("engine.temperature");
