@@ -1,0 +1,47 @@
+//! Parquet through Arrow: nested columns stay nested, timestamps are TIMESTAMP(unit, UTC).
+
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::table::Table;
+use crate::{Codec, EncodeError, EncodeOptions, Encoded};
+
+fn writer_error(e: impl std::fmt::Display) -> EncodeError {
+    EncodeError::Writer {
+        format: "parquet",
+        detail: e.to_string(),
+    }
+}
+
+pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+    let table = Table::settle(ndjson, opts, false)?;
+    let schema = table.arrow_schema();
+    let compression = match opts.codec {
+        Codec::Snappy => Compression::SNAPPY,
+        Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        Codec::Gzip => Compression::GZIP(GzipLevel::default()),
+        Codec::Lz4 => Compression::LZ4_RAW,
+        Codec::None | Codec::Deflate => Compression::UNCOMPRESSED,
+    };
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        Vec::with_capacity(ndjson.len() / 4),
+        schema.clone(),
+        Some(props),
+    )
+    .map_err(writer_error)?;
+    let rows = Table::chunks(ndjson, |rows| {
+        let batch = table.batch(&schema, rows)?;
+        writer.write(&batch).map_err(writer_error)
+    })?;
+    let bytes = writer.into_inner().map_err(writer_error)?;
+    Ok(Encoded {
+        bytes,
+        rows,
+        conflicts: table.conflicts,
+    })
+}

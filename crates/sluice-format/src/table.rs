@@ -1,0 +1,332 @@
+//! A file's columns (inferred, declared or mapped) and the Arrow batches built from its lines.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow_array::{new_null_array, ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_buffer::{NullBuffer, OffsetBuffer};
+use arrow_schema::{DataType, Field, Fields as ArrowFields, Schema, SchemaRef};
+use serde_json::Value;
+
+use crate::options::{EncodeOptions, TimeUnit};
+use crate::schema::{finalize, parse_timestamp, Inference, Kind};
+use crate::EncodeError;
+
+/// Lines parsed at a time: bounds how many `serde_json::Value`s exist at once.
+pub const CHUNK_ROWS: usize = 8192;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub path: Vec<String>,
+    pub kind: Kind,
+}
+
+/// The columns of one file.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub columns: Vec<ColumnDef>,
+    pub unit: TimeUnit,
+    /// Fields whose types conflicted and were written as JSON text.
+    pub conflicts: Vec<String>,
+}
+
+/// Each non-empty line, in order.
+pub fn lines(ndjson: &[u8]) -> impl Iterator<Item = &[u8]> {
+    ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty())
+}
+
+pub fn parse_line(line: &[u8], row: usize) -> Result<Value, EncodeError> {
+    serde_json::from_slice(line).map_err(|e| EncodeError::Line {
+        row,
+        detail: e.to_string(),
+    })
+}
+
+/// The value at a dotted path; absent and null are the same.
+pub fn lookup<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut v = v;
+    for key in path {
+        v = v.as_object()?.get(key)?;
+    }
+    (!v.is_null()).then_some(v)
+}
+
+impl Table {
+    /// Reads every line once to settle the columns (unless a schema is declared). `flat`
+    /// makes nested values JSON text, for formats without nesting (CSV).
+    pub fn settle(ndjson: &[u8], opts: &EncodeOptions, flat: bool) -> Result<Table, EncodeError> {
+        let unit = opts.timestamp_unit;
+        let mut inference = Inference::new(unit, opts.infer_timestamps);
+        let columns: Vec<ColumnDef> = match (&opts.schema, &opts.columns) {
+            (Some(declared), mapping) => {
+                let Kind::Struct(fields) = declared.as_ref() else {
+                    return Err(EncodeError::Schema(
+                        "a declared schema must be a record".into(),
+                    ));
+                };
+                match mapping {
+                    None => fields
+                        .iter()
+                        .map(|(n, k)| ColumnDef {
+                            name: n.into(),
+                            path: vec![n.into()],
+                            kind: k.clone(),
+                        })
+                        .collect(),
+                    Some(cols) => cols
+                        .iter()
+                        .map(|c| ColumnDef {
+                            name: c.name.clone(),
+                            path: c.path.clone(),
+                            kind: declared_at(declared, &c.path),
+                        })
+                        .collect(),
+                }
+            }
+            (None, Some(cols)) => {
+                let mut kinds = vec![Kind::Null; cols.len()];
+                for (row, line) in lines(ndjson).enumerate() {
+                    let v = parse_line(line, row)?;
+                    for (c, kind) in cols.iter().zip(kinds.iter_mut()) {
+                        if let Some(x) = lookup(&v, &c.path) {
+                            let k = std::mem::replace(kind, Kind::Null);
+                            *kind = inference.observe(k, x, &c.name);
+                        }
+                    }
+                }
+                cols.iter()
+                    .zip(kinds)
+                    .map(|(c, kind)| ColumnDef {
+                        name: c.name.clone(),
+                        path: c.path.clone(),
+                        kind,
+                    })
+                    .collect()
+            }
+            (None, None) => {
+                let mut schema = Kind::Null;
+                for (row, line) in lines(ndjson).enumerate() {
+                    let v = parse_line(line, row)?;
+                    schema = inference.observe(schema, &v, "");
+                }
+                match schema {
+                    Kind::Struct(fields) => fields
+                        .iter()
+                        .map(|(n, k)| ColumnDef {
+                            name: n.into(),
+                            path: vec![n.into()],
+                            kind: k.clone(),
+                        })
+                        .collect(),
+                    Kind::Null => Vec::new(),
+                    _ => return Err(EncodeError::Schema("lines must be JSON objects".into())),
+                }
+            }
+        };
+        let columns = columns
+            .into_iter()
+            .map(|c| ColumnDef {
+                kind: finalize(c.kind, flat),
+                ..c
+            })
+            .collect();
+        Ok(Table {
+            columns,
+            unit,
+            conflicts: inference.conflicts,
+        })
+    }
+
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, data_type(&c.kind, self.unit), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// One Arrow batch holding `rows`.
+    pub fn batch(&self, schema: &SchemaRef, rows: &[Value]) -> Result<RecordBatch, EncodeError> {
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let vals: Vec<Option<&Value>> = rows.iter().map(|r| lookup(r, &c.path)).collect();
+                build(&c.kind, &vals, self.unit)
+            })
+            .collect();
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        RecordBatch::try_new_with_options(schema.clone(), arrays, &options)
+            .map_err(|e| EncodeError::Schema(e.to_string()))
+    }
+
+    /// Calls `each` with the parsed rows of `ndjson`, [`CHUNK_ROWS`] at a time.
+    pub fn chunks(
+        ndjson: &[u8],
+        mut each: impl FnMut(&[Value]) -> Result<(), EncodeError>,
+    ) -> Result<u64, EncodeError> {
+        let mut rows = Vec::with_capacity(CHUNK_ROWS);
+        let mut n = 0u64;
+        for line in lines(ndjson) {
+            rows.push(parse_line(line, n as usize)?);
+            n += 1;
+            if rows.len() == CHUNK_ROWS {
+                each(&rows)?;
+                rows.clear();
+            }
+        }
+        if !rows.is_empty() {
+            each(&rows)?;
+        }
+        Ok(n)
+    }
+}
+
+fn declared_at(declared: &Kind, path: &[String]) -> Kind {
+    let mut k = declared;
+    for key in path {
+        match k {
+            Kind::Struct(f) => match f.get(key) {
+                Some(inner) => k = inner,
+                None => return Kind::Json,
+            },
+            _ => return Kind::Json,
+        }
+    }
+    k.clone()
+}
+
+pub fn data_type(kind: &Kind, unit: TimeUnit) -> DataType {
+    match kind {
+        Kind::Null | Kind::Str | Kind::Json => DataType::Utf8,
+        Kind::Bool => DataType::Boolean,
+        Kind::Int => DataType::Int64,
+        Kind::Float => DataType::Float64,
+        Kind::Timestamp => DataType::Timestamp(
+            match unit {
+                TimeUnit::Millis => arrow_schema::TimeUnit::Millisecond,
+                TimeUnit::Micros => arrow_schema::TimeUnit::Microsecond,
+            },
+            Some("UTC".into()),
+        ),
+        Kind::List(e) => DataType::List(Arc::new(Field::new("item", data_type(e, unit), true))),
+        Kind::Struct(f) => DataType::Struct(struct_fields(f, unit)),
+    }
+}
+
+fn struct_fields(f: &crate::schema::Fields, unit: TimeUnit) -> ArrowFields {
+    f.iter()
+        .map(|(n, k)| Field::new(n, data_type(k, unit), true))
+        .collect()
+}
+
+/// The JSON text of a value for a JSON-text column; strings stay unquoted only in
+/// string columns.
+fn json_text(v: &Value) -> String {
+    v.to_string()
+}
+
+/// Builds one column. A value that does not fit its column's kind (only possible with a
+/// declared schema, whose violations the router dead-letters) is written as null.
+pub fn build(kind: &Kind, vals: &[Option<&Value>], unit: TimeUnit) -> ArrayRef {
+    match kind {
+        Kind::Null => new_null_array(&DataType::Utf8, vals.len()),
+        Kind::Bool => {
+            let mut b = BooleanBuilder::with_capacity(vals.len());
+            vals.iter()
+                .for_each(|v| b.append_option(v.and_then(Value::as_bool)));
+            Arc::new(b.finish())
+        }
+        Kind::Int => {
+            let mut b = Int64Builder::with_capacity(vals.len());
+            vals.iter()
+                .for_each(|v| b.append_option(v.and_then(Value::as_i64)));
+            Arc::new(b.finish())
+        }
+        Kind::Float => {
+            let mut b = Float64Builder::with_capacity(vals.len());
+            vals.iter()
+                .for_each(|v| b.append_option(v.and_then(Value::as_f64)));
+            Arc::new(b.finish())
+        }
+        Kind::Str => {
+            let mut b = StringBuilder::with_capacity(vals.len(), vals.len() * 16);
+            vals.iter()
+                .for_each(|v| b.append_option(v.and_then(Value::as_str)));
+            Arc::new(b.finish())
+        }
+        Kind::Json => {
+            let mut b = StringBuilder::with_capacity(vals.len(), vals.len() * 16);
+            vals.iter().for_each(|v| b.append_option(v.map(json_text)));
+            Arc::new(b.finish())
+        }
+        Kind::Timestamp => {
+            let ts = |v: &Option<&Value>| {
+                v.and_then(Value::as_str)
+                    .and_then(|s| parse_timestamp(s, unit))
+            };
+            match unit {
+                TimeUnit::Millis => {
+                    let mut b = TimestampMillisecondBuilder::with_capacity(vals.len());
+                    vals.iter().for_each(|v| b.append_option(ts(v)));
+                    Arc::new(b.finish().with_timezone("UTC"))
+                }
+                TimeUnit::Micros => {
+                    let mut b = TimestampMicrosecondBuilder::with_capacity(vals.len());
+                    vals.iter().for_each(|v| b.append_option(ts(v)));
+                    Arc::new(b.finish().with_timezone("UTC"))
+                }
+            }
+        }
+        Kind::List(elem) => {
+            let mut offsets = Vec::with_capacity(vals.len() + 1);
+            offsets.push(0i32);
+            let mut items: Vec<Option<&Value>> = Vec::new();
+            let mut valid = Vec::with_capacity(vals.len());
+            for v in vals {
+                match v.and_then(Value::as_array) {
+                    Some(a) => {
+                        items.extend(a.iter().map(|x| (!x.is_null()).then_some(x)));
+                        valid.push(true);
+                    }
+                    None => valid.push(false),
+                }
+                offsets.push(items.len() as i32);
+            }
+            let child = build(elem, &items, unit);
+            let field = Arc::new(Field::new("item", data_type(elem, unit), true));
+            Arc::new(ListArray::new(
+                field,
+                OffsetBuffer::new(offsets.into()),
+                child,
+                Some(NullBuffer::from(valid)),
+            ))
+        }
+        Kind::Struct(fields) => {
+            let valid: Vec<bool> = vals
+                .iter()
+                .map(|v| v.is_some_and(Value::is_object))
+                .collect();
+            let children: Vec<ArrayRef> = fields
+                .iter()
+                .map(|(name, k)| {
+                    let sub: Vec<Option<&Value>> = vals
+                        .iter()
+                        .map(|v| v.and_then(|v| v.get(name)).filter(|x| !x.is_null()))
+                        .collect();
+                    build(k, &sub, unit)
+                })
+                .collect();
+            Arc::new(StructArray::new(
+                struct_fields(fields, unit),
+                children,
+                Some(NullBuffer::from(valid)),
+            ))
+        }
+    }
+}
