@@ -4,7 +4,9 @@
 #   - Azurite 3.37.0, the Azure Storage emulator (npm, into .tools/ in this checkout)
 #   - Debian's prometheus (for promtool and the scrape test), with apt-get
 #   - a Python venv in .tools/venv with jsonschema and PyYAML, and the Compose specification
-#     schema (from the docker-compose 1.29.2 wheel) to validate docker-compose.yml
+#     schema (from the docker-compose 1.29.2 wheel) to validate docker-compose.yml; and the
+#     independent readers the format round-trip test uses: pyarrow, fastavro, pandavro,
+#     zstandard (+ cramjam, backports.zstd for fastavro's codecs), and avsc for Node
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -30,10 +32,18 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import jsonschema, yaml' 2>/dev/null; then
-  step "creating .tools/venv"
+AVSC_VERSION=5.7.7
+if [ ! -f .tools/node_modules/avsc/package.json ] || ! grep -q "\"version\": \"$AVSC_VERSION\"" .tools/node_modules/avsc/package.json; then
+  step "installing avsc $AVSC_VERSION into .tools/ (the seed's Node.js Avro reader)"
+  npm install --prefix .tools --no-audit --no-fund --loglevel=error "avsc@$AVSC_VERSION"
+fi
+
+PY_PACKAGES="jsonschema==4.23.0 PyYAML==6.0.2 pyarrow==26.0.1 fastavro==1.13.1 pandavro==1.9.0 zstandard==0.25.0 cramjam==2.14.0 backports.zstd==1.8.0"
+if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import jsonschema, yaml, pyarrow, fastavro, pandavro, zstandard, cramjam, backports.zstd' 2>/dev/null; then
+  step "creating .tools/venv (schema checks and independent file readers)"
   python3 -m venv .tools/venv
-  .tools/venv/bin/pip install -q --disable-pip-version-check jsonschema==4.23.0 PyYAML==6.0.2
+  # shellcheck disable=SC2086
+  .tools/venv/bin/pip install -q --disable-pip-version-check $PY_PACKAGES
 fi
 if [ ! -f .tools/compose_spec.json ]; then
   step "fetching the Compose specification schema"
@@ -46,6 +56,7 @@ PY
 fi
 
 export SLUICE_TANSU_BIN="$tansu_bin"
+export SLUICE_PYTHON="$PWD/.tools/venv/bin/python"
 export SLUICE_AZURITE_BIN="$PWD/.tools/node_modules/.bin/azurite-blob"
 export SLUICE_PROMETHEUS_BIN="$(command -v prometheus)"
 

@@ -17,6 +17,9 @@ pub struct PipelineFile {
     pub sink: SinkSection,
     #[serde(default)]
     pub flush: FlushSection,
+    /// Declared schemas by signal name: `[schema.<signal>]`.
+    #[serde(default)]
+    pub schema: BTreeMap<String, SchemaSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +76,46 @@ pub struct SinkSection {
     pub compression: Option<String>,
     pub dead_letter_path: Option<String>,
     pub azure: Option<AzureSection>,
+    /// `millis` or `micros` (default): the unit of timestamp columns.
+    pub timestamp_unit: Option<String>,
+    /// Type RFC 3339 strings as timestamps in columnar files (default true).
+    pub infer_timestamps: Option<bool>,
+    /// Avro only: `iothub` or `capture` writes Azure's export record shape.
+    pub envelope: Option<String>,
+    pub csv: Option<CsvSection>,
+    /// Selected and renamed columns, in order: `[[sink.columns]] from = "a.b", to = "B"`.
+    pub columns: Option<Vec<ColumnSection>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSection {
+    pub delimiter: Option<String>,
+    pub quote: Option<String>,
+    /// Escapes quotes inside values instead of doubling them.
+    pub escape: Option<String>,
+    pub header: Option<bool>,
+    pub null_value: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSection {
+    /// Dotted path of the JSON field.
+    pub from: String,
+    /// Column name in the file (default: `from`).
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSection {
+    /// An Avro schema (`.avsc`), relative to the pipeline file.
+    pub avro_file: Option<String>,
+    /// `field = "type"`; dotted names nest.
+    pub fields: Option<BTreeMap<String, String>>,
+    /// Fields (dotted) every record must carry (with `fields`).
+    pub required: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -2,17 +2,18 @@
 //! pipeline runs (`ValidatedPipeline`, every field checked, secrets resolved).
 
 mod destination;
+mod encoding;
 mod file;
 mod secret;
 mod validate;
 
 pub use destination::{AzureAuth, AzureDestination, Destination};
+pub use encoding::Encoding;
 pub use file::PipelineFile;
 pub use secret::Secret;
 pub use validate::{
-    Compression, ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, Format, LateData,
-    SignalFilter, SignalSource, SinkSettings, SourceSettings, TimeKey, ValidatedPipeline,
-    WindowSettings,
+    ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData, SignalFilter, SignalSource,
+    SinkSettings, SourceSettings, TimeKey, ValidatedPipeline, WindowSettings,
 };
 
 /// Reads and validates a pipeline file; `env` resolves secrets (normally `std::env::var`).
@@ -27,13 +28,23 @@ pub fn load(
             "pass the path of an existing pipeline file",
         )
     })?;
-    parse(&text, env)
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    parse_in(&text, env, base)
 }
 
 /// Parses and validates pipeline TOML text.
 pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ValidatedPipeline, ConfigErrors> {
+    parse_in(text, env, std::path::Path::new("."))
+}
+
+/// Parses and validates pipeline TOML text whose relative file names start at `base`.
+pub fn parse_in(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &std::path::Path,
 ) -> Result<ValidatedPipeline, ConfigErrors> {
     let file: PipelineFile = toml::from_str(text).map_err(|e| {
         let field = e
@@ -46,7 +57,7 @@ pub fn parse(
             "correct the TOML; pipelines/README.md lists every field",
         )
     })?;
-    file.validate(env)
+    file.validate_in(env, base)
 }
 
 /// `std::env::var` as the secret resolver.

@@ -2,11 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use sluice_core::{Granularity, PathTemplate, OFFSET_FILE_NAME};
 
 use crate::destination::{parse_url, ParsedUrl};
+use crate::encoding::Encoding;
 use crate::file::{PipelineFile, SinkSection};
 use crate::{AzureAuth, AzureDestination, Destination, Secret};
 
@@ -136,37 +138,13 @@ pub enum LateData {
     DeadLetter,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Ndjson,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-}
-
-impl Format {
-    /// File extension without the leading dot, compression included (`json.gz`).
-    pub fn extension(self, compression: Compression) -> String {
-        let base = match self {
-            Format::Ndjson => "json",
-        };
-        match compression {
-            Compression::None => base.to_string(),
-            Compression::Gzip => format!("{base}.gz"),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
     pub destination: Destination,
     pub path: PathTemplate,
     pub dead_letter_path: PathTemplate,
-    pub format: Format,
-    pub compression: Compression,
+    /// Format, compression and schemas of signal files.
+    pub encoding: Encoding,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -214,10 +192,10 @@ const DEFAULT_DEAD_LETTER_PATH: &str =
 
 /// Collects problems so that one run of `validate` reports all of them.
 #[derive(Default)]
-struct Problems(Vec<ConfigError>);
+pub(crate) struct Problems(Vec<ConfigError>);
 
 impl Problems {
-    fn add(&mut self, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
         self.0.push(ConfigError {
             field: field.into(),
             problem: problem.into(),
@@ -232,9 +210,19 @@ fn dotted_path(raw: &str) -> Option<Vec<String>> {
 }
 
 impl PipelineFile {
+    /// Validates with files it names (schemas) relative to the working directory.
     pub fn validate(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ValidatedPipeline, ConfigErrors> {
+        self.validate_in(env, Path::new("."))
+    }
+
+    /// Validates with files it names relative to `base` (the pipeline file's directory).
+    pub fn validate_in(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
     ) -> Result<ValidatedPipeline, ConfigErrors> {
         let mut p = Problems::default();
 
@@ -446,7 +434,7 @@ impl PipelineFile {
         let allowed_lateness = Duration::from_secs(w.allowed_lateness_secs.unwrap_or(0));
 
         // [sink]
-        let sink = self.validate_sink(granularity.unwrap_or(Granularity::Hour), env, &mut p);
+        let sink = self.validate_sink(granularity.unwrap_or(Granularity::Hour), env, base, &mut p);
 
         // [flush]
         let f = &self.flush;
@@ -524,32 +512,11 @@ impl PipelineFile {
         &self,
         granularity: Granularity,
         env: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
         p: &mut Problems,
     ) -> Option<SinkSettings> {
         let k: &SinkSection = &self.sink;
-        let format = match k.format.as_deref().unwrap_or("ndjson") {
-            "ndjson" | "json" => Some(Format::Ndjson),
-            other => {
-                p.add(
-                    "sink.format",
-                    format!("'{other}' is not a supported format"),
-                    "use \"ndjson\"",
-                );
-                None
-            }
-        };
-        let compression = match k.compression.as_deref().unwrap_or("none") {
-            "none" => Some(Compression::None),
-            "gzip" => Some(Compression::Gzip),
-            other => {
-                p.add(
-                    "sink.compression",
-                    format!("'{other}' is not a supported compression for ndjson"),
-                    "use \"none\" or \"gzip\"",
-                );
-                None
-            }
-        };
+        let encoding = crate::encoding::validate(self, base, p);
         let template = |field: &str, raw: &str, p: &mut Problems| match PathTemplate::parse(raw) {
             Ok(t) => {
                 // Two workers (or two flushes) must never write the same path.
@@ -643,8 +610,7 @@ impl PipelineFile {
             destination: destination?,
             path: path?,
             dead_letter_path: dead_letter_path?,
-            format: format?,
-            compression: compression?,
+            encoding: encoding?,
         })
     }
 }
@@ -686,7 +652,7 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
             SignalSource::Field(vec!["meta".into(), "signal".into()])
         );
         assert!(v.filter.admits("a") && !v.filter.admits("c"));
-        assert_eq!(v.sink.format.extension(v.sink.compression), "json.gz");
+        assert_eq!(v.sink.encoding.options.extension(), "json.gz");
         match &v.sink.destination {
             Destination::Azure(a) => {
                 assert_eq!(a.container, "fs");
@@ -756,5 +722,59 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
             e.problem.contains("{topic}, {partition}, {first_offset}"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn format_options_are_checked_against_the_format() {
+        let fields = |sink: &str| -> Vec<String> {
+            let text = GOOD.replace("compression = \"gzip\"", sink);
+            errors(&text).into_iter().map(|e| e.field).collect()
+        };
+        assert_eq!(fields("format = \"xml\""), ["sink.format"]);
+        assert_eq!(
+            fields("format = \"csv\"\ncompression = \"snappy\""),
+            ["sink.compression"]
+        );
+        assert_eq!(fields("envelope = \"iothub\""), ["sink.envelope"]);
+        assert_eq!(
+            fields("format = \"parquet\"\ntimestamp_unit = \"nanos\""),
+            ["sink.timestamp_unit"]
+        );
+        assert_eq!(
+            fields("format = \"parquet\"\n[sink.csv]\ndelimiter = \"ab\""),
+            ["sink.csv", "sink.csv.delimiter"]
+        );
+        assert_eq!(
+            fields("format = \"csv\"\n[[sink.columns]]\nfrom = \"a..b\""),
+            ["sink.columns[0].from"]
+        );
+        let ok = GOOD.replace(
+            "compression = \"gzip\"",
+            "format = \"parquet\"\ncompression = \"zstd\"",
+        );
+        let v = crate::parse(&ok, &env).unwrap();
+        assert_eq!(v.sink.encoding.options.extension(), "parquet");
+    }
+
+    #[test]
+    fn declared_schemas_must_parse_and_name_exported_signals() {
+        let with = |schema: &str| -> Vec<ConfigError> { errors(&format!("{GOOD}\n{schema}")) };
+        let e = with("[schema.c]\nfields = { id = \"string\" }");
+        assert_eq!(e[0].field, "schema.c");
+        assert!(e[0].problem.contains("not in route.signals"), "{}", e[0]);
+        let e = with("[schema.a]\nfields = { id = \"uuid\" }");
+        assert_eq!(e[0].field, "schema.a.fields");
+        let e = with("[schema.a]\navro_file = \"missing.avsc\"");
+        assert_eq!(e[0].field, "schema.a.avro_file");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.avsc"),
+            r#"{"type":"record","name":"a","fields":[{"name":"id","type":"string"},{"name":"v","type":["null","double"]}]}"#,
+        )
+        .unwrap();
+        let text = format!("{GOOD}\n[schema.a]\navro_file = \"a.avsc\"");
+        let v = crate::parse_in(&text, &env, dir.path()).unwrap();
+        let declared = &v.sink.encoding.schemas[&sluice_core::SignalName::sanitize("a")];
+        assert_eq!(declared.required, [vec!["id".to_string()]]);
     }
 }

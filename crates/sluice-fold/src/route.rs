@@ -1,10 +1,12 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::value::RawValue;
 use sluice_config::{EventTimeFormat, SignalFilter, SignalSource, TimeKey, ValidatedPipeline};
 use sluice_core::{Granularity, Record, SignalName, Window};
+use sluice_format::{DeclaredSchema, TimeUnit};
 
 /// Why a record cannot be exported. The label is bounded (a metric label); the detail is not.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +53,9 @@ pub struct Router {
     max_record_bytes: u64,
     time: TimeKey,
     granularity: Granularity,
+    /// Declared schemas: records of these signals that do not fit are dead-lettered.
+    schemas: HashMap<SignalName, Arc<DeclaredSchema>>,
+    timestamp_unit: TimeUnit,
 }
 
 type Object<'a> = HashMap<String, &'a RawValue>;
@@ -64,6 +69,8 @@ impl Router {
             max_record_bytes: p.max_record_bytes,
             time: p.window.time.clone(),
             granularity: p.window.granularity,
+            schemas: p.sink.encoding.schemas.clone(),
+            timestamp_unit: p.sink.encoding.options.timestamp_unit,
         }
     }
 
@@ -157,8 +164,17 @@ impl Router {
             }
         };
 
+        let signal = SignalName::sanitize(&raw_signal);
+        if let Some(schema) = self.schemas.get(&signal) {
+            let value: serde_json::Value = serde_json::from_slice(payload)
+                .map_err(|e| DeadReason::new("invalid_json", e.to_string()))?;
+            schema.check(&value, self.timestamp_unit).map_err(|e| {
+                DeadReason::new("schema_violation", format!("signal '{raw_signal}': {e}"))
+            })?;
+        }
+
         Ok(Routed::Data {
-            signal: SignalName::sanitize(&raw_signal),
+            signal,
             window: Window::containing(ts_ms, self.granularity),
             line: one_line(payload),
         })

@@ -19,7 +19,7 @@ pub mod table;
 use std::io::Write;
 
 pub use options::{Codec, Column, CsvOptions, EncodeOptions, Envelope, FileFormat, TimeUnit};
-pub use schema::Kind;
+pub use schema::{DeclaredSchema, Kind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::schema::Kind;
+use crate::schema::DeclaredSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
@@ -160,7 +160,7 @@ pub struct EncodeOptions {
     /// Selected and renamed columns; `None` keeps every field under its own name.
     pub columns: Option<Vec<Column>>,
     /// A declared record schema: no inference, these columns and types.
-    pub schema: Option<Arc<Kind>>,
+    pub schema: Option<Arc<DeclaredSchema>>,
 }
 
 impl EncodeOptions {

@@ -360,6 +360,104 @@ pub fn from_avro_schema(doc: &Value) -> Result<Kind, String> {
     }
 }
 
+/// A user's schema for one signal: its columns and types, and the fields every record
+/// must carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredSchema {
+    pub kind: Kind,
+    /// Dotted paths that must be present and not null.
+    pub required: Vec<Vec<String>>,
+}
+
+impl DeclaredSchema {
+    /// From an Avro schema document: a top-level field is required unless its type is a
+    /// union with `null`.
+    pub fn from_avro(doc: &Value) -> Result<Self, String> {
+        let kind = from_avro_schema(doc)?;
+        let required = doc
+            .get("fields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|f| {
+                let nullable = match f.get("type") {
+                    Some(Value::Array(branches)) => branches.iter().any(|b| b == "null"),
+                    Some(t) => t == "null",
+                    None => true,
+                };
+                !nullable
+            })
+            .filter_map(|f| f.get("name").and_then(Value::as_str))
+            .map(|n| vec![n.to_string()])
+            .collect();
+        Ok(Self { kind, required })
+    }
+
+    /// From `field = "type"` pairs; dotted field names nest (`"device.id" = "string"`).
+    pub fn from_fields<'a>(
+        fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+        required: &[String],
+    ) -> Result<Self, String> {
+        fn insert(into: &mut Fields, path: &[&str], kind: Kind) -> Result<(), String> {
+            match path {
+                [last] => {
+                    into.push(*last, kind);
+                    Ok(())
+                }
+                [first, rest @ ..] => {
+                    let mut inner = match into.get(first) {
+                        Some(Kind::Struct(f)) => f.clone(),
+                        None => Fields::default(),
+                        Some(_) => return Err(format!("'{first}' is both a field and a record")),
+                    };
+                    insert(&mut inner, rest, kind)?;
+                    into.push(*first, Kind::Struct(inner));
+                    Ok(())
+                }
+                [] => Err("an empty field name".into()),
+            }
+        }
+        let mut top = Fields::default();
+        for (name, type_name) in fields {
+            let kind = Kind::parse_name(type_name).ok_or_else(|| {
+                format!("field '{name}' has type '{type_name}'; use string, long, double, boolean, timestamp, json or array<T>")
+            })?;
+            let path: Vec<&str> = name.split('.').collect();
+            if path.iter().any(|p| p.is_empty()) {
+                return Err(format!("field '{name}' is not a dotted name"));
+            }
+            insert(&mut top, &path, kind)?;
+        }
+        let kind = Kind::Struct(top);
+        let required = required
+            .iter()
+            .map(|r| r.split('.').map(str::to_string).collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        for r in &required {
+            if crate::table::declared_at(&kind, r).is_none() {
+                return Err(format!(
+                    "required field '{}' is not among the fields",
+                    r.join(".")
+                ));
+            }
+        }
+        Ok(Self { kind, required })
+    }
+
+    /// Whether a record fits: required fields present, every declared field of its type.
+    pub fn check(&self, record: &Value, unit: TimeUnit) -> Result<(), String> {
+        for r in &self.required {
+            if crate::table::lookup(record, r).is_none() {
+                return Err(format!(
+                    "required field '{}' is missing or null",
+                    r.join(".")
+                ));
+            }
+        }
+        check(&self.kind, record, unit, "")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,8 @@ impl Table {
         let mut inference = Inference::new(unit, opts.infer_timestamps);
         let columns: Vec<ColumnDef> = match (&opts.schema, &opts.columns) {
             (Some(declared), mapping) => {
-                let Kind::Struct(fields) = declared.as_ref() else {
+                let declared = &declared.kind;
+                let Kind::Struct(fields) = declared else {
                     return Err(EncodeError::Schema(
                         "a declared schema must be a record".into(),
                     ));
@@ -82,7 +83,7 @@ impl Table {
                         .map(|c| ColumnDef {
                             name: c.name.clone(),
                             path: c.path.clone(),
-                            kind: declared_at(declared, &c.path),
+                            kind: declared_at(declared, &c.path).unwrap_or(Kind::Json),
                         })
                         .collect(),
                 }
@@ -187,18 +188,16 @@ impl Table {
     }
 }
 
-fn declared_at(declared: &Kind, path: &[String]) -> Kind {
+/// The declared kind at a dotted path, if the schema has it.
+pub fn declared_at(declared: &Kind, path: &[String]) -> Option<Kind> {
     let mut k = declared;
     for key in path {
         match k {
-            Kind::Struct(f) => match f.get(key) {
-                Some(inner) => k = inner,
-                None => return Kind::Json,
-            },
-            _ => return Kind::Json,
+            Kind::Struct(f) => k = f.get(key)?,
+            _ => return None,
         }
     }
-    k.clone()
+    Some(k.clone())
 }
 
 pub fn data_type(kind: &Kind, unit: TimeUnit) -> DataType {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use inflight::InFlight;
-use sluice_config::{Compression, Format, LateData, ValidatedPipeline};
+use sluice_config::{Encoding, LateData, ValidatedPipeline};
 use sluice_core::{
     parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
     SignalName, TopicPartition, Window,
@@ -17,6 +17,7 @@ use sluice_core::{
 use sluice_fold::{
     dead_letter_line, Buffer, BufferKey, Buffers, DeadReason, Routed, Router, Target,
 };
+use sluice_format::{Codec, EncodeOptions, FileFormat};
 use sluice_kafka::{KafkaSource, PartitionEvent, SharedLedgers, SourceError};
 use sluice_lake::{Lake, LakeError, Landed};
 use sluice_telemetry::Metrics;
@@ -155,8 +156,7 @@ pub async fn run(
         summary: RunSummary::default(),
         path: pipeline.sink.path.clone(),
         dead_letter_path: pipeline.sink.dead_letter_path.clone(),
-        format: pipeline.sink.format,
-        compression: pipeline.sink.compression,
+        encoding: pipeline.sink.encoding.clone(),
     };
     let result = worker.consume(&source, &shutdown).await;
     // Land what is buffered even after an error elsewhere: landing is always safe, and
@@ -223,8 +223,7 @@ struct Worker {
     summary: RunSummary,
     path: PathTemplate,
     dead_letter_path: PathTemplate,
-    format: Format,
-    compression: Compression,
+    encoding: Encoding,
 }
 
 fn now_ms() -> i64 {
@@ -375,6 +374,16 @@ impl Worker {
                 window,
                 line,
             } => {
+                // The envelope keeps what the Avro record needs besides the payload.
+                let line = match self.encoding.options.envelope {
+                    Some(_) => sluice_format::envelope::line(
+                        record.timestamp_ms.unwrap_or(arrival),
+                        record.offset,
+                        &record.headers,
+                        &line,
+                    ),
+                    None => line,
+                };
                 let late = self.late_data == LateData::Divert && self.is_late(&tp, window);
                 let target = Target::Signal {
                     signal,
@@ -505,9 +514,8 @@ impl Worker {
                 prefix: if *late { LATE_PREFIX } else { "" },
                 signal: signal.clone(),
                 window: *window,
-                format: self.format,
-                compression: self.compression,
-                ext: self.format.extension(self.compression),
+                ext: self.encoding.options.extension(),
+                options: self.encoding.for_signal(signal),
                 dead_letter: false,
             },
             // Dead letters are always NDJSON: they carry raw bytes, not the signal's columns.
@@ -516,9 +524,8 @@ impl Worker {
                 prefix: "",
                 signal: SignalName::sanitize(DEAD_LETTER),
                 window: *window,
-                format: Format::Ndjson,
-                compression: Compression::None,
-                ext: Format::Ndjson.extension(Compression::None),
+                ext: FileFormat::Ndjson.extension(Codec::None),
+                options: EncodeOptions::new(FileFormat::Ndjson, Codec::None),
                 dead_letter: true,
             },
         }
@@ -564,8 +571,8 @@ impl Worker {
 
     fn spawn_landing(&mut self, buffer: Buffer) {
         let layout = self.layout(&buffer.key);
-        let (format, compression, dead_letter) =
-            (layout.format, layout.compression, layout.dead_letter);
+        let dead_letter = layout.dead_letter;
+        let options = layout.options.clone();
         let path = format!(
             "{}{}",
             layout.prefix,
@@ -611,13 +618,20 @@ impl Worker {
                     path: path.clone(),
                     detail,
                 };
-                let body = tokio::task::spawn_blocking(move || {
-                    sluice_format::encode(&ndjson, format, compression)
+                let encoded = tokio::task::spawn_blocking(move || {
+                    sluice_format::encode(&ndjson, &options)
                 })
                 .await
                 .map_err(|e| encode_error(e.to_string()))?
                 .map_err(|e| encode_error(e.to_string()))?;
-                let body = bytes::Bytes::from(body);
+                if !encoded.conflicts.is_empty() {
+                    tracing::warn!(fields = ?encoded.conflicts, "fields with conflicting types were written as JSON text");
+                    metrics
+                        .columns_as_json
+                        .with_label_values(&[signal_label.as_str()])
+                        .inc_by(encoded.conflicts.len() as u64);
+                }
+                let body = bytes::Bytes::from(encoded.bytes);
                 let bytes = body.len() as u64;
                 let outcome = with_storage_retries(&metrics, "write", Some(&shutdown), || {
                     let (lake, path, body, lease) = (&lake, &path, body.clone(), &lease);
@@ -705,7 +719,7 @@ impl Worker {
         let format = if file.dead_letter {
             "ndjson"
         } else {
-            format_label(self.format)
+            self.encoding.options.format.name()
         };
         self.metrics.files_landed.with_label_values(&[format]).inc();
         self.metrics
@@ -818,8 +832,7 @@ struct Layout<'a> {
     prefix: &'static str,
     signal: SignalName,
     window: Window,
-    format: Format,
-    compression: Compression,
+    options: EncodeOptions,
     /// File extension, compression included.
     ext: String,
     dead_letter: bool,
@@ -893,11 +906,5 @@ where
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-fn format_label(f: Format) -> &'static str {
-    match f {
-        Format::Ndjson => "ndjson",
     }
 }

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub records_skipped: IntCounter,
     pub records_landed: IntCounterVec,
     pub records_dead_lettered: IntCounterVec,
+    pub columns_as_json: IntCounterVec,
     pub files_landed: IntCounterVec,
     pub bytes_landed: IntCounterVec,
     pub files_already_present: IntCounter,
@@ -127,6 +128,11 @@ impl Metrics {
                 "route_records_dead_lettered_total",
                 "Records sent to the dead-letter files, by reason.",
                 &["reason"],
+            ),
+            columns_as_json: r.counter_vec(
+                "format_columns_as_json_total",
+                "Fields whose values disagreed in type within a file and were written as JSON text (once per field and file).",
+                &["signal"],
             ),
             files_landed: r.counter_vec(
                 "lake_files_landed_total",

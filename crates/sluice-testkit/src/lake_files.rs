@@ -25,6 +25,15 @@ pub fn read_ndjson_tree(root: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
         .collect()
 }
 
+/// Every file under `root` whose name ends with `suffix`, sorted by path.
+pub fn files_under(root: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    collect(root, &mut files);
+    files.retain(|f| f.to_string_lossy().ends_with(suffix));
+    files.sort();
+    files
+}
+
 /// Lines of one NDJSON body, gunzipped first when `gzip`.
 pub fn parse_ndjson(raw: &[u8], gzip: bool) -> Vec<serde_json::Value> {
     let text = if gzip {

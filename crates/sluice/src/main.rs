@@ -52,6 +52,17 @@ enum Command {
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
     },
+    /// Print a landed file's format, compression, schema, row count and first rows.
+    Inspect {
+        /// A local file, or with --pipeline a path inside that pipeline's lake.
+        file: String,
+        /// Read FILE from this pipeline's destination (Azure, local, ...) instead of disk.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// How many rows to show.
+        #[arg(long, default_value_t = 5)]
+        rows: usize,
+    },
     /// Run the shipped demo pipeline against an embedded broker into a local lake.
     Demo {
         /// Where the lake goes.
@@ -78,6 +89,11 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match cli.command {
         Command::Validate { pipelines } => validate(&pipelines),
+        Command::Inspect {
+            file,
+            pipeline,
+            rows,
+        } => rt.block_on(inspect(&file, pipeline.as_deref(), rows)),
         Command::Run { pipeline, listen } => rt.block_on(run(&pipeline, listen)),
         Command::Sample {
             bootstrap_servers,
@@ -119,6 +135,40 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
+    }
+}
+
+async fn inspect(file: &str, pipeline: Option<&std::path::Path>, rows: usize) -> ExitCode {
+    let bytes = match pipeline {
+        None => std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}")),
+        Some(path) => match sluice_config::load(path, &sluice_config::process_env) {
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{}: {e}", path.display());
+                }
+                return ExitCode::from(2);
+            }
+            Ok(p) => match sluice_lake::Lake::open(&p.sink.destination).await {
+                Ok(lake) => lake
+                    .read(file)
+                    .await
+                    .map_err(|e| format!("cannot read {file} from {}: {e}", lake.describe())),
+                Err(e) => Err(format!("cannot open the lake: {e}")),
+            },
+        },
+    };
+    let report = bytes.and_then(|b| {
+        sluice_format::inspect::inspect(&b, file, rows).map_err(|e| format!("{file}: {e}"))
+    });
+    match report {
+        Ok(r) => {
+            print!("{r}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice inspect: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
