@@ -140,13 +140,12 @@ fn parquet(bytes: &[u8], show: usize) -> Result<Report, InspectError> {
     })
 }
 
-/// The `avro.codec` entry of a container header.
-fn avro_codec(bytes: &[u8]) -> String {
-    let head = &bytes[..bytes.len().min(64 * 1024)];
-    let key = b"avro.codec";
-    let Some(at) = head.windows(key.len()).position(|w| w == key) else {
-        return "null".into();
-    };
+/// An entry of a container header's metadata, as written (the crate's parsed schema drops
+/// logical types inside unions).
+fn avro_meta(bytes: &[u8], key: &str) -> Option<String> {
+    let head = &bytes[..bytes.len().min(1024 * 1024)];
+    let key = key.as_bytes();
+    let at = head.windows(key.len()).position(|w| w == key)?;
     let rest = &head[at + key.len()..];
     // A zigzag varint length, then the name.
     let (mut len, mut shift, mut i) = (0u64, 0, 0);
@@ -160,19 +159,17 @@ fn avro_codec(bytes: &[u8]) -> String {
     }
     let len = (len >> 1) as usize;
     rest.get(i..i + len)
-        .map_or("null".into(), |n| String::from_utf8_lossy(n).into_owned())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
 }
 
 fn avro(bytes: &[u8], show: usize) -> Result<Report, InspectError> {
     let reader = apache_avro::Reader::new(bytes).map_err(err)?;
-    let schema = serde_json::to_string_pretty(
-        &reader
-            .writer_schema()
-            .canonical_form()
-            .parse::<serde_json::Value>()
-            .map_err(err)?,
-    )
-    .map_err(err)?;
+    let schema = avro_meta(bytes, "avro.schema")
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .map_or_else(
+            || format!("{:?}", reader.writer_schema()),
+            |v| serde_json::to_string_pretty(&v).unwrap_or_default(),
+        );
     let mut rows = 0u64;
     let mut first_rows = Vec::new();
     for value in reader {
@@ -185,7 +182,7 @@ fn avro(bytes: &[u8], show: usize) -> Result<Report, InspectError> {
     }
     Ok(Report {
         format: FileFormat::Avro,
-        compression: avro_codec(bytes),
+        compression: avro_meta(bytes, "avro.codec").unwrap_or_else(|| "null".into()),
         schema,
         rows,
         first_rows,

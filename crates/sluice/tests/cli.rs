@@ -48,6 +48,12 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "sink.path",
         "unknown placeholder {yyyy}",
     ),
+    (
+        "compression_not_for_format.toml",
+        "sink.compression",
+        "\"none\", \"gzip\", \"zstd\"",
+    ),
+    ("envelope_not_avro.toml", "sink.envelope", "format = \"avro\""),
 ];
 
 #[test]
@@ -136,4 +142,31 @@ fn demo_lands_readable_files_and_commits_everything() {
     assert!(files.iter().all(|(p, l)| l
         .iter()
         .all(|r| p.starts_with(r["signal"].as_str().unwrap()))));
+}
+
+#[test]
+fn inspect_describes_every_format() {
+    use sluice_format::{encode, Codec, EncodeOptions, FileFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let lines = b"{\"id\":\"d1\",\"t\":\"2026-11-22T10:00:00Z\",\"v\":1.5}\n{\"id\":\"d2\",\"t\":\"2026-11-22T10:00:01Z\",\"v\":2}\n";
+    for (format, codec, schema_word) in [
+        (FileFormat::Parquet, Codec::Zstd, "Timestamp(µs, \"UTC\")"),
+        (FileFormat::Avro, Codec::Deflate, "timestamp-micros"),
+        (FileFormat::Csv, Codec::Gzip, "id: Utf8"),
+        (FileFormat::Ndjson, Codec::Zstd, "v: Float64"),
+    ] {
+        let opts = EncodeOptions::new(format, codec);
+        let path = dir.path().join(format!("f.{}", opts.extension()));
+        std::fs::write(&path, encode(lines, &opts).unwrap().bytes).unwrap();
+        let out = sluice().arg("inspect").arg(&path).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{format:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(&format!("format:      {}", format.name())), "{stdout}");
+        assert!(stdout.contains("rows:        2"), "{stdout}");
+        assert!(stdout.contains("d2"), "{format:?}: first rows missing: {stdout}");
+        assert!(stdout.contains(schema_word), "{format:?}: schema missing {schema_word}: {stdout}");
+    }
+    let out = sluice().arg("inspect").arg(dir.path().join("absent.parquet")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
