@@ -22,7 +22,7 @@ fn peak_rss_bytes(pid: u32) -> u64 {
 }
 
 /// Drains `records` sample signals with one worker; returns its peak RSS.
-fn drain(records: usize, budget: u64) -> u64 {
+fn drain(records: usize, budget: u64, sink: &str) -> u64 {
     let tansu = Tansu::start();
     tansu.create_topic("memory", 4);
     let batch = outgoing(&generate(&SampleSpec::new(records, 4, 6)));
@@ -34,8 +34,7 @@ fn drain(records: usize, budget: u64) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("memory.toml");
     let lake = dir.path().join("lake");
-    let extra =
-        format!("compression = \"gzip\"\n[flush]\nmax_buffered_bytes = {budget}\nmax_age_secs = 5");
+    let extra = format!("{sink}\n[flush]\nmax_buffered_bytes = {budget}\nmax_age_secs = 5");
     let text = hourly_tansu_pipeline(&tansu.bootstrap, "memory", "memory", &lake, &extra);
     std::fs::write(&pipeline, text).unwrap();
     let mut worker = Command::new(sluice_bin())
@@ -61,8 +60,20 @@ fn drain(records: usize, budget: u64) -> u64 {
 fn main() {
     let small = number_arg("--records", 1_000_000) as usize;
     let budget = number_arg("--budget-bytes", 32 * 1024 * 1024);
-    let rss_small = drain(small, budget);
-    let rss_large = drain(small * 10, budget);
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let sink = format!(
+        "format = \"{}\"\ncompression = \"{}\"",
+        arg("--format", "ndjson"),
+        arg("--compression", "gzip")
+    );
+    let rss_small = drain(small, budget, &sink);
+    let rss_large = drain(small * 10, budget, &sink);
     println!(
         r#"{{"records_small": {small}, "records_large": {}, "budget_bytes": {budget}, "rss_small_bytes": {rss_small}, "rss_large_bytes": {rss_large}, "ratio": {:.3}}}"#,
         small * 10,

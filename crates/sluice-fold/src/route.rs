@@ -1,8 +1,10 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use sluice_config::{EventTimeFormat, SignalFilter, SignalSource, TimeKey, ValidatedPipeline};
 use sluice_core::{Granularity, Record, SignalName, Window};
@@ -58,7 +60,57 @@ pub struct Router {
     timestamp_unit: TimeUnit,
 }
 
-type Object<'a> = HashMap<String, &'a RawValue>;
+/// A JSON object's top-level entries, values left unparsed. Keys borrow from the payload
+/// unless they contain escapes: routing allocates nothing per field.
+struct Object<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Object<'a> {
+    /// The value of `key`; like a map, the last duplicate wins.
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Object<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Object<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    entries.push((k.0, v));
+                }
+                Ok(Object(entries))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 impl Router {
     pub fn new(p: &ValidatedPipeline) -> Self {
@@ -191,12 +243,12 @@ impl Router {
 /// Follows a dotted path; `Ok(None)` when a key is absent or the value is null.
 fn lookup<'a>(object: &Object<'a>, path: &[String]) -> Result<Option<&'a RawValue>, DeadReason> {
     let (first, rest) = path.split_first().expect("paths are never empty");
-    let Some(mut value) = object.get(first).copied() else {
+    let Some(mut value) = object.get(first) else {
         return Ok(None);
     };
     for key in rest {
         let inner: Option<Object<'a>> = serde_json::from_str(value.get()).ok();
-        match inner.and_then(|o| o.get(key).copied()) {
+        match inner.and_then(|o| o.get(key)) {
             Some(v) => value = v,
             None => return Ok(None),
         }

@@ -133,8 +133,8 @@ pub async fn run(
     )?;
     let mut worker = Worker {
         router: Router::new(pipeline),
-        landed: HashMap::new(),
-        watermarks: HashMap::new(),
+        landed: Default::default(),
+        watermarks: Default::default(),
         late_data: pipeline.window.late_data,
         landing_bytes: 0,
         held_by_task: HashMap::new(),
@@ -196,9 +196,9 @@ pub async fn run_until(
 struct Worker {
     router: Router,
     /// For each key seen since its partition was assigned: offsets already in landed files.
-    landed: HashMap<BufferKey, LandedRanges>,
+    landed: foldhash::HashMap<BufferKey, LandedRanges>,
     /// Per partition, the latest window end seen: a window this far behind has closed.
-    watermarks: HashMap<TopicPartition, i64>,
+    watermarks: foldhash::HashMap<TopicPartition, i64>,
     late_data: LateData,
     allowed_lateness_ms: i64,
     /// Bytes of buffers whose files are landing, in total and per landing task.

@@ -50,6 +50,8 @@ pub struct SampleSpec {
     pub start_ms: i64,
     pub span_ms: i64,
     pub seed: u64,
+    /// Length of a filler `note` field (0: none), to reach a target record size.
+    pub note_bytes: usize,
 }
 
 impl SampleSpec {
@@ -62,6 +64,7 @@ impl SampleSpec {
             start_ms: 1_709_632_800_000,
             span_ms: span_hours * 3_600_000,
             seed: 7,
+            note_bytes: 0,
         }
     }
 }
@@ -98,7 +101,7 @@ pub fn generate(spec: &SampleSpec) -> Vec<SampleRecord> {
                 _ => serde_json::json!(format!("v{}", rng.below(1000))),
             };
             let region = ["eu", "us", "ap"][(device % 3) as usize];
-            let payload = serde_json::json!({
+            let mut payload = serde_json::json!({
                 "signal": signal,
                 "deviceId": format!("device-{device:04}"),
                 "timestamp": sent,
@@ -106,6 +109,12 @@ pub fn generate(spec: &SampleSpec) -> Vec<SampleRecord> {
                 "value": value,
                 "properties": {"firmware": format!("1.{}.0", device % 7), "region": region},
             });
+            if spec.note_bytes > 0 {
+                let text: String = (0..spec.note_bytes)
+                    .map(|i| (b'a' + ((id as usize + i * 7) % 26) as u8) as char)
+                    .collect();
+                payload["note"] = serde_json::json!(text);
+            }
             SampleRecord {
                 id,
                 signal,

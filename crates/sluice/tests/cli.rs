@@ -53,7 +53,11 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "sink.compression",
         "\"none\", \"gzip\", \"zstd\"",
     ),
-    ("envelope_not_avro.toml", "sink.envelope", "format = \"avro\""),
+    (
+        "envelope_not_avro.toml",
+        "sink.envelope",
+        "format = \"avro\"",
+    ),
 ];
 
 #[test]
@@ -160,13 +164,30 @@ fn inspect_describes_every_format() {
         std::fs::write(&path, encode(lines, &opts).unwrap().bytes).unwrap();
         let out = sluice().arg("inspect").arg(&path).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{format:?}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains(&format!("format:      {}", format.name())), "{stdout}");
+        assert!(
+            out.status.success(),
+            "{format:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("format:      {}", format.name())),
+            "{stdout}"
+        );
         assert!(stdout.contains("rows:        2"), "{stdout}");
-        assert!(stdout.contains("d2"), "{format:?}: first rows missing: {stdout}");
-        assert!(stdout.contains(schema_word), "{format:?}: schema missing {schema_word}: {stdout}");
+        assert!(
+            stdout.contains("d2"),
+            "{format:?}: first rows missing: {stdout}"
+        );
+        assert!(
+            stdout.contains(schema_word),
+            "{format:?}: schema missing {schema_word}: {stdout}"
+        );
     }
-    let out = sluice().arg("inspect").arg(dir.path().join("absent.parquet")).output().unwrap();
+    let out = sluice()
+        .arg("inspect")
+        .arg(dir.path().join("absent.parquet"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }

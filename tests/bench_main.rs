@@ -1,0 +1,501 @@
+//! `sluice-bench`: throughput and memory of Sluice against the bare-consume ceiling and a
+//! Python baseline, on one machine in one run. See scripts/bench and BENCHMARKS.md.
+//!
+//! The orchestrator preloads Tansu, then runs every measurement in a fresh subprocess
+//! (`sluice-bench one --mode M ...`) so CPU seconds and peak RSS belong to that run alone.
+//! Each subprocess times from its first consumed record to the end of its work (for Sluice:
+//! every file landed and the offsets committed), so the consumer-group join is excluded.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::{json, Value};
+use sluice_e2e::{hourly_tansu_pipeline, number_arg};
+use sluice_testkit::sample::{generate, outgoing, SampleSpec};
+use sluice_testkit::services::{workspace_root, Tansu};
+
+const TOPIC: &str = "bench";
+const PARTITIONS: i32 = 4;
+const SIGNALS: [&str; 10] = [
+    "engine.temperature",
+    "cabin.humidity",
+    "battery.voltage",
+    "gps.position",
+    "door.opened",
+    "tire.pressure",
+    "fuel.level",
+    "vehicle.speed",
+    "brake.wear",
+    "cabin.co2",
+];
+/// Sluice runs; the names results.json uses.
+const SLUICE_RUNS: [(&str, &str, &str); 3] = [
+    ("ndjson-gzip", "ndjson", "gzip"),
+    ("avro-deflate", "avro", "deflate"),
+    ("parquet-zstd", "parquet", "zstd"),
+];
+
+fn string_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which may hold spaces) start at index 2.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn peak_rss_bytes() -> u64 {
+    status_kb("VmHWM:") * 1024
+}
+
+fn spec(records: usize) -> SampleSpec {
+    let mut spec = SampleSpec::new(records, PARTITIONS, 6);
+    spec.signals = SIGNALS.iter().map(|s| s.to_string()).collect();
+    // The samples are ~190 bytes; the note brings them to ~250.
+    spec.note_bytes = 58;
+    spec
+}
+
+fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("one") => one(),
+        Some("fold-memory") => fold_memory(),
+        Some("serve") => {
+            // For profiling one run by hand: preload, print the bootstrap address, keep going.
+            let (tansu, _, _) = preload(number_arg("--records", 1_000_000));
+            println!("{}", tansu.bootstrap);
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        _ => orchestrate(),
+    }
+}
+
+/// One measurement, printed as one JSON line.
+fn one() {
+    let mode = string_arg("--mode").expect("--mode");
+    let bootstrap = string_arg("--bootstrap").expect("--bootstrap");
+    let group = string_arg("--group").expect("--group");
+    let records = number_arg("--records", 1_000_000);
+    let lake = std::path::PathBuf::from(string_arg("--lake").expect("--lake"));
+    let (secs, cpu_s, consumed) = if mode == "ceiling" {
+        ceiling(&bootstrap, &group, records)
+    } else {
+        let (_, format, codec) = SLUICE_RUNS
+            .iter()
+            .find(|(name, ..)| *name == mode)
+            .unwrap_or_else(|| panic!("unknown mode {mode}"));
+        sluice_run(&bootstrap, &group, records, &lake, format, codec)
+    };
+    println!(
+        "{}",
+        json!({"name": mode, "records": consumed, "secs": secs, "cpu_s": cpu_s, "peak_rss_bytes": peak_rss_bytes()})
+    );
+}
+
+/// A bare consumer with exactly Sluice's librdkafka settings, discarding what it reads.
+fn ceiling(bootstrap: &str, group: &str, records: u64) -> (f64, f64, u64) {
+    let settings = sluice_config::SourceSettings {
+        bootstrap_servers: bootstrap.into(),
+        topics: vec![TOPIC.into()],
+        group_id: group.into(),
+        start_from: "earliest".into(),
+        properties: BTreeMap::from([("fetch.wait.max.ms".to_string(), "10".to_string())]),
+    };
+    let consumer: BaseConsumer = sluice_kafka::client_config(&settings).create().unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    let mut start = None;
+    while n < records {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            start.get_or_insert_with(|| (Instant::now(), cpu_seconds()));
+            bytes += m.payload_len();
+            n += 1;
+        }
+    }
+    let (t0, c0) = start.expect("consumed");
+    std::hint::black_box(bytes);
+    (t0.elapsed().as_secs_f64(), cpu_seconds() - c0, n)
+}
+
+fn sluice_run(
+    bootstrap: &str,
+    group: &str,
+    records: u64,
+    lake: &std::path::Path,
+    format: &str,
+    codec: &str,
+) -> (f64, f64, u64) {
+    let extra = format!("format = \"{format}\"\ncompression = \"{codec}\"");
+    let text = hourly_tansu_pipeline(bootstrap, TOPIC, group, lake, &extra);
+    let p = sluice_config::parse(&text, &|_| None).unwrap();
+    sluice_telemetry::init_logging(false, "warn");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start: OnceLock<(Instant, f64)> = OnceLock::new();
+    let metrics = sluice_telemetry::Metrics::new(&p.name);
+    let summary = rt
+        .block_on(sluice_pipeline::run_until(
+            &p,
+            metrics.clone(),
+            Duration::from_secs(1800),
+            |m| {
+                let consumed = m.records_consumed.get();
+                if std::env::var_os("SLUICE_BENCH_TRACE").is_some() {
+                    if let Some((t0, _)) = start.get() {
+                        eprintln!(
+                            "{:.2} s: {consumed} consumed, paused {}",
+                            t0.elapsed().as_secs_f64(),
+                            m.paused.get()
+                        );
+                    }
+                }
+                if consumed > 0 {
+                    start.get_or_init(|| (Instant::now(), cpu_seconds()));
+                }
+                let done = consumed >= records;
+                if done && std::env::var_os("SLUICE_BENCH_TRACE").is_some() {
+                    if let Some((t0, _)) = start.get() {
+                        eprintln!("consumed all after {:.2} s", t0.elapsed().as_secs_f64());
+                    }
+                }
+                done
+            },
+        ))
+        .unwrap();
+    let (t0, c0) = *start.get().expect("consumed");
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - c0;
+    assert_eq!(summary.records_consumed, records, "{format}: consumed");
+    assert_eq!(summary.records_dead_lettered, 0, "{format}: dead letters");
+    (secs, cpu, summary.records_consumed)
+}
+
+/// Issue 3's memory figure: bytes held per buffered record when 1,000,000 small records of
+/// one signal are folded, and the extra peak while that buffer is encoded to Parquet.
+fn fold_memory() {
+    use sluice_fold::{BufferKey, Buffers, Routed, Router, Target};
+    let records = number_arg("--records", 1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let text = hourly_tansu_pipeline(
+        "127.0.0.1:9092",
+        TOPIC,
+        "fold",
+        dir.path(),
+        "format = \"parquet\"\ncompression = \"zstd\"\n[flush]\nmax_records = 100000000\nmax_bytes = 100000000000\nmax_buffered_bytes = 100000000000\nmax_age_secs = 3600",
+    );
+    let p = sluice_config::parse(&text, &|_| None).unwrap();
+    let router = Router::new(&p);
+    let mut buffers = Buffers::new(p.flush.clone());
+    let now = Instant::now();
+    let mut one_signal = SampleSpec::new(10_000, 1, 0);
+    one_signal.signals = vec!["engine.temperature".into()];
+    let rss_before = status_kb("VmRSS:") * 1024;
+    let mut payload_bytes = 0u64;
+    let mut offset = 0i64;
+    // Generated 10,000 at a time so the generator's own records do not count.
+    while (offset as u64) < records {
+        one_signal.seed = offset as u64;
+        for s in generate(&one_signal) {
+            let mut r = sluice_core::Record {
+                topic: TOPIC.into(),
+                partition: 0,
+                offset,
+                key: None,
+                headers: vec![],
+                payload: s.record.payload,
+                timestamp_ms: None,
+            };
+            payload_bytes += r.payload.as_ref().map_or(0, |p| p.len()) as u64;
+            let Routed::Data { signal, line, .. } = router.route(&r, 0) else {
+                panic!("routes")
+            };
+            r.payload = None;
+            let key = BufferKey {
+                tp: sluice_core::TopicPartition::new(TOPIC, 0),
+                target: Target::Signal {
+                    signal,
+                    // One window: the memory question is about one buffer.
+                    window: sluice_core::Window::containing(0, sluice_core::Granularity::Day),
+                    late: false,
+                },
+            };
+            buffers.append(key, offset, &line, now);
+            offset += 1;
+        }
+    }
+    let buffered = buffers.buffered_bytes();
+    let rss_folded = status_kb("VmRSS:") * 1024;
+    let mut taken = buffers.take_all();
+    let buffer = taken.pop().expect("one buffer");
+    let opts = p.sink.encoding.for_signal(match &buffer.key.target {
+        Target::Signal { signal, .. } => signal,
+        Target::DeadLetter { .. } => unreachable!(),
+    });
+    let t = Instant::now();
+    let encoded = sluice_format::encode(&buffer.ndjson, &opts).unwrap();
+    let encode_secs = t.elapsed().as_secs_f64();
+    let peak = peak_rss_bytes();
+    println!(
+        "{}",
+        json!({
+            "records": records,
+            "avg_payload_bytes": payload_bytes as f64 / records as f64,
+            "buffered_bytes": buffered,
+            "buffered_bytes_per_record": buffered as f64 / records as f64,
+            "rss_growth_per_record": (rss_folded.saturating_sub(rss_before)) as f64 / records as f64,
+            "parquet_bytes": encoded.bytes.len(),
+            "encode_secs": encode_secs,
+            "encode_extra_peak_bytes": peak.saturating_sub(rss_folded),
+        })
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn run_json(cmd: &mut Command) -> Value {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON from {cmd:?}: {text}"));
+    serde_json::from_str(last).unwrap()
+}
+
+/// Starts Tansu and fills the topic; returns it with the payload bytes and their average.
+fn preload(records: u64) -> (Tansu, u64, f64) {
+    eprintln!("==> preloading {records} records into Tansu ({PARTITIONS} partitions, 10 signals, 6 hours)");
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, PARTITIONS);
+    let mut payload_bytes = 0u64;
+    let mut left = records as usize;
+    let mut chunk_spec = spec(200_000);
+    while left > 0 {
+        chunk_spec.records = left.min(200_000);
+        chunk_spec.seed = left as u64;
+        let batch = outgoing(&generate(&chunk_spec));
+        payload_bytes += batch
+            .iter()
+            .map(|o| o.payload.as_ref().map_or(0, Vec::len) as u64)
+            .sum::<u64>();
+        sluice_testkit::produce(&tansu.bootstrap, TOPIC, &batch).unwrap();
+        left -= batch.len();
+    }
+    let avg = payload_bytes as f64 / records as f64;
+    eprintln!("    {avg:.0} bytes per record on average");
+
+    (tansu, payload_bytes, avg)
+}
+
+fn orchestrate() {
+    let records = number_arg("--records", 1_000_000);
+    let repeats = number_arg("--repeats", 3);
+    let memory_records = number_arg("--memory-records", 1_000_000);
+    let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| {
+        workspace_root()
+            .join(".tools/venv/bin/python")
+            .display()
+            .to_string()
+    });
+    let me = std::env::current_exe().unwrap();
+
+    let (tansu, _, avg) = preload(records);
+
+    tansu.create_topic(TOPIC, PARTITIONS);
+
+    let work = tempfile::tempdir().unwrap();
+    let mut samples: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let modes: Vec<&str> = std::iter::once("ceiling")
+        .chain(SLUICE_RUNS.iter().map(|(n, ..)| *n))
+        .chain(std::iter::once("python"))
+        .collect();
+    for rep in 0..repeats {
+        for mode in &modes {
+            let group = format!("bench-{mode}-{rep}");
+            let lake = work.path().join(&group);
+            eprintln!("==> {mode} (repeat {})", rep + 1);
+            let v = if *mode == "python" {
+                run_json(
+                    Command::new(&python)
+                        .arg(workspace_root().join("bench/baseline.py"))
+                        .args([
+                            "--bootstrap",
+                            &tansu.bootstrap,
+                            "--topic",
+                            TOPIC,
+                            "--group",
+                            &group,
+                        ])
+                        .args(["--records", &records.to_string(), "--lake"])
+                        .arg(&lake),
+                )
+            } else {
+                run_json(
+                    Command::new(&me)
+                        .args([
+                            "one",
+                            "--mode",
+                            mode,
+                            "--bootstrap",
+                            &tansu.bootstrap,
+                            "--group",
+                            &group,
+                        ])
+                        .args(["--records", &records.to_string(), "--lake"])
+                        .arg(&lake),
+                )
+            };
+            assert_eq!(v["records"].as_u64(), Some(records), "{mode}: {v}");
+            eprintln!("    {v}");
+            let _ = std::fs::remove_dir_all(&lake);
+            samples.entry(mode.to_string()).or_default().push(v);
+        }
+    }
+
+    let summarize = |runs: &[Value]| {
+        let rps = median(
+            runs.iter()
+                .map(|r| records as f64 / r["secs"].as_f64().unwrap())
+                .collect(),
+        );
+        let cpu = median(runs.iter().map(|r| r["cpu_s"].as_f64().unwrap()).collect());
+        let rss = median(
+            runs.iter()
+                .map(|r| r["peak_rss_bytes"].as_f64().unwrap())
+                .collect(),
+        );
+        let all_rps: Vec<f64> = runs
+            .iter()
+            .map(|r| records as f64 / r["secs"].as_f64().unwrap())
+            .collect();
+        (rps, cpu, rss as u64, all_rps)
+    };
+    let (ceiling_rps, ceiling_cpu, ceiling_rss, ceiling_all) = summarize(&samples["ceiling"]);
+    let (python_rps, python_cpu, python_rss, python_all) = summarize(&samples["python"]);
+    let mb = |rps: f64| rps * avg / 1e6;
+    println!(
+        "\n{records} records, {avg:.0} bytes each, {PARTITIONS} partitions, median of {repeats}\n"
+    );
+    println!(
+        "{:<14} {:>12} {:>8} {:>10} {:>12} {:>14} {:>10}",
+        "run", "records/s", "MB/s", "CPU s", "peak RSS MB", "vs ceiling", "vs python"
+    );
+    let row = |name: &str, rps: f64, cpu: f64, rss: u64| {
+        println!(
+            "{name:<14} {rps:>12.0} {:>8.1} {cpu:>10.2} {:>12.1} {:>13.1}% {:>9.1}x",
+            mb(rps),
+            rss as f64 / 1e6,
+            100.0 * rps / ceiling_rps,
+            rps / python_rps
+        );
+    };
+    row("ceiling", ceiling_rps, ceiling_cpu, ceiling_rss);
+    let mut runs = Vec::new();
+    for (name, ..) in SLUICE_RUNS {
+        let (rps, cpu, rss, all) = summarize(&samples[name]);
+        row(name, rps, cpu, rss);
+        runs.push(json!({
+            "name": name, "rps": rps, "mb_per_s": mb(rps), "ratio_to_ceiling": rps / ceiling_rps,
+            "ratio_to_python": rps / python_rps, "cpu_s": cpu, "peak_rss_bytes": rss, "rps_each_run": all,
+        }));
+    }
+    row("python", python_rps, python_cpu, python_rss);
+
+    let memory = if memory_records > 0 {
+        eprintln!(
+            "==> memory: draining {memory_records} and {} records (parquet-zstd)",
+            memory_records * 10
+        );
+        let m = run_json(Command::new(me.with_file_name("sluice-memory")).args([
+            "--records",
+            &memory_records.to_string(),
+            "--format",
+            "parquet",
+            "--compression",
+            "zstd",
+        ]));
+        println!(
+            "\nmemory: peak RSS {:.1} MB at {memory_records} records, {:.1} MB at {} (ratio {:.2})",
+            m["rss_small_bytes"].as_f64().unwrap() / 1e6,
+            m["rss_large_bytes"].as_f64().unwrap() / 1e6,
+            memory_records * 10,
+            m["ratio"].as_f64().unwrap()
+        );
+        json!({"rss_1m_bytes": m["rss_small_bytes"], "rss_10m_bytes": m["rss_large_bytes"], "ratio": m["ratio"], "budget_bytes": m["budget_bytes"], "records_small": m["records_small"], "records_large": m["records_large"], "format": "parquet-zstd"})
+    } else {
+        json!(null)
+    };
+    let fold = run_json(Command::new(&me).args(["fold-memory", "--records", "1000000"]));
+    println!(
+        "fold: {:.1} buffered bytes per record ({:.1}-byte payloads), RSS growth {:.1} bytes per record",
+        fold["buffered_bytes_per_record"].as_f64().unwrap(),
+        fold["avg_payload_bytes"].as_f64().unwrap(),
+        fold["rss_growth_per_record"].as_f64().unwrap()
+    );
+
+    let machine = json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))),
+        "mem_total_kb": std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())),
+        "broker": "Tansu 0.6.0, memory storage",
+        "build": "release",
+    });
+    let results = json!({
+        "records": records,
+        "avg_record_bytes": avg,
+        "repeats": repeats,
+        "ceiling_rps": ceiling_rps,
+        "ceiling_cpu_s": ceiling_cpu,
+        "ceiling_peak_rss_bytes": ceiling_rss,
+        "ceiling_rps_each_run": ceiling_all,
+        "runs": runs,
+        "python_rps": python_rps,
+        "python_cpu_s": python_cpu,
+        "python_peak_rss_bytes": python_rss,
+        "python_rps_each_run": python_all,
+        "memory": memory,
+        "fold_memory": fold,
+        "machine": machine,
+        "samples": samples,
+    });
+    let path = workspace_root().join("bench/results.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&results).unwrap() + "\n",
+    )
+    .unwrap();
+    eprintln!("\nwrote {}", path.display());
+}
