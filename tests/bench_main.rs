@@ -333,8 +333,6 @@ fn orchestrate() {
 
     let (tansu, _, avg) = preload(records);
 
-    tansu.create_topic(TOPIC, PARTITIONS);
-
     let work = tempfile::tempdir().unwrap();
     let mut samples: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let modes: Vec<&str> = std::iter::once("ceiling")
