@@ -451,7 +451,7 @@ fn orchestrate() {
             memory_records * 10,
             m["ratio"].as_f64().unwrap()
         );
-        json!({"rss_1m_bytes": m["rss_small_bytes"], "rss_10m_bytes": m["rss_large_bytes"], "ratio": m["ratio"], "budget_bytes": m["budget_bytes"], "records_small": m["records_small"], "records_large": m["records_large"], "format": "parquet-zstd"})
+        json!({"rss_1m_bytes": m["rss_small_bytes"], "rss_10m_bytes": m["rss_large_bytes"], "ratio": m["ratio"], "budget_bytes": m["budget_bytes"], "records_small": m["records_small"], "records_large": m["records_large"], "consumed_small": m["consumed_small"], "consumed_large": m["consumed_large"], "complete_small": m["complete_small"], "complete_large": m["complete_large"], "format": "parquet-zstd"})
     } else {
         json!(null)
     };

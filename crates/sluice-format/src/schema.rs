@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use serde::de::DeserializeSeed;
 use serde_json::Value;
 
 use crate::options::TimeUnit;
@@ -61,11 +62,11 @@ impl Fields {
     }
 
     /// Widens each field by the same-named one of `other`; fields only `other` has are added.
-    fn merge(&mut self, other: Fields, conflicts: &mut Vec<String>, at: &str) {
+    fn merge(&mut self, other: Fields, conflicts: &mut Vec<String>, at: &dyn Fn() -> String) {
         for (name, kind) in other.entries {
             match self.index.get(&name) {
                 Some(&i) => {
-                    let path = join(at, &name);
+                    let path = || join(&at(), &name);
                     let old = std::mem::replace(&mut self.entries[i].1, Kind::Null);
                     self.entries[i].1 = widen(old, kind, conflicts, &path);
                 }
@@ -84,22 +85,26 @@ fn join(at: &str, name: &str) -> String {
 }
 
 /// The narrowest kind holding both; a conflict (recorded by path) falls back to JSON text.
-pub fn widen(a: Kind, b: Kind, conflicts: &mut Vec<String>, path: &str) -> Kind {
+/// The path is rendered only for a conflict: building it per field per record was a hot spot.
+pub fn widen(a: Kind, b: Kind, conflicts: &mut Vec<String>, path: &dyn Fn() -> String) -> Kind {
     use Kind::*;
     match (a, b) {
         (Null, k) | (k, Null) => k,
         (Json, _) | (_, Json) => Json,
         (Int, Float) | (Float, Int) => Float,
         (Timestamp, Str) | (Str, Timestamp) => Str,
-        (List(a), List(b)) => List(Box::new(widen(*a, *b, conflicts, &format!("{path}[]")))),
+        (List(a), List(b)) => List(Box::new(widen(*a, *b, conflicts, &|| {
+            format!("{}[]", path())
+        }))),
         (Struct(mut a), Struct(b)) => {
             a.merge(b, conflicts, path);
             Struct(a)
         }
         (a, b) if a == b => a,
         _ => {
-            if !conflicts.iter().any(|c| c == path) {
-                conflicts.push(path.to_string());
+            let path = path();
+            if !conflicts.contains(&path) {
+                conflicts.push(path);
             }
             Json
         }
@@ -140,7 +145,7 @@ impl Inference {
         }
     }
 
-    pub fn kind_of(&mut self, v: &Value, path: &str) -> Kind {
+    pub fn kind_of(&mut self, v: &Value, path: &dyn Fn() -> String) -> Kind {
         match v {
             Value::Null => Kind::Null,
             Value::Bool(_) => Kind::Bool,
@@ -148,15 +153,9 @@ impl Inference {
             // Beyond i64 (serde_json keeps u64 exact): kept exactly, as text.
             Value::Number(n) if n.is_u64() => Kind::Json,
             Value::Number(_) => Kind::Float,
-            Value::String(s) => {
-                if self.infer_timestamps && parse_timestamp(s, self.unit).is_some() {
-                    Kind::Timestamp
-                } else {
-                    Kind::Str
-                }
-            }
+            Value::String(s) => self.string_kind(s),
             Value::Array(items) => {
-                let inner = format!("{path}[]");
+                let inner = || format!("{}[]", path());
                 let mut elem = Kind::Null;
                 for item in items {
                     let k = self.kind_of(item, &inner);
@@ -167,7 +166,7 @@ impl Inference {
             Value::Object(map) => {
                 let mut fields = Fields::default();
                 for (name, value) in map {
-                    let k = self.kind_of(value, &join(path, name));
+                    let k = self.kind_of(value, &|| join(&path(), name));
                     fields.push(name.clone(), k);
                 }
                 Kind::Struct(fields)
@@ -175,10 +174,247 @@ impl Inference {
         }
     }
 
+    fn string_kind(&self, s: &str) -> Kind {
+        if self.infer_timestamps && parse_timestamp(s, self.unit).is_some() {
+            Kind::Timestamp
+        } else {
+            Kind::Str
+        }
+    }
+
     /// Widens `schema` by one value.
     pub fn observe(&mut self, schema: Kind, v: &Value, path: &str) -> Kind {
-        let k = self.kind_of(v, path);
-        widen(schema, k, &mut self.conflicts, path)
+        let k = self.kind_of(v, &|| path.to_string());
+        widen(schema, k, &mut self.conflicts, &|| path.to_string())
+    }
+
+    /// Widens `schema` by one JSON text, read straight from its bytes: no `Value` tree is
+    /// built (this pass reads every line of a file once more than the writers do).
+    pub fn observe_line(&mut self, schema: Kind, line: &[u8]) -> Result<Kind, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let mut schema = schema;
+        WidenSeed {
+            inference: self,
+            slot: &mut schema,
+            path: &String::new,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok(schema)
+    }
+}
+
+/// Widens the kind in `slot` by the value being deserialized, in place: known fields are
+/// found without allocating, so a record that matches the schema so far costs no allocation.
+struct WidenSeed<'i, 's, 'p> {
+    inference: &'i mut Inference,
+    slot: &'s mut Kind,
+    path: &'p dyn Fn() -> String,
+}
+
+impl WidenSeed<'_, '_, '_> {
+    fn scalar(self, k: Kind) {
+        let old = std::mem::replace(self.slot, Kind::Null);
+        *self.slot = widen(old, k, &mut self.inference.conflicts, self.path);
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for WidenSeed<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for WidenSeed<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.scalar(Kind::Bool);
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.scalar(Kind::Int);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.scalar(if i64::try_from(v).is_ok() {
+            Kind::Int
+        } else {
+            Kind::Json
+        });
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.scalar(Kind::Float);
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        let k = self.inference.string_kind(v);
+        self.scalar(k);
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if matches!(self.slot, Kind::Null) {
+            *self.slot = Kind::List(Box::new(Kind::Null));
+        }
+        let path = self.path;
+        let inner = || format!("{}[]", path());
+        match self.slot {
+            Kind::List(elem) => {
+                while seq
+                    .next_element_seed(WidenSeed {
+                        inference: &mut *self.inference,
+                        slot: &mut **elem,
+                        path: &inner,
+                    })?
+                    .is_some()
+                {}
+                Ok(())
+            }
+            _ => {
+                // Not a list so far: infer this array's kind on its own, then widen (conflict).
+                let mut elem = Kind::Null;
+                while let Some(k) = seq.next_element_seed(KindSeed {
+                    inference: &mut *self.inference,
+                    path: &inner,
+                })? {
+                    elem = widen(elem, k, &mut self.inference.conflicts, &inner);
+                }
+                self.scalar(Kind::List(Box::new(elem)));
+                Ok(())
+            }
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if matches!(self.slot, Kind::Null) {
+            *self.slot = Kind::Struct(Fields::default());
+        }
+        let path = self.path;
+        match self.slot {
+            Kind::Struct(fields) => {
+                while let Some(name) = map.next_key::<BorrowedKey<'de>>()? {
+                    let i = match fields.index.get(name.0.as_ref()) {
+                        Some(&i) => i,
+                        None => {
+                            fields.push(name.0.as_ref(), Kind::Null);
+                            fields.entries.len() - 1
+                        }
+                    };
+                    let at = || join(&path(), &name.0);
+                    map.next_value_seed(WidenSeed {
+                        inference: &mut *self.inference,
+                        slot: &mut fields.entries[i].1,
+                        path: &at,
+                    })?;
+                }
+                Ok(())
+            }
+            _ => {
+                let k = KindSeed {
+                    inference: &mut *self.inference,
+                    path,
+                }
+                .visit_map(map)?;
+                self.scalar(k);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A map key borrowed from the input when it has no escapes.
+struct BorrowedKey<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for BorrowedKey<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BorrowedKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<BorrowedKey<'de>, E> {
+                Ok(BorrowedKey(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<BorrowedKey<'de>, E> {
+                Ok(BorrowedKey(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Infers a kind while deserializing, without materializing the value.
+struct KindSeed<'i, 'p> {
+    inference: &'i mut Inference,
+    path: &'p dyn Fn() -> String,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KindSeed<'_, '_> {
+    type Value = Kind;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KindSeed<'_, '_> {
+    type Value = Kind;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_unit<E>(self) -> Result<Kind, E> {
+        Ok(Kind::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
+        Ok(Kind::Bool)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Kind, E> {
+        Ok(Kind::Int)
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Kind, E> {
+        Ok(if i64::try_from(v).is_ok() {
+            Kind::Int
+        } else {
+            Kind::Json
+        })
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
+        Ok(Kind::Float)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
+        Ok(self.inference.string_kind(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+        let path = self.path;
+        let inner = || format!("{}[]", path());
+        let mut elem = Kind::Null;
+        while let Some(k) = seq.next_element_seed(KindSeed {
+            inference: &mut *self.inference,
+            path: &inner,
+        })? {
+            elem = widen(elem, k, &mut self.inference.conflicts, &inner);
+        }
+        Ok(Kind::List(Box::new(elem)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+        let path = self.path;
+        let mut fields = Fields::default();
+        while let Some(name) = map.next_key::<BorrowedKey<'de>>()? {
+            let name = name.0;
+            let at = || join(&path(), &name);
+            let k = map.next_value_seed(KindSeed {
+                inference: &mut *self.inference,
+                path: &at,
+            })?;
+            fields.push(name.as_ref(), k);
+        }
+        Ok(Kind::Struct(fields))
     }
 }
 
@@ -491,6 +727,29 @@ mod tests {
             ["a", "n", "b"],
             "first-seen order"
         );
+    }
+
+    #[test]
+    fn reading_lines_infers_what_reading_values_does() {
+        let values = [
+            json!({"a": 1, "n": null, "l": [1, 2], "o": {"x": "2024-05-01T10:00:00Z"}}),
+            json!({"a": 2.5, "b": "x", "n": {"deep": [1, {"k": 1}]}, "l": "no", "o": {"x": "s", "y": []}}),
+            json!({"big": 18446744073709551615u64, "a": "str", "b\"q": true, "l": [[1], [2.5]]}),
+        ];
+        let (by_values, conflicts) = infer(&values);
+        let mut inf = Inference::new(TimeUnit::Micros, true);
+        let mut by_lines = Kind::Null;
+        for v in &values {
+            by_lines = inf
+                .observe_line(by_lines, v.to_string().as_bytes())
+                .unwrap();
+        }
+        assert_eq!(by_lines, by_values);
+        let (mut a, mut b) = (inf.conflicts, conflicts);
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        assert_eq!(a, ["a", "l", "n.deep[]"]);
     }
 
     #[test]

@@ -111,8 +111,13 @@ impl Table {
             (None, None) => {
                 let mut schema = Kind::Null;
                 for (row, line) in lines(ndjson).enumerate() {
-                    let v = parse_line(line, row)?;
-                    schema = inference.observe(schema, &v, "");
+                    schema =
+                        inference
+                            .observe_line(schema, line)
+                            .map_err(|e| EncodeError::Line {
+                                row,
+                                detail: e.to_string(),
+                            })?;
                 }
                 match schema {
                     Kind::Struct(fields) => fields

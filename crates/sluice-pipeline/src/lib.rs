@@ -133,6 +133,9 @@ pub async fn run(
     )?;
     let mut worker = Worker {
         router: Router::new(pipeline),
+        encode_permits: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
         landed: Default::default(),
         watermarks: Default::default(),
         late_data: pipeline.window.late_data,
@@ -195,6 +198,9 @@ pub async fn run_until(
 
 struct Worker {
     router: Router,
+    /// Encoding is CPU-bound: more encodes at once than cores only multiplies their memory
+    /// (parsed chunks, Arrow arrays, output), so landings take a permit to encode.
+    encode_permits: Arc<tokio::sync::Semaphore>,
     /// For each key seen since its partition was assigned: offsets already in landed files.
     landed: foldhash::HashMap<BufferKey, LandedRanges>,
     /// Per partition, the latest window end seen: a window this far behind has closed.
@@ -600,6 +606,7 @@ impl Worker {
             .get(&buffer.key.tp)
             .map_or(0, |l| l.generation());
         let landing = self.inflight.start(&buffer.key.tp);
+        let encode_permits = self.encode_permits.clone();
         let tp = buffer.key.tp.clone();
         let held = buffer.ndjson.len() as u64;
         self.landing_bytes += held;
@@ -618,7 +625,12 @@ impl Worker {
                     path: path.clone(),
                     detail,
                 };
+                let permit = encode_permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| encode_error(e.to_string()))?;
                 let encoded = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     sluice_format::encode(&ndjson, &options)
                 })
                 .await
