@@ -270,7 +270,7 @@ impl<'de> serde::de::Visitor<'de> for WidenSeed<'_, '_, '_> {
                 while seq
                     .next_element_seed(WidenSeed {
                         inference: &mut *self.inference,
-                        slot: &mut **elem,
+                        slot: elem,
                         path: &inner,
                     })?
                     .is_some()
