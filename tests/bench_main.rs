@@ -122,6 +122,7 @@ fn ceiling(bootstrap: &str, group: &str, records: u64) -> (f64, f64, u64) {
         group_id: group.into(),
         start_from: "earliest".into(),
         properties: BTreeMap::from([("fetch.wait.max.ms".to_string(), "10".to_string())]),
+        secret_properties: BTreeMap::new(),
     };
     let consumer: BaseConsumer = sluice_kafka::client_config(&settings).create().unwrap();
     consumer.subscribe(&[TOPIC]).unwrap();

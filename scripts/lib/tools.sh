@@ -6,7 +6,8 @@
 #   - a Python venv in .tools/venv with jsonschema and PyYAML, and the Compose specification
 #     schema (from the docker-compose 1.29.2 wheel) to validate docker-compose.yml; and the
 #     independent readers the format round-trip test uses: pyarrow, fastavro, pandavro,
-#     zstandard (+ cramjam, backports.zstd for fastavro's codecs), and avsc for Node
+#     zstandard (+ cramjam, backports.zstd for fastavro's codecs), and avsc for Node; and moto's
+#     S3 server for S3 destinations
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -38,8 +39,8 @@ if [ ! -f .tools/node_modules/avsc/package.json ] || ! grep -q "\"version\": \"$
   npm install --prefix .tools --no-audit --no-fund --loglevel=error "avsc@$AVSC_VERSION"
 fi
 
-PY_PACKAGES="jsonschema==4.23.0 PyYAML==6.0.2 pyarrow==26.0.1 fastavro==1.13.1 pandavro==1.9.0 zstandard==0.25.0 cramjam==2.14.0 backports.zstd==1.8.0"
-if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import jsonschema, yaml, pyarrow, fastavro, pandavro, zstandard, cramjam, backports.zstd' 2>/dev/null; then
+PY_PACKAGES="jsonschema==4.23.0 PyYAML==6.0.2 pyarrow==26.0.1 fastavro==1.13.1 pandavro==1.9.0 zstandard==0.25.0 cramjam==2.14.0 backports.zstd==1.8.0 moto[server]==5.2.5"
+if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import jsonschema, yaml, pyarrow, fastavro, pandavro, zstandard, cramjam, backports.zstd, moto.server' 2>/dev/null; then
   step "creating .tools/venv (schema checks and independent file readers)"
   python3 -m venv .tools/venv
   # shellcheck disable=SC2086
@@ -57,6 +58,7 @@ fi
 
 export SLUICE_TANSU_BIN="$tansu_bin"
 export SLUICE_PYTHON="$PWD/.tools/venv/bin/python"
+export SLUICE_MOTO_BIN="$PWD/.tools/venv/bin/moto_server"
 export SLUICE_AZURITE_BIN="$PWD/.tools/node_modules/.bin/azurite-blob"
 export SLUICE_PROMETHEUS_BIN="$(command -v prometheus)"
 

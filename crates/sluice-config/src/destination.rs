@@ -8,6 +8,19 @@ pub enum Destination {
     Fs { root: String },
     /// Azure Blob Storage or ADLS Gen2 (through its Blob endpoint, which every Gen2 account serves).
     Azure(AzureDestination),
+    /// Amazon S3 or an S3-compatible store.
+    S3(S3Destination),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Destination {
+    pub bucket: String,
+    pub root: String,
+    pub region: String,
+    /// `None`: AWS's own endpoint for the region.
+    pub endpoint: Option<String>,
+    /// `None`: the standard AWS credential chain (environment, profile, instance role).
+    pub credentials: Option<(String, Secret)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +51,8 @@ pub(crate) struct AzureUrl {
 pub(crate) enum ParsedUrl {
     Fs(String),
     Azure(AzureUrl),
+    /// Bucket and prefix.
+    S3(String, String),
 }
 
 /// Accepts `file:///dir`, a plain path, `abfss://fs@acct.dfs.core.windows.net/dir`,
@@ -68,6 +83,12 @@ pub(crate) fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     };
     let segments: Vec<&str> = url.path().split('/').filter(|s| !s.is_empty()).collect();
     match url.scheme() {
+        "s3" | "s3a" => {
+            if host.is_empty() {
+                return Err("needs a bucket: s3://<bucket>/<prefix>".into());
+            }
+            Ok(ParsedUrl::S3(host, segments.join("/")))
+        }
         "abfs" | "abfss" | "wasb" | "wasbs" => {
             let container = url.username();
             if container.is_empty() {
@@ -90,7 +111,7 @@ pub(crate) fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
             }))
         }
         other => Err(format!(
-            "scheme '{other}' is not supported (use a path, file://, abfss://, wasbs:// or https://)"
+            "scheme '{other}' is not supported (use a path, file://, abfss://, wasbs://, https:// or s3://)"
         )),
     }
 }
@@ -103,6 +124,7 @@ mod tests {
         match parse_url(raw).unwrap() {
             ParsedUrl::Azure(a) => a,
             ParsedUrl::Fs(p) => panic!("parsed as fs: {p}"),
+            ParsedUrl::S3(b, _) => panic!("parsed as s3: {b}"),
         }
     }
 
@@ -126,6 +148,16 @@ mod tests {
             want
         );
         assert_eq!(azure("https://acct.dfs.core.windows.net/myfs").root, "");
+    }
+
+    #[test]
+    fn parses_s3_urls() {
+        assert!(
+            matches!(parse_url("s3://bucket/a/b/"), Ok(ParsedUrl::S3(b, p)) if b == "bucket" && p == "a/b")
+        );
+        assert!(
+            matches!(parse_url("s3://bucket"), Ok(ParsedUrl::S3(b, p)) if b == "bucket" && p.is_empty())
+        );
     }
 
     #[test]

@@ -25,8 +25,14 @@ pub struct PipelineFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSection {
-    pub bootstrap_servers: String,
+    /// Brokers, `host:port[,host:port]`; derived from the connection string for Event Hubs.
+    pub bootstrap_servers: Option<String>,
+    /// Topics (event hubs); for Event Hubs defaults to the connection string's EntityPath.
+    #[serde(default)]
     pub topics: Vec<String>,
+    /// Environment variable holding an Event Hubs connection string
+    /// (`Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…`).
+    pub event_hubs_connection_string_env: Option<String>,
     pub group_id: String,
     /// Where a group without committed offsets starts: `earliest` (default) or `latest`.
     pub start_from: Option<String>,
@@ -76,6 +82,7 @@ pub struct SinkSection {
     pub compression: Option<String>,
     pub dead_letter_path: Option<String>,
     pub azure: Option<AzureSection>,
+    pub s3: Option<S3Section>,
     /// `millis` or `micros` (default): the unit of timestamp columns.
     pub timestamp_unit: Option<String>,
     /// Type RFC 3339 strings as timestamps in columnar files (default true).
@@ -85,6 +92,19 @@ pub struct SinkSection {
     pub csv: Option<CsvSection>,
     /// Selected and renamed columns, in order: `[[sink.columns]] from = "a.b", to = "B"`.
     pub columns: Option<Vec<ColumnSection>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// Default `us-east-1`.
+    pub region: Option<String>,
+    /// For S3-compatible stores (MinIO, Ceph, a local test server): `http://host:port`.
+    pub endpoint: Option<String>,
+    /// Environment variables with a static key; when neither is set (or the default
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` are absent) the AWS credential chain is used.
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

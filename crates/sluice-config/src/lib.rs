@@ -3,11 +3,12 @@
 
 mod destination;
 mod encoding;
+pub mod event_hubs;
 mod file;
 mod secret;
 mod validate;
 
-pub use destination::{AzureAuth, AzureDestination, Destination};
+pub use destination::{AzureAuth, AzureDestination, Destination, S3Destination};
 pub use encoding::Encoding;
 pub use file::PipelineFile;
 pub use secret::Secret;

@@ -71,6 +71,8 @@ pub struct ValidatedPipeline {
 pub struct SourceSettings {
     pub bootstrap_servers: String,
     pub topics: Vec<String>,
+    /// librdkafka properties that are credentials (Event Hubs' SASL password).
+    pub secret_properties: BTreeMap<String, Secret>,
     pub group_id: String,
     /// librdkafka's `auto.offset.reset`.
     pub start_from: String,
@@ -236,21 +238,68 @@ impl PipelineFile {
 
         // [source]
         let s = &self.source;
-        if s.bootstrap_servers.trim().is_empty() {
-            p.add(
-                "source.bootstrap_servers",
-                "is empty",
-                "list the brokers as host:port[,host:port]",
-            );
-        }
-        if s.topics.is_empty() {
+        let mut properties = BTreeMap::new();
+        let mut secret_properties = BTreeMap::new();
+        let mut topics = s.topics.clone();
+        let bootstrap = match (&s.event_hubs_connection_string_env, &s.bootstrap_servers) {
+            (Some(_), Some(_)) => {
+                p.add(
+                    "source.bootstrap_servers",
+                    "is set together with event_hubs_connection_string_env",
+                    "remove bootstrap_servers: Sluice takes the Event Hubs namespace from the connection string",
+                );
+                None
+            }
+            (Some(var), None) => match env(var).filter(|v| !v.trim().is_empty()) {
+                None => {
+                    p.add(
+                        "source.event_hubs_connection_string_env",
+                        format!("environment variable {var} is not set"),
+                        format!("export {var}='Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key>' (Azure portal: Event Hubs namespace > Shared access policies)"),
+                    );
+                    None
+                }
+                Some(raw) => match crate::event_hubs::parse_connection_string(&raw) {
+                    Err(problem) => {
+                        p.add(
+                            "source.event_hubs_connection_string_env",
+                            format!("the connection string in {var} is not usable: {problem}"),
+                            "copy the namespace's (or the event hub's) connection string from the Azure portal, unchanged",
+                        );
+                        None
+                    }
+                    Ok(conn) => {
+                        if topics.is_empty() {
+                            topics.extend(conn.entity_path.clone());
+                        }
+                        properties.extend(crate::event_hubs::recommended_properties());
+                        let (auth, secret) = crate::event_hubs::auth_properties(&conn, &raw);
+                        properties.extend(auth);
+                        secret_properties = secret;
+                        Some(crate::event_hubs::bootstrap_servers(&conn))
+                    }
+                },
+            },
+            (None, Some(b)) if !b.trim().is_empty() => Some(b.clone()),
+            (None, _) => {
+                p.add(
+                    "source.bootstrap_servers",
+                    "is missing or empty",
+                    "list the brokers as host:port[,host:port], or set event_hubs_connection_string_env for Azure Event Hubs",
+                );
+                None
+            }
+        };
+        // The pipeline's own properties win over the Event Hubs defaults.
+        properties.extend(s.properties.clone());
+        if topics.is_empty() {
             p.add(
                 "source.topics",
-                "lists no topic",
+                "is empty",
                 "name at least one topic, e.g. topics = [\"signals\"]",
             );
         }
-        if s.topics.iter().any(|t| t.trim().is_empty()) {
+        if topics.iter().any(|t| t.trim().is_empty()) {
             p.add(
                 "source.topics",
                 "contains an empty topic name",
@@ -484,11 +533,12 @@ impl PipelineFile {
                 Ok(ValidatedPipeline {
                     name: self.name.clone(),
                     source: SourceSettings {
-                        bootstrap_servers: s.bootstrap_servers.clone(),
-                        topics: s.topics.clone(),
+                        bootstrap_servers: bootstrap.unwrap_or_default(),
+                        topics,
+                        secret_properties,
                         group_id: s.group_id.clone(),
                         start_from,
-                        properties: s.properties.clone(),
+                        properties,
                     },
                     signal_source,
                     default_signal: r.default_signal.clone(),
@@ -565,6 +615,59 @@ impl PipelineFile {
             Err(problem) => {
                 p.add("sink.url", format!("'{}' {problem}", k.url), "use a local path, file:///dir, abfss://<filesystem>@<account>.dfs.core.windows.net/<dir> or https://<account>.dfs.core.windows.net/<filesystem>/<dir>/");
                 None
+            }
+            Ok(ParsedUrl::S3(bucket, root)) => {
+                if k.azure.is_some() {
+                    p.add(
+                        "sink.azure",
+                        "is set but sink.url is an S3 bucket",
+                        "remove [sink.azure], or point sink.url at an Azure account",
+                    );
+                }
+                let s3 = k.s3.clone().unwrap_or_default();
+                let explicit = s3.access_key_id_env.is_some() || s3.secret_access_key_env.is_some();
+                let id_var = s3
+                    .access_key_id_env
+                    .unwrap_or_else(|| "AWS_ACCESS_KEY_ID".into());
+                let key_var = s3
+                    .secret_access_key_env
+                    .unwrap_or_else(|| "AWS_SECRET_ACCESS_KEY".into());
+                let credentials = match (
+                    env(&id_var).filter(|v| !v.is_empty()),
+                    env(&key_var).filter(|v| !v.is_empty()),
+                ) {
+                    (Some(id), Some(key)) => Some((id, Secret::new(key))),
+                    (None, None) if !explicit => None,
+                    (id, _) => {
+                        let missing = if id.is_none() { &id_var } else { &key_var };
+                        p.add(
+                            if id.is_none() { "sink.s3.access_key_id_env" } else { "sink.s3.secret_access_key_env" },
+                            format!("environment variable {missing} is not set"),
+                            format!("export {missing}, or remove the *_env settings to use the AWS credential chain"),
+                        );
+                        None
+                    }
+                };
+                let endpoint = match s3.endpoint {
+                    Some(e) if url::Url::parse(&e).is_err() => {
+                        p.add(
+                            "sink.s3.endpoint",
+                            format!("'{e}' is not a URL"),
+                            "use e.g. http://127.0.0.1:9000, or remove it for AWS",
+                        );
+                        None
+                    }
+                    e => Some(e.map(|e| e.trim_end_matches('/').to_string())),
+                };
+                endpoint.map(|endpoint| {
+                    Destination::S3(crate::S3Destination {
+                        bucket,
+                        root,
+                        region: s3.region.unwrap_or_else(|| "us-east-1".into()),
+                        endpoint,
+                        credentials,
+                    })
+                })
             }
             Ok(ParsedUrl::Fs(root)) => {
                 if k.azure.is_some() {
@@ -776,5 +879,45 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
         let v = crate::parse_in(&text, &env, dir.path()).unwrap();
         let declared = &v.sink.encoding.schemas[&sluice_core::SignalName::sanitize("a")];
         assert_eq!(declared.required, [vec!["id".to_string()]]);
+    }
+
+    #[test]
+    fn an_event_hubs_connection_string_configures_the_source() {
+        let conn = "Endpoint=sb://iot-ns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0=;EntityPath=telemetry";
+        let text = GOOD
+            .replace(
+                "bootstrap_servers = \"127.0.0.1:9092\"",
+                "event_hubs_connection_string_env = \"EH\"",
+            )
+            .replace("topics = [\"signals\"]\n", "")
+            .replace("[sink]", "[sink]\n# after source");
+        let env = |name: &str| match name {
+            "EH" => Some(conn.to_string()),
+            other => env(other),
+        };
+        let v = crate::parse(&text, &env).unwrap();
+        assert_eq!(
+            v.source.bootstrap_servers,
+            "iot-ns.servicebus.windows.net:9093"
+        );
+        assert_eq!(v.source.topics, ["telemetry"]);
+        assert_eq!(v.source.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(v.source.properties["sasl.username"], "$ConnectionString");
+        assert_eq!(v.source.secret_properties["sasl.password"].expose(), conn);
+        assert!(
+            !format!("{v:?}").contains("c2VjcmV0"),
+            "the key leaks into Debug"
+        );
+
+        let missing = crate::parse(&text, &|n: &str| env(n).filter(|_| n != "EH"))
+            .unwrap_err()
+            .0;
+        assert_eq!(missing[0].field, "source.event_hubs_connection_string_env");
+        assert!(missing[0].fix.contains("export EH="), "{}", missing[0]);
+        let both = text.replace("[source]", "[source]\nbootstrap_servers = \"b:9092\"");
+        assert_eq!(
+            crate::parse(&both, &env).unwrap_err().0[0].field,
+            "source.bootstrap_servers"
+        );
     }
 }

@@ -212,6 +212,9 @@ pub fn client_config(settings: &SourceSettings) -> ClientConfig {
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }
+    for (k, v) in &settings.secret_properties {
+        cfg.set(k, v.expose());
+    }
     cfg.set("bootstrap.servers", &settings.bootstrap_servers)
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "false")

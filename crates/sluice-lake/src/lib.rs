@@ -103,6 +103,33 @@ impl Lake {
                 azure::ensure_container(az).await?;
                 (azure::operator(az)?, azure::describe(az))
             }
+            Destination::S3(s3) => {
+                let mut builder = opendal::services::S3::default()
+                    .bucket(&s3.bucket)
+                    .root(&format!("/{}", s3.root))
+                    .region(&s3.region);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.endpoint(endpoint);
+                }
+                if let Some((id, key)) = &s3.credentials {
+                    builder = builder.access_key_id(id).secret_access_key(key.expose());
+                }
+                let describe = format!("s3://{}/{}", s3.bucket, s3.root);
+                let op = Operator::new(builder).map_err(|e| LakeError::Open {
+                    what: describe.clone(),
+                    source: Box::new(e),
+                })?;
+                // A missing bucket or wrong credentials should stop the start, not the first
+                // landing an hour later.
+                op.list_with("")
+                    .limit(1)
+                    .await
+                    .map_err(|e| LakeError::Open {
+                        what: describe.clone(),
+                        source: Box::new(e),
+                    })?;
+                (op, describe)
+            }
         };
         Ok(Self { op, describe })
     }

@@ -266,3 +266,46 @@ impl Azurite {
         }
     }
 }
+
+/// A local S3 server (moto's, from the test venv), for S3 destinations. Accepts any
+/// credentials; supports conditional writes (`If-None-Match: *`), which landing relies on.
+pub struct S3Server {
+    pub endpoint: String,
+    _service: Service,
+}
+
+impl S3Server {
+    pub fn start() -> Self {
+        let bin = find_binary(
+            "SLUICE_MOTO_BIN",
+            &[workspace_root().join(".tools/venv/bin/moto_server")],
+            "pip install 'moto[server]' into .tools/venv",
+        );
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let service = Service::spawn("moto_server", cmd, port, temp_dir("s3"));
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _service: service,
+        }
+    }
+
+    /// Creates a bucket (moto needs no signature for it).
+    pub fn create_bucket(&self, bucket: &str) {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).expect("connect to the S3 server");
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read");
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "create bucket {bucket}: {reply}"
+        );
+    }
+}

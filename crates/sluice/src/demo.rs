@@ -32,7 +32,7 @@ pub async fn run(lake_dir: &Path, records: usize) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(lake_dir)?;
     let lake_dir = lake_dir.canonicalize()?;
-    file.source.bootstrap_servers = kafka.bootstrap.clone();
+    file.source.bootstrap_servers = Some(kafka.bootstrap.clone());
     file.sink.url = lake_dir.to_string_lossy().to_string();
     let pipeline = file
         .validate(&sluice_config::process_env)
