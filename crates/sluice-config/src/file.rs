@@ -156,4 +156,9 @@ pub struct FlushSection {
     pub max_bytes: Option<u64>,
     pub max_age_secs: Option<u64>,
     pub max_buffered_bytes: Option<u64>,
+    /// A batch schedule: land everything every `3h`, `6h`, `8h`, `12h`, `24h` (any `<n>h`,
+    /// `<n>m`, `<n>s`, `<n>d`), at multiples of it since midnight UTC.
+    pub every: Option<String>,
+    /// Write `_manifests/manifest-<pipeline>-<runId>.json` after each scheduled run lands.
+    pub manifest: Option<bool>,
 }

@@ -159,6 +159,10 @@ pub struct FlushPolicy {
     pub max_age: Duration,
     /// Ceiling on bytes held by all open buffers; past it the largest buffers land early.
     pub max_buffered_bytes: u64,
+    /// Batch schedule: every buffer lands at each multiple of this since the epoch (UTC).
+    pub every: Option<Duration>,
+    /// A manifest after each scheduled run.
+    pub manifest: bool,
 }
 
 impl Default for FlushPolicy {
@@ -168,6 +172,8 @@ impl Default for FlushPolicy {
             max_bytes: 64 * 1024 * 1024,
             max_age: Duration::from_secs(60),
             max_buffered_bytes: 256 * 1024 * 1024,
+            every: None,
+            manifest: false,
         }
     }
 }
@@ -204,6 +210,21 @@ impl Problems {
             fix: fix.into(),
         });
     }
+}
+
+/// `6h`, `30m`, `90s`, `1d`: a positive whole number and a unit.
+fn parse_every(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let (n, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
 }
 
 fn dotted_path(raw: &str) -> Option<Vec<String>> {
@@ -516,14 +537,39 @@ impl PipelineFile {
                 "use a positive number of seconds, or remove it for the default 60",
             );
         }
+        let every = match f.every.as_deref().map(parse_every) {
+            None => None,
+            Some(Some(d)) => Some(d),
+            Some(None) => {
+                p.add(
+                    "flush.every",
+                    format!("'{}' is not a schedule", f.every.as_deref().unwrap_or_default()),
+                    "use a whole number of hours, minutes, seconds or days: \"3h\", \"6h\", \"8h\", \"12h\", \"24h\", \"15m\"",
+                );
+                None
+            }
+        };
+        if f.manifest == Some(true) && f.every.is_none() {
+            p.add(
+                "flush.manifest",
+                "is set without flush.every: manifests describe scheduled runs",
+                "add a schedule, e.g. every = \"6h\", or remove manifest",
+            );
+        }
         let flush = FlushPolicy {
             max_records: f.max_records.unwrap_or(defaults.max_records),
             max_bytes: f.max_bytes.unwrap_or(defaults.max_bytes),
+            // With a schedule, buffers wait for it (plus a margin) unless an age is given.
             max_age: f
                 .max_age_secs
                 .map(Duration::from_secs)
-                .unwrap_or(defaults.max_age),
+                .unwrap_or(match every {
+                    Some(e) => e + Duration::from_secs(60),
+                    None => defaults.max_age,
+                }),
             max_buffered_bytes: f.max_buffered_bytes.unwrap_or(defaults.max_buffered_bytes),
+            every,
+            manifest: f.manifest.unwrap_or(false),
         };
 
         match (signal_source, granularity, time, sink, late_data) {
@@ -919,5 +965,21 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
             crate::parse(&both, &env).unwrap_err().0[0].field,
             "source.bootstrap_servers"
         );
+    }
+
+    #[test]
+    fn schedules_parse_and_manifests_need_one() {
+        assert_eq!(parse_every("6h"), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_every("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_every("1d"), Some(Duration::from_secs(86_400)));
+        for bad in ["0h", "6", "h", "6 hours", "-1h", "1.5h"] {
+            assert_eq!(parse_every(bad), None, "{bad}");
+        }
+        let with = |flush: &str| format!("{GOOD}\n[flush]\n{flush}");
+        let v = crate::parse(&with("every = \"8h\"\nmanifest = true"), &env).unwrap();
+        assert_eq!(v.flush.every, Some(Duration::from_secs(8 * 3600)));
+        assert!(v.flush.max_age > Duration::from_secs(8 * 3600));
+        assert_eq!(errors(&with("every = \"often\""))[0].field, "flush.every");
+        assert_eq!(errors(&with("manifest = true"))[0].field, "flush.manifest");
     }
 }

@@ -193,6 +193,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_age: Duration::from_secs(10),
             max_buffered_bytes: 1 << 30,
+            ..FlushPolicy::default()
         };
         let mut b = Buffers::new(policy);
         let t0 = Instant::now();

@@ -78,6 +78,8 @@ pub struct RunSummary {
 /// A landed buffer, reported back to the loop.
 struct LandedFile {
     tp: TopicPartition,
+    path: String,
+    run: Option<i64>,
     generation: u64,
     first_offset: i64,
     records: u64,
@@ -133,6 +135,19 @@ pub async fn run(
     )?;
     let mut worker = Worker {
         router: Router::new(pipeline),
+        pipeline_name: pipeline.name.clone(),
+        worker_id: format!(
+            "{:x}-{:x}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        ),
+        every: pipeline.flush.every,
+        manifest: pipeline.flush.manifest,
+        last_run_ms: None,
+        runs: Default::default(),
+        manifests: JoinSet::new(),
         encode_permits: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         )),
@@ -196,8 +211,25 @@ pub async fn run_until(
     }
 }
 
+/// Where scheduled runs' manifests go, under the sink root.
+const MANIFEST_DIR: &str = "_manifests";
+
+/// A scheduled run whose files are landing.
+struct RunState {
+    pending: usize,
+    files: Vec<serde_json::Value>,
+}
+
 struct Worker {
     router: Router,
+    pipeline_name: String,
+    /// Tells this worker's manifests from those of others in the group.
+    worker_id: String,
+    every: Option<Duration>,
+    manifest: bool,
+    last_run_ms: Option<i64>,
+    runs: std::collections::BTreeMap<i64, RunState>,
+    manifests: JoinSet<()>,
     /// Encoding is CPU-bound: more encodes at once than cores only multiplies their memory
     /// (parsed chunks, Arrow arrays, output), so landings take a permit to encode.
     encode_permits: Arc<tokio::sync::Semaphore>,
@@ -286,8 +318,9 @@ impl Worker {
                     let events = source.take_events();
                     self.on_events(source, events);
                     for buffer in self.buffers.take_expired(Instant::now()) {
-                        self.spawn_landing(buffer);
+                        self.spawn_landing(buffer, None);
                     }
+                    self.run_schedule();
                     self.retry_pending().await?;
                     // A failed commit is retried on the next tick.
                     self.commit(source);
@@ -355,7 +388,7 @@ impl Worker {
             self.pending_retry_at = Instant::now() + self.pending_backoff;
         }
         for buffer in self.buffers.take_over_budget() {
-            self.spawn_landing(buffer);
+            self.spawn_landing(buffer, None);
         }
         Ok(())
     }
@@ -454,7 +487,7 @@ impl Worker {
             ledger.consumed(offset);
         }
         if let Some(full) = appended.full {
-            self.spawn_landing(full);
+            self.spawn_landing(full, None);
         }
         Ok(None)
     }
@@ -575,7 +608,8 @@ impl Worker {
         Ok(ranges)
     }
 
-    fn spawn_landing(&mut self, buffer: Buffer) {
+    /// `run`: the scheduled run (its time, ms) this landing belongs to, for its manifest.
+    fn spawn_landing(&mut self, buffer: Buffer, run: Option<i64>) {
         let layout = self.layout(&buffer.key);
         let dead_letter = layout.dead_letter;
         let options = layout.options.clone();
@@ -667,6 +701,8 @@ impl Worker {
                 tracing::info!(records, bytes, ?outcome, "landed");
                 Ok(LandedFile {
                     tp: key.tp,
+                    path: path.clone(),
+                    run,
                     generation,
                     first_offset,
                     records,
@@ -750,6 +786,7 @@ impl Worker {
             self.metrics.files_already_present.inc();
         }
         self.summary.files_landed += 1;
+        self.on_run_file(&file);
         if !file.dead_letter {
             self.metrics
                 .records_landed
@@ -760,10 +797,97 @@ impl Worker {
         Ok(())
     }
 
+    /// At each scheduled time (a multiple of `flush.every` since the epoch), lands every
+    /// open buffer as one run; its manifest is written once all of them have landed.
+    fn run_schedule(&mut self) {
+        let Some(every) = self.every else { return };
+        let every_ms = every.as_millis() as i64;
+        let now = now_ms();
+        let due = now - now.rem_euclid(every_ms);
+        if self.last_run_ms.is_none() {
+            // The first boundary after start; what came before it is part of that run.
+            self.last_run_ms = Some(due);
+            return;
+        }
+        if Some(due) <= self.last_run_ms {
+            return;
+        }
+        self.last_run_ms = Some(due);
+        let buffers = self.buffers.take_all();
+        tracing::info!(scheduled = due, buffers = buffers.len(), "scheduled run");
+        if buffers.is_empty() {
+            return;
+        }
+        if self.manifest {
+            self.runs.insert(
+                due,
+                RunState {
+                    pending: buffers.len(),
+                    files: Vec::new(),
+                },
+            );
+        }
+        for buffer in buffers {
+            self.spawn_landing(buffer, Some(due));
+        }
+    }
+
+    /// Records a landed file of a scheduled run; after its last one, writes the manifest.
+    fn on_run_file(&mut self, file: &LandedFile) {
+        let Some(run) = file.run else { return };
+        let Some(state) = self.runs.get_mut(&run) else {
+            return;
+        };
+        state.pending -= 1;
+        state.files.push(serde_json::json!({
+            "sinkPath": format!("{}/{}", self.lake.describe().trim_end_matches('/'), file.path),
+            "name": file.path.rsplit('/').next().unwrap_or_default(),
+            "size": file.bytes,
+            "records": file.records,
+            "signal": file.signal,
+        }));
+        if state.pending > 0 {
+            return;
+        }
+        let state = self.runs.remove(&run).expect("present");
+        let scheduled = chrono::DateTime::from_timestamp_millis(run).unwrap_or_default();
+        let run_id = format!("{}-{}", scheduled.format("%Y%m%dT%H%M%SZ"), self.worker_id);
+        let records: u64 = state
+            .files
+            .iter()
+            .filter_map(|f| f["records"].as_u64())
+            .sum();
+        let manifest = serde_json::json!({
+            "flowRunId": run_id,
+            "pipeline": self.pipeline_name,
+            "scheduledTime": scheduled.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "completedTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "records": records,
+            "exportResults": state.files,
+        });
+        let path = format!(
+            "{MANIFEST_DIR}/manifest-{}-{run_id}.json",
+            self.pipeline_name
+        );
+        let (lake, metrics) = (self.lake.clone(), self.metrics.clone());
+        let body = bytes::Bytes::from(serde_json::to_vec_pretty(&manifest).expect("JSON"));
+        self.manifests.spawn(async move {
+            let written = with_storage_retries(&metrics, "write", None, || {
+                let (lake, path, body) = (&lake, &path, body.clone());
+                async move { lake.land(path, body).await }
+            })
+            .await;
+            match written {
+                Ok(_) => tracing::info!(%path, "manifest written"),
+                Err(e) => tracing::error!(%path, error = %e, "could not write the manifest"),
+            }
+        });
+    }
+
     /// Lands every open buffer and waits for all landings.
     async fn drain(&mut self) -> Result<(), PipelineError> {
         for buffer in self.buffers.take_all() {
-            self.spawn_landing(buffer);
+            self.spawn_landing(buffer, None);
         }
         let mut first_error = None;
         while let Some(done) = self.landings.join_next_with_id().await {
@@ -772,6 +896,7 @@ impl Worker {
                 first_error.get_or_insert(e);
             }
         }
+        while self.manifests.join_next().await.is_some() {}
         first_error.map_or(Ok(()), Err)
     }
 
