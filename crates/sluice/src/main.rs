@@ -8,11 +8,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc: encodes on blocking threads made glibc's per-thread
-/// arenas grow peak RSS with the length of a run (245 MB after 1 M records, 499 MB after 10 M,
-/// parquet-zstd with a 32 MiB budget).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice_pipeline::Shutdown;
 
 #[derive(Parser)]
