@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use sluice_e2e::TANSU_PROPERTIES;
 use sluice_lake::Lake;
 use sluice_telemetry::Metrics;
+use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, parse_ndjson};
+use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::{workspace_root, Azurite, Tansu, AZURITE_KEY};
 use sluice_testkit::Outgoing;
 
@@ -273,4 +275,48 @@ async fn dataset_export_writes_mapped_parquet_and_a_manifest_per_run() {
         }
     }
     assert_eq!(listed, n, "the manifests list every exported record");
+}
+
+/// Seed 000: signals exported to ADLS Gen2 as hourly NDJSON by the time the device sent them,
+/// only the named signals, into a file system and directory that do not exist yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_export_writes_hourly_ndjson_of_the_named_signals() {
+    sluice_telemetry::init_logging(false, "warn");
+    let tansu = Tansu::start();
+    tansu.create_topic("device-signals", 4);
+    let azurite = Azurite::start();
+    let samples = generate(&SampleSpec::new(4_000, 4, 3));
+    sluice_testkit::produce_batched(&tansu.bootstrap, "device-signals", &outgoing(&samples), 1)
+        .unwrap();
+
+    let p = shipped(
+        "signals-export",
+        &tansu.bootstrap,
+        "device-signals",
+        &azurite,
+        &[],
+    );
+    let n = samples.len() as u64;
+    sluice_pipeline::run_until(&p, Metrics::new("signals"), Duration::from_secs(120), |m| {
+        m.records_consumed.get() >= n
+    })
+    .await
+    .unwrap();
+
+    let lake = Lake::open(&p.sink.destination).await.unwrap();
+    let mut files = Vec::new();
+    for f in files_under(&lake, "").await {
+        let body = lake.read(&f.path).await.unwrap();
+        files.push((f.path.clone(), parse_ndjson(&body, false)));
+    }
+    let exported = assert_each_exported_once(
+        &samples,
+        &files,
+        |s| p.filter.admits(s),
+        |s| hour_prefix(&s.signal, s.event_ms),
+    );
+    assert!(
+        exported > 0 && exported < n,
+        "the named signals only: {exported} of {n}"
+    );
 }

@@ -75,7 +75,20 @@ enum Command {
     },
 }
 
+/// glibc gives each thread that allocates its own arena (up to 8 per core); with encodes and
+/// file I/O on many blocking threads, freed memory stayed spread over them and peak RSS grew
+/// with the length of a run: 245 MB after 1 M records and 499 MB after 10 M (parquet-zstd,
+/// 32 MiB budget), against 168 MB and 219 MB with two arenas.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     // The demo prints its own summary; per-file logs would bury it.
     let default_level = if matches!(cli.command, Command::Demo { .. }) {
