@@ -45,7 +45,66 @@ fn one_char(field: &str, raw: &Option<String>, default: u8, p: &mut Problems) ->
     }
 }
 
-pub(crate) fn validate(file: &PipelineFile, base: &Path, p: &mut Problems) -> Option<Encoding> {
+fn pgp_recipient(
+    file: &PipelineFile,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<Option<sluice_format::pgp::PgpRecipient>> {
+    let Some(section) = &file.sink.pgp else {
+        return Some(None);
+    };
+    let (field, text) = match (&section.public_key_file, &section.public_key_env) {
+        (Some(f), None) => {
+            let path = base.join(f);
+            match std::fs::read_to_string(&path) {
+                Ok(t) => ("sink.pgp.public_key_file", t),
+                Err(e) => {
+                    p.add("sink.pgp.public_key_file", format!("cannot read {}: {e}", path.display()), "give the path of the recipient's armored public key (gpg --armor --export <id>), relative to the pipeline file");
+                    return None;
+                }
+            }
+        }
+        (None, Some(var)) => match env(var) {
+            Some(t) => ("sink.pgp.public_key_env", t),
+            None => {
+                p.add(
+                    "sink.pgp.public_key_env",
+                    format!("environment variable {var} is not set"),
+                    format!("export {var}=\"$(gpg --armor --export <id>)\""),
+                );
+                return None;
+            }
+        },
+        _ => {
+            p.add(
+                "sink.pgp",
+                "needs exactly one of public_key_file and public_key_env",
+                "name the file or the variable holding the recipient's armored public key",
+            );
+            return None;
+        }
+    };
+    match sluice_format::pgp::PgpRecipient::from_armored(&text) {
+        Ok(r) => Some(Some(r)),
+        Err(e) => {
+            p.add(
+                field,
+                e,
+                "export the key with gpg --armor --export <id>; it needs an encryption subkey",
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn validate(
+    file: &PipelineFile,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<Encoding> {
+    let pgp = pgp_recipient(file, base, env, p);
     let k = &file.sink;
     let format = match FileFormat::parse(k.format.as_deref().unwrap_or("ndjson")) {
         Some(f) => Some(f),
@@ -228,6 +287,7 @@ pub(crate) fn validate(file: &PipelineFile, base: &Path, p: &mut Problems) -> Op
         envelope: envelope?,
         columns: columns?,
         schema: None,
+        pgp: pgp?,
     };
     schemas_ok.then_some(Encoding { options, schemas })
 }

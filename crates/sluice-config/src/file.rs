@@ -83,6 +83,7 @@ pub struct SinkSection {
     pub dead_letter_path: Option<String>,
     pub azure: Option<AzureSection>,
     pub s3: Option<S3Section>,
+    pub pgp: Option<PgpSection>,
     /// `millis` or `micros` (default): the unit of timestamp columns.
     pub timestamp_unit: Option<String>,
     /// Type RFC 3339 strings as timestamps in columnar files (default true).
@@ -92,6 +93,15 @@ pub struct SinkSection {
     pub csv: Option<CsvSection>,
     /// Selected and renamed columns, in order: `[[sink.columns]] from = "a.b", to = "B"`.
     pub columns: Option<Vec<ColumnSection>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgpSection {
+    /// The recipient's ASCII-armored public key, relative to the pipeline file...
+    pub public_key_file: Option<String>,
+    /// ...or in this environment variable.
+    pub public_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

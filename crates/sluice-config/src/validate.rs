@@ -612,7 +612,7 @@ impl PipelineFile {
         p: &mut Problems,
     ) -> Option<SinkSettings> {
         let k: &SinkSection = &self.sink;
-        let encoding = crate::encoding::validate(self, base, p);
+        let encoding = crate::encoding::validate(self, base, env, p);
         let template = |field: &str, raw: &str, p: &mut Problems| match PathTemplate::parse(raw) {
             Ok(t) => {
                 // Two workers (or two flushes) must never write the same path.

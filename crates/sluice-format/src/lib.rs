@@ -4,8 +4,9 @@
 //! Encoding a columnar file reads them twice: once to settle the columns (inferred and
 //! widened, or declared), then [`table::CHUNK_ROWS`] lines at a time into Arrow batches (or
 //! Avro values), so only one chunk of parsed `serde_json::Value`s exists at any moment.
-//! Every encoding is deterministic: the same lines give the same bytes, so a file rewritten
-//! after a crash is identical to the first attempt.
+//! Every encoding is deterministic — the same lines give the same bytes, so a file rewritten
+//! after a crash is identical to the first attempt — except PGP encryption, whose session key
+//! is random (write-if-absent keeps the first copy either way).
 
 pub mod avro;
 mod csv;
@@ -13,6 +14,7 @@ pub mod envelope;
 pub mod inspect;
 mod options;
 mod parquet;
+pub mod pgp;
 pub mod schema;
 pub mod table;
 
@@ -47,6 +49,14 @@ pub struct Encoded {
 
 /// Encodes newline-terminated JSON lines (one record each) into a file of `opts.format`.
 pub fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+    let mut encoded = encode_plain(ndjson, opts)?;
+    if let Some(recipient) = &opts.pgp {
+        encoded.bytes = recipient.encrypt(std::mem::take(&mut encoded.bytes))?;
+    }
+    Ok(encoded)
+}
+
+fn encode_plain(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
     match (opts.format, opts.envelope) {
         (FileFormat::Avro, Some(envelope)) => envelope::encode(ndjson, envelope, opts.codec),
         (FileFormat::Ndjson, _) => ndjson_file(ndjson, opts),

@@ -161,6 +161,8 @@ pub struct EncodeOptions {
     pub columns: Option<Vec<Column>>,
     /// A declared record schema: no inference, these columns and types.
     pub schema: Option<Arc<DeclaredSchema>>,
+    /// Encrypt finished files to this key (`.gpg`).
+    pub pgp: Option<crate::pgp::PgpRecipient>,
 }
 
 impl EncodeOptions {
@@ -174,10 +176,15 @@ impl EncodeOptions {
             envelope: None,
             columns: None,
             schema: None,
+            pgp: None,
         }
     }
 
     pub fn extension(&self) -> String {
-        self.format.extension(self.codec)
+        let ext = self.format.extension(self.codec);
+        match self.pgp {
+            Some(_) => format!("{ext}.gpg"),
+            None => ext,
+        }
     }
 }

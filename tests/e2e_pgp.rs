@@ -1,0 +1,111 @@
+//! PGP encryption of exported files to a user's public key: files land as `.gpg`, and
+//! Debian's `gpg` with the matching secret key decrypts them to the exact export.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_telemetry::Metrics;
+use sluice_testkit::lake_files::{
+    assert_each_exported_once, files_under, hour_prefix, parse_ndjson,
+};
+use sluice_testkit::sample::{generate, outgoing, SampleSpec};
+use sluice_testkit::services::MockKafka;
+
+fn gpg(home: &Path) -> Command {
+    let mut c = Command::new("gpg");
+    c.env("GNUPGHOME", home)
+        .args(["--batch", "--yes", "--quiet"]);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_files_decrypt_with_gpg_to_the_export() {
+    sluice_telemetry::init_logging(false, "warn");
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let made = gpg(&home)
+        .args([
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Sluice Test <export@example.com>",
+            "default",
+            "default",
+            "never",
+        ])
+        .status()
+        .expect("Debian's gpg (apt-get install gnupg)");
+    assert!(made.success());
+    let key = gpg(&home)
+        .args(["--armor", "--export", "export@example.com"])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    std::fs::write(work.path().join("recipient.asc"), &key.stdout).unwrap();
+
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("signals", 2);
+    let samples = generate(&SampleSpec::new(2_000, 2, 2));
+    sluice_testkit::produce(&kafka.bootstrap, "signals", &outgoing(&samples)).unwrap();
+    let lake = work.path().join("lake");
+    let text = format!(
+        r#"
+name = "pgp"
+[source]
+bootstrap_servers = "{}"
+topics = ["signals"]
+group_id = "pgp"
+properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+[sink]
+url = "{}"
+compression = "gzip"
+[sink.pgp]
+public_key_file = "recipient.asc"
+"#,
+        kafka.bootstrap,
+        lake.display()
+    );
+    let p = sluice_config::parse_in(&text, &|_| None, work.path()).unwrap();
+    assert_eq!(p.sink.encoding.options.extension(), "json.gz.gpg");
+    let n = samples.len() as u64;
+    sluice_pipeline::run_until(&p, Metrics::new("pgp"), Duration::from_secs(90), |m| {
+        m.records_consumed.get() >= n
+    })
+    .await
+    .unwrap();
+
+    let encrypted = files_under(&lake, ".json.gz.gpg");
+    assert!(!encrypted.is_empty());
+    let mut files = Vec::new();
+    for f in &encrypted {
+        let raw = std::fs::read(f).unwrap();
+        assert!(
+            !raw.starts_with(&[0x1f, 0x8b]),
+            "{} is not encrypted",
+            f.display()
+        );
+        let out = gpg(&home).arg("--decrypt").arg(f).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rel = f.strip_prefix(&lake).unwrap().to_string_lossy().to_string();
+        files.push((rel, parse_ndjson(&out.stdout, true)));
+    }
+    let exported = assert_each_exported_once(
+        &samples,
+        &files,
+        |_| true,
+        |s| hour_prefix(&s.signal, s.event_ms),
+    );
+    assert_eq!(exported, n);
+}
