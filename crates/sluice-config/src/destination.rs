@@ -38,6 +38,8 @@ pub struct AzureDestination {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AzureAuth {
     SharedKey(Secret),
+    /// A shared access signature (the query string, without a leading `?`).
+    Sas(Secret),
 }
 
 /// The parts of an Azure URL before auth and endpoint overrides are applied.

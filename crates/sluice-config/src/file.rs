@@ -155,6 +155,9 @@ pub struct AzureSection {
     pub account_name: Option<String>,
     /// Environment variable holding the storage account's shared key.
     pub account_key_env: Option<String>,
+    /// Environment variable holding a SAS token (instead of the shared key); it needs read,
+    /// write, list and create permissions on the container (and object/container scope).
+    pub sas_token_env: Option<String>,
     /// Blob endpoint override, e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`.
     pub endpoint: Option<String>,
 }

@@ -727,13 +727,44 @@ impl PipelineFile {
             }
             Ok(ParsedUrl::Azure(u)) => {
                 let az = k.azure.clone().unwrap_or_default();
-                let key_env = az
-                    .account_key_env
-                    .unwrap_or_else(|| DEFAULT_AZURE_KEY_ENV.into());
-                let key = env(&key_env).filter(|v| !v.is_empty());
-                if key.is_none() {
-                    p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env"));
-                }
+                let auth = match (&az.sas_token_env, &az.account_key_env) {
+                    (Some(_), Some(_)) => {
+                        p.add(
+                            "sink.azure.sas_token_env",
+                            "is set together with account_key_env",
+                            "keep one way to authenticate: the SAS token or the shared key",
+                        );
+                        None
+                    }
+                    (Some(var), None) => match env(var)
+                        .map(|t| t.trim().trim_start_matches('?').to_string())
+                        .filter(|t| !t.is_empty())
+                    {
+                        Some(token) if token.contains("sig=") => {
+                            Some(AzureAuth::Sas(Secret::new(token)))
+                        }
+                        Some(_) => {
+                            p.add("sink.azure.sas_token_env", format!("the value of {var} is not a SAS token (no sig=)"), "copy the SAS token (sv=...&sig=...) from the portal or az storage container generate-sas");
+                            None
+                        }
+                        None => {
+                            p.add("sink.azure.sas_token_env", format!("environment variable {var} is not set"), format!("export {var}='sv=...&sig=...' (a SAS with read, write, list and create permissions)"));
+                            None
+                        }
+                    },
+                    (None, key_env) => {
+                        let key_env = key_env
+                            .clone()
+                            .unwrap_or_else(|| DEFAULT_AZURE_KEY_ENV.into());
+                        match env(&key_env).filter(|v| !v.is_empty()) {
+                            Some(key) => Some(AzureAuth::SharedKey(Secret::new(key))),
+                            None => {
+                                p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env, or use sas_token_env"));
+                                None
+                            }
+                        }
+                    }
+                };
                 let account = az.account_name.unwrap_or(u.account);
                 let endpoint = match az.endpoint {
                     Some(e) if url::Url::parse(&e).is_err() => {
@@ -743,13 +774,13 @@ impl PipelineFile {
                     Some(e) => Some(e.trim_end_matches('/').to_string()),
                     None => Some(format!("https://{account}.blob.core.windows.net")),
                 };
-                match (key, endpoint) {
-                    (Some(key), Some(endpoint)) => Some(Destination::Azure(AzureDestination {
+                match (auth, endpoint) {
+                    (Some(auth), Some(endpoint)) => Some(Destination::Azure(AzureDestination {
                         account,
                         container: u.container,
                         root: u.root,
                         endpoint,
-                        auth: AzureAuth::SharedKey(Secret::new(key)),
+                        auth,
                     })),
                     _ => None,
                 }

@@ -8,13 +8,15 @@ use sluice_config::{AzureAuth, AzureDestination};
 use crate::LakeError;
 
 pub(crate) fn operator(az: &AzureDestination) -> Result<Operator, LakeError> {
-    let AzureAuth::SharedKey(key) = &az.auth;
     let builder = opendal::services::Azblob::default()
         .endpoint(&az.endpoint)
         .container(&az.container)
         .root(&format!("/{}", az.root))
-        .account_name(&az.account)
-        .account_key(key.expose());
+        .account_name(&az.account);
+    let builder = match &az.auth {
+        AzureAuth::SharedKey(key) => builder.account_key(key.expose()),
+        AzureAuth::Sas(token) => builder.sas_token(token.expose()),
+    };
     Operator::new(builder).map_err(|e| LakeError::Open {
         what: describe(az),
         source: Box::new(e),
@@ -34,23 +36,29 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
         retryable,
     };
     let fail = |detail: String| fail_as(detail, false);
-    let AzureAuth::SharedKey(key) = &az.auth;
-    let signer = Signer::new(
-        Context::new(),
-        StaticCredentialProvider::new_shared_key(&az.account, key.expose()),
-        RequestSigner::new(),
-    );
-    let url = format!("{}/{}?restype=container", az.endpoint, az.container);
+    let base = format!("{}/{}?restype=container", az.endpoint, az.container);
+    // A SAS travels in the query string; a shared key signs the request.
+    let url = match &az.auth {
+        AzureAuth::Sas(token) => format!("{base}&{}", token.expose()),
+        AzureAuth::SharedKey(_) => base.clone(),
+    };
     let (mut parts, ()) = http::Request::put(&url)
         .header("x-ms-version", "2021-08-06")
         .header("content-length", "0")
         .body(())
         .map_err(|e| fail(e.to_string()))?
         .into_parts();
-    signer
-        .sign(&mut parts, None)
-        .await
-        .map_err(|e| fail(format!("signing the request: {e}")))?;
+    if let AzureAuth::SharedKey(key) = &az.auth {
+        let signer = Signer::new(
+            Context::new(),
+            StaticCredentialProvider::new_shared_key(&az.account, key.expose()),
+            RequestSigner::new(),
+        );
+        signer
+            .sign(&mut parts, None)
+            .await
+            .map_err(|e| fail(format!("signing the request: {e}")))?;
+    }
     let client = reqwest::Client::new();
     let mut req = client.put(&url);
     for (name, value) in parts.headers.iter() {
@@ -59,7 +67,7 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
     let resp = req
         .send()
         .await
-        .map_err(|e| fail_as(format!("{url} unreachable: {e}"), true))?;
+        .map_err(|e| fail_as(format!("{base} unreachable: {e}"), true))?;
     match resp.status().as_u16() {
         201 => {
             tracing::info!(container = %az.container, "created container");
