@@ -81,6 +81,8 @@ pub struct SinkSection {
     pub format: Option<String>,
     pub compression: Option<String>,
     pub dead_letter_path: Option<String>,
+    /// Seconds one write attempt may take before it is abandoned and retried (default 15).
+    pub write_timeout_secs: Option<u64>,
     pub azure: Option<AzureSection>,
     pub s3: Option<S3Section>,
     pub pgp: Option<PgpSection>,

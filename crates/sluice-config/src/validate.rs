@@ -145,6 +145,9 @@ pub struct SinkSettings {
     pub destination: Destination,
     pub path: PathTemplate,
     pub dead_letter_path: PathTemplate,
+    /// How long one write attempt may take before it is abandoned and retried. It also bounds
+    /// how long a worker taking a partition over from a crashed or replaced owner waits.
+    pub write_timeout: Duration,
     /// Format, compression and schemas of signal files.
     pub encoding: Encoding,
 }
@@ -649,6 +652,13 @@ impl PipelineFile {
             k.path.as_deref().unwrap_or(default_path(granularity)),
             p,
         );
+        if k.write_timeout_secs == Some(0) {
+            p.add(
+                "sink.write_timeout_secs",
+                "is 0",
+                "use a positive number of seconds, or remove it for the default 15",
+            );
+        }
         let dead_letter_path = template(
             "sink.dead_letter_path",
             k.dead_letter_path
@@ -790,6 +800,7 @@ impl PipelineFile {
             destination: destination?,
             path: path?,
             dead_letter_path: dead_letter_path?,
+            write_timeout: Duration::from_secs(k.write_timeout_secs.unwrap_or(15)),
             encoding: encoding?,
         })
     }

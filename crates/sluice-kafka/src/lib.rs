@@ -180,6 +180,8 @@ fn partition_list(tps: &[TopicPartition]) -> Result<TopicPartitionList, SourceEr
 
 pub struct KafkaSource {
     consumer: Arc<StreamConsumer<SourceContext>>,
+    /// `auto.offset.reset` is `latest`.
+    reset_to_end: bool,
 }
 
 /// Whether this worker still owns its assignment, for landings that outlive a poll.
@@ -248,6 +250,7 @@ impl KafkaSource {
             })?;
         Ok(Self {
             consumer: Arc::new(consumer),
+            reset_to_end: matches!(settings.start_from.as_str(), "latest" | "end" | "largest"),
         })
     }
 
@@ -288,6 +291,40 @@ impl KafkaSource {
             return Ok(());
         }
         Ok(self.consumer.resume(&partition_list(tps)?)?)
+    }
+
+    /// Moves the fetch position of `tp` back to the group's committed offset (or where
+    /// `auto.offset.reset` says when none is committed), so that records this worker fetched
+    /// but never landed are read again. Blocks for a broker round trip.
+    pub fn rewind_to_committed(&self, tp: &TopicPartition) -> Result<(), SourceError> {
+        let timeout = Duration::from_secs(10);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition);
+        let committed = self.consumer.committed_offsets(tpl, timeout)?;
+        let offset = committed
+            .find_partition(&tp.topic, tp.partition)
+            .map(|e| e.offset())
+            .filter(|o| matches!(o, Offset::Offset(_)))
+            .unwrap_or(Offset::Stored);
+        let offset = match offset {
+            Offset::Offset(o) => Offset::Offset(o),
+            // Nothing committed: start where a new member would.
+            _ => match self.reset_to_end {
+                true => Offset::End,
+                false => Offset::Beginning,
+            },
+        };
+        Ok(self
+            .consumer
+            .seek(&tp.topic, tp.partition, offset, timeout)?)
+    }
+
+    /// The partitions the group currently assigns to this worker.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.consumer
+            .assignment()
+            .map(|tpl| partitions(&tpl))
+            .unwrap_or_default()
     }
 
     pub fn lease(&self) -> Lease {

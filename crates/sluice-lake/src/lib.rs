@@ -2,6 +2,9 @@
 //! landing (a replayed flush finds its file and does not write it twice), and listing.
 
 mod azure;
+mod leases;
+
+pub use leases::{Claim, Handover, LEASE_DIR};
 
 use opendal::{ErrorKind, Operator};
 use sluice_config::Destination;
@@ -21,8 +24,14 @@ pub enum LakeError {
         /// Unreachable, throttled or a server error (not a refusal such as bad credentials).
         retryable: bool,
     },
-    #[error("not written: this worker no longer owns the partition (its assignment was lost)")]
+    #[error("not written: this worker no longer owns the partition (its assignment was lost, or another worker claimed it in the lake)")]
     Fenced,
+    #[error("storage {op} of '{path}' took longer than {after:?}; abandoned")]
+    TimedOut {
+        op: &'static str,
+        path: String,
+        after: std::time::Duration,
+    },
     #[error("storage {op} of '{path}' failed: {source}")]
     Storage {
         op: &'static str,
@@ -40,6 +49,7 @@ impl LakeError {
                 source.is_temporary()
             }
             LakeError::CreateContainer { retryable, .. } => *retryable,
+            LakeError::TimedOut { .. } => true,
             LakeError::Fenced => false,
         }
     }
@@ -164,8 +174,10 @@ impl Lake {
             })
     }
 
-    /// Every file under `prefix` (`""` for the whole lake), sorted by path.
+    /// Every file under `prefix` (`""` for the whole lake), sorted by path. Partition leases
+    /// show only when `prefix` asks for them.
     pub async fn list(&self, prefix: &str) -> Result<Vec<LakeFile>, LakeError> {
+        let bookkeeping = prefix.starts_with(LEASE_DIR);
         let entries = match self.op.list_with(prefix).recursive(true).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
@@ -179,7 +191,11 @@ impl Lake {
         };
         let mut files: Vec<LakeFile> = entries
             .into_iter()
-            .filter(|e| e.metadata().is_file() && !e.path().starts_with(FS_STAGING_DIR))
+            .filter(|e| {
+                e.metadata().is_file()
+                    && !e.path().starts_with(FS_STAGING_DIR)
+                    && (bookkeeping || !e.path().starts_with(LEASE_DIR))
+            })
             .map(|e| LakeFile {
                 path: e.path().to_string(),
                 size: e.metadata().content_length(),

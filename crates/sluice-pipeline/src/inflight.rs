@@ -54,6 +54,11 @@ impl InFlight {
         }
     }
 
+    /// Whether no file of `tp` is landing.
+    pub(crate) fn idle(&self, tp: &TopicPartition) -> bool {
+        !self.counts.lock().expect("in-flight lock").contains_key(tp)
+    }
+
     /// Blocks until no file of `tps` is landing, or `patience` has passed (then false).
     pub(crate) fn wait_idle(&self, tps: &[TopicPartition], patience: Duration) -> bool {
         let deadline = Instant::now() + patience;

@@ -3,12 +3,14 @@
 //! offsets are committed only up to the first record not yet inside a landed file.
 
 mod inflight;
+mod ownership;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use inflight::InFlight;
+use ownership::{Ownership, SharedEpochs};
 use sluice_config::{Encoding, LateData, ValidatedPipeline};
 use sluice_core::{
     parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
@@ -19,7 +21,7 @@ use sluice_fold::{
 };
 use sluice_format::{Codec, EncodeOptions, FileFormat};
 use sluice_kafka::{KafkaSource, PartitionEvent, SharedLedgers, SourceError};
-use sluice_lake::{Lake, LakeError, Landed};
+use sluice_lake::{Claim, Lake, LakeError, Landed};
 use sluice_telemetry::Metrics;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +45,11 @@ const REVOKE_PATIENCE: Duration = Duration::from_secs(3);
 const SHUTDOWN_STORAGE_PATIENCE: Duration = Duration::from_secs(10);
 /// How long shutdown keeps retrying the last commit.
 const FINAL_COMMIT_PATIENCE: Duration = Duration::from_secs(10);
+/// Added to the write timeout: how long a worker taking over a partition that its previous
+/// owner did not release waits before it reads the lake (see `ownership`).
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(5);
+/// How long a rebalance waits for the lake to note that a revoked partition was released.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(2);
 /// The signal name dead-letter files are labelled with in metrics and logs.
 const DEAD_LETTER: &str = "_dead_letter";
 
@@ -111,14 +118,30 @@ pub async fn run(
     tracing::info!(pipeline = %pipeline.name, lake = lake.describe(), topics = ?pipeline.source.topics, "starting");
     let ledgers: SharedLedgers = Arc::new(Mutex::new(PartitionLedgers::default()));
     let inflight = Arc::new(InFlight::default());
+    let epochs: SharedEpochs = Arc::default();
     let before_revoke = {
-        let inflight = inflight.clone();
+        let (inflight, epochs, lake) = (inflight.clone(), epochs.clone(), lake.clone());
         Box::new(move |tps: &[TopicPartition]| {
             // The next owner must find these files in the lake, or it would write them again.
             // A lake that does not answer soon is given up on: the group may already have
             // handed the partitions on, and a file landing later would double its records.
             let idle = tokio::task::block_in_place(|| inflight.wait_idle(tps, REVOKE_PATIENCE));
-            if !idle {
+            let held: Vec<(TopicPartition, u64)> = {
+                let mut epochs = epochs.lock().expect("epochs lock");
+                tps.iter()
+                    .filter_map(|tp| epochs.remove(tp).map(|e| (tp.clone(), e)))
+                    .collect()
+            };
+            if idle {
+                // Nothing of these partitions can land any more: the next owner need not wait.
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(release_all(
+                        &lake,
+                        &held,
+                        RELEASE_PATIENCE,
+                    ))
+                });
+            } else {
                 inflight.abort(tps);
                 tracing::warn!(
                     ?tps,
@@ -163,6 +186,14 @@ pub async fn run(
         budget_bytes: pipeline.flush.max_buffered_bytes,
         allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
         inflight,
+        epochs,
+        ownership: HashMap::new(),
+        assignments: 0,
+        claims: JoinSet::new(),
+        fenced: HashMap::new(),
+        own_previous: HashMap::new(),
+        write_timeout: pipeline.sink.write_timeout,
+        takeover_grace: pipeline.sink.write_timeout + TAKEOVER_MARGIN,
         lease: source.lease(),
         shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
@@ -181,6 +212,11 @@ pub async fn run(
     // committing it saves the next owner from re-reading it.
     let drained = worker.drain().await;
     worker.final_commit(&source).await;
+    if drained.is_ok() {
+        // Every landing has finished: the next owners may start at once.
+        let held: Vec<_> = worker.epochs.lock().expect("epochs lock").drain().collect();
+        release_all(&worker.lake, &held, SHUTDOWN_STORAGE_PATIENCE).await;
+    }
     source.close();
     result.and(drained)?;
     tracing::info!(summary = ?worker.summary, "stopped");
@@ -250,6 +286,19 @@ struct Worker {
     pending_backoff: Duration,
     budget_bytes: u64,
     inflight: Arc<InFlight>,
+    /// Lake epochs held, per partition (see `ownership`).
+    epochs: SharedEpochs,
+    ownership: HashMap<TopicPartition, Ownership>,
+    /// Counts assignments, to tell a claim's own assignment from a later one.
+    assignments: u64,
+    claims: JoinSet<(TopicPartition, u64, Result<Claim, LakeError>)>,
+    /// Partitions another worker claimed in the lake, and when to claim them again (if the
+    /// group still says they are this worker's: twice the takeover grace later).
+    fenced: HashMap<TopicPartition, Instant>,
+    /// The epoch this worker last held per partition, to recognise its own handovers.
+    own_previous: HashMap<TopicPartition, u64>,
+    write_timeout: Duration,
+    takeover_grace: Duration,
     lease: sluice_kafka::Lease,
     shutdown: CancellationToken,
     buffers: Buffers,
@@ -294,11 +343,12 @@ impl Worker {
                         || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes)
                 };
             if stalled != self.paused {
-                let tps: Vec<_> = self.assigned.iter().cloned().collect();
+                // Partitions not ready (their lake claim is pending) stay paused regardless.
                 let changed = if stalled {
+                    let tps: Vec<_> = self.assigned.iter().cloned().collect();
                     source.pause(&tps)
                 } else {
-                    source.resume(&tps)
+                    source.resume(&self.ready_partitions())
                 };
                 match changed {
                     Ok(()) => {
@@ -313,10 +363,13 @@ impl Worker {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(done) = self.landings.join_next_with_id() => self.on_landed(done)?,
+                Some(done) = self.claims.join_next() => self.on_claimed(done)?,
                 _ = tick.tick() => {
                     // Rebalances happen inside `recv` even when no record follows them.
                     let events = source.take_events();
                     self.on_events(source, events);
+                    self.start_ready(source);
+                    self.reclaim_fenced(source);
                     for buffer in self.buffers.take_expired(Instant::now()) {
                         self.spawn_landing(buffer, None);
                     }
@@ -346,17 +399,14 @@ impl Worker {
         for event in events {
             self.metrics.rebalances.inc();
             match event {
-                PartitionEvent::Assigned(tps) => {
-                    if self.paused {
-                        if let Err(e) = source.pause(&tps) {
-                            tracing::warn!(error = %e, "cannot pause newly assigned partitions");
-                        }
-                    }
-                    self.assigned.extend(tps);
-                }
+                PartitionEvent::Assigned(tps) => self.own(source, tps),
                 PartitionEvent::Revoked(tps) => {
                     for tp in tps {
                         self.assigned.remove(&tp);
+                        self.fenced.remove(&tp);
+                        if let Some(epoch) = self.ownership.remove(&tp).and_then(|o| o.epoch) {
+                            self.own_previous.insert(tp.clone(), epoch);
+                        }
                         // The next ownership lists the lake again.
                         self.landed.retain(|key, _| key.tp != tp);
                         self.watermarks.remove(&tp);
@@ -374,6 +424,178 @@ impl Worker {
         self.metrics
             .assigned_partitions
             .set(self.assigned.len() as i64);
+    }
+
+    /// Takes on newly assigned partitions: each is paused until its lake claim is in (and,
+    /// after an unclean handover, the grace has passed).
+    fn own(&mut self, source: &KafkaSource, tps: Vec<TopicPartition>) {
+        if let Err(e) = source.pause(&tps) {
+            tracing::warn!(error = %e, "cannot pause newly assigned partitions");
+        }
+        for tp in tps {
+            self.assignments += 1;
+            let assignment = self.assignments;
+            self.ownership
+                .insert(tp.clone(), Ownership::new(assignment));
+            self.assigned.insert(tp.clone());
+            let (lake, metrics, shutdown) = (
+                self.lake.clone(),
+                self.metrics.clone(),
+                self.shutdown.clone(),
+            );
+            let owner = format!("{} {}", self.pipeline_name, self.worker_id);
+            self.claims.spawn(async move {
+                let claim = with_storage_retries(&metrics, "claim", Some(&shutdown), || {
+                    lake.claim_partition(&tp.topic, tp.partition, &owner)
+                })
+                .await;
+                (tp, assignment, claim)
+            });
+        }
+    }
+
+    fn on_claimed(
+        &mut self,
+        done: Result<(TopicPartition, u64, Result<Claim, LakeError>), tokio::task::JoinError>,
+    ) -> Result<(), PipelineError> {
+        let Ok((tp, assignment, claim)) = done else {
+            return Ok(());
+        };
+        let claim = claim?;
+        let Some(owned) = self
+            .ownership
+            .get_mut(&tp)
+            .filter(|o| o.assignment == assignment)
+        else {
+            // Revoked meanwhile: hand the epoch straight back.
+            let lake = self.lake.clone();
+            tokio::spawn(async move {
+                release_all(&lake, &[(tp, claim.epoch)], RELEASE_PATIENCE).await;
+            });
+            return Ok(());
+        };
+        let wait = ownership::must_wait(
+            &claim,
+            self.own_previous.get(&tp).copied(),
+            self.inflight.idle(&tp),
+        );
+        owned.epoch = Some(claim.epoch);
+        owned.ready_at = Some(
+            Instant::now()
+                + if wait {
+                    self.takeover_grace
+                } else {
+                    Duration::ZERO
+                },
+        );
+        self.epochs
+            .lock()
+            .expect("epochs lock")
+            .insert(tp.clone(), claim.epoch);
+        if wait {
+            self.metrics.unclean_takeovers.inc();
+            tracing::info!(%tp, epoch = claim.epoch, grace = ?self.takeover_grace, "claimed a partition its previous owner did not release; waiting for its writes to finish");
+        } else {
+            tracing::info!(%tp, epoch = claim.epoch, handover = ?claim.handover, "claimed partition");
+        }
+        Ok(())
+    }
+
+    /// Lets records of partitions whose claim (and grace) is through flow: those that waited
+    /// are routed first, in order, then fetching resumes.
+    fn start_ready(&mut self, source: &KafkaSource) {
+        let now = Instant::now();
+        let mut started = Vec::new();
+        for (tp, owned) in &mut self.ownership {
+            if !owned.ready && owned.ready_at.is_some_and(|t| t <= now) {
+                owned.ready = true;
+                for record in std::mem::take(&mut owned.waiting).into_iter().rev() {
+                    self.pending.push_front(record);
+                }
+                started.push(tp.clone());
+            }
+        }
+        if started.is_empty() {
+            return;
+        }
+        self.pending_retry_at = now;
+        if !self.paused {
+            if let Err(e) = source.resume(&started) {
+                tracing::warn!(error = %e, "cannot resume partitions");
+            }
+        }
+    }
+
+    fn ready_partitions(&self) -> Vec<TopicPartition> {
+        self.ownership
+            .iter()
+            .filter(|(_, o)| o.ready)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    /// Another worker claimed `tp` in the lake: this worker's ownership is over whatever the
+    /// group says. Its buffers are dropped uncommitted, like on a revocation.
+    fn fence(&mut self, tp: &TopicPartition) {
+        if self.ownership.remove(tp).is_none() {
+            return;
+        }
+        tracing::warn!(%tp, "another worker claimed this partition in the lake; dropping it");
+        self.metrics.fenced.inc();
+        self.epochs.lock().expect("epochs lock").remove(tp);
+        self.ledgers.lock().expect("ledger lock").remove(tp);
+        self.assigned.remove(tp);
+        self.landed.retain(|key, _| &key.tp != tp);
+        self.watermarks.remove(tp);
+        self.pending
+            .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
+        self.buffers.take_partition(tp);
+        self.fenced
+            .insert(tp.clone(), Instant::now() + 2 * self.takeover_grace);
+        self.metrics
+            .assigned_partitions
+            .set(self.assigned.len() as i64);
+    }
+
+    /// A fenced partition that the group still says is this worker's is claimed again after
+    /// a while: otherwise a broker that never moves it would leave it unread.
+    fn reclaim_fenced(&mut self, source: &KafkaSource) {
+        let now = Instant::now();
+        let due: Vec<_> = self
+            .fenced
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let assignment = source.assignment();
+        for tp in &due {
+            self.fenced.remove(tp);
+        }
+        let again: Vec<_> = due
+            .into_iter()
+            .filter(|tp| assignment.contains(tp))
+            .collect();
+        if again.is_empty() {
+            return;
+        }
+        tracing::info!(
+            ?again,
+            "claiming fenced partitions again: the group still assigns them here"
+        );
+        for tp in again {
+            // Records fetched while fenced, or dropped with its buffers, were never landed
+            // here; the new ownership starts at the last commit, like any other.
+            match tokio::task::block_in_place(|| source.rewind_to_committed(&tp)) {
+                Ok(()) => self.own(source, vec![tp]),
+                Err(e) => {
+                    tracing::warn!(%tp, error = %e, "cannot rewind to the committed offset; trying later");
+                    self.fenced.insert(tp, now + self.takeover_grace);
+                }
+            }
+        }
     }
 
     async fn on_record(&mut self, record: sluice_core::Record) -> Result<(), PipelineError> {
@@ -402,6 +624,11 @@ impl Worker {
         let tp = TopicPartition::new(record.topic.clone(), record.partition);
         if !self.assigned.contains(&tp) {
             // Fetched before a revocation: its new owner handles it.
+            return Ok(None);
+        }
+        if let Some(owned) = self.ownership.get_mut(&tp).filter(|o| !o.ready) {
+            // Fetched before the pause took hold; routed once the claim is in.
+            owned.waiting.push_back(record);
             return Ok(None);
         }
         let arrival = now_ms();
@@ -433,7 +660,10 @@ impl Worker {
             }
             Routed::Skipped => (None, Vec::new(), None),
             Routed::Dead(reason) => {
-                let window = Window::containing(arrival, Granularity::Day);
+                // By the record's own timestamp, not arrival: a replay on another day must
+                // find the file it landed in before.
+                let window =
+                    Window::containing(record.timestamp_ms.unwrap_or(arrival), Granularity::Day);
                 let line = dead_letter_line(&record, &reason);
                 (Some(Target::DeadLetter { window }), line, Some(reason))
             }
@@ -639,11 +869,14 @@ impl Worker {
             .expect("ledger lock")
             .get(&buffer.key.tp)
             .map_or(0, |l| l.generation());
+        let epoch = self.ownership.get(&buffer.key.tp).and_then(|o| o.epoch);
+        let write_timeout = self.write_timeout;
         let landing = self.inflight.start(&buffer.key.tp);
         let encode_permits = self.encode_permits.clone();
         let tp = buffer.key.tp.clone();
         let held = buffer.ndjson.len() as u64;
         self.landing_bytes += held;
+        let task_tp = tp.clone();
         let handle = self.landings.spawn(
             async move {
                 let _landing = landing;
@@ -680,14 +913,30 @@ impl Worker {
                 let body = bytes::Bytes::from(encoded.bytes);
                 let bytes = body.len() as u64;
                 let outcome = with_storage_retries(&metrics, "write", Some(&shutdown), || {
-                    let (lake, path, body, lease) = (&lake, &path, body.clone(), &lease);
+                    let (lake, path, body, lease, tp) =
+                        (&lake, &path, body.clone(), &lease, &task_tp);
                     async move {
                         // Checked before every attempt: a worker that lost its assignment
                         // while the lake was slow must not land what the new owner writes.
                         if lease.lost() {
                             return Err(LakeError::Fenced);
                         }
-                        lake.land(path, body).await
+                        if let Some(epoch) = epoch {
+                            if lake.superseded(&tp.topic, tp.partition, epoch).await? {
+                                return Err(LakeError::Fenced);
+                            }
+                        }
+                        // Bounded, so that a takeover's grace outlasts any write begun
+                        // before it (see `ownership`).
+                        tokio::time::timeout(write_timeout, lake.land(path, body))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(LakeError::TimedOut {
+                                    op: "write",
+                                    path: path.to_string(),
+                                    after: write_timeout,
+                                })
+                            })
                     }
                 })
                 .await
@@ -736,6 +985,7 @@ impl Worker {
                 if matches!(*source, LakeError::Fenced) =>
             {
                 tracing::warn!(%tp, "dropped a landing: the assignment was lost");
+                self.fence(&tp);
                 return Ok(());
             }
             Ok((_, Err(e))) => {
@@ -1043,5 +1293,24 @@ where
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Marks the given lake epochs released, giving up after `patience` (the next owners then
+/// wait out the takeover grace instead).
+async fn release_all(lake: &Lake, held: &[(TopicPartition, u64)], patience: Duration) {
+    let releases = async {
+        for (tp, epoch) in held {
+            match lake
+                .release_partition(&tp.topic, tp.partition, *epoch)
+                .await
+            {
+                Ok(()) => tracing::debug!(%tp, epoch, "released partition"),
+                Err(e) => tracing::warn!(%tp, error = %e, "could not release partition"),
+            }
+        }
+    };
+    if tokio::time::timeout(patience, releases).await.is_err() {
+        tracing::warn!("could not release partitions in time; their next owners wait");
     }
 }

@@ -490,3 +490,74 @@ fn chrono_secs(rfc3339: &str) -> i64 {
     let parts: Vec<i64> = t.split(':').map(|p| p.parse().unwrap()).collect();
     parts[0] * 3600 + parts[1] * 60 + parts[2]
 }
+
+/// Two workers that each believe they own every partition, writing one lake: what a broker
+/// that hands partitions on without revoking them makes of two members of one group (seen
+/// with Tansu 0.6). Here they are two groups, so the mock cluster's correct group protocol
+/// cannot save them: only the partition leases in the lake can. Each record lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_that_both_think_they_own_a_partition_land_each_record_once() {
+    sluice_telemetry::init_logging(false, "warn");
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(6_000, 4, 2));
+    let lake = tempfile::tempdir().unwrap();
+    // Short write timeouts keep the takeover grace (timeout + 5 s) short; files land every
+    // second, so both workers are landing the same partitions while records arrive.
+    let extra = "write_timeout_secs = 1\n[flush]\nmax_age_secs = 1";
+    let a = pipeline(&kafka.bootstrap, lake.path(), "zombie-a", extra);
+    let b = pipeline(&kafka.bootstrap, lake.path(), "zombie-b", extra);
+
+    let produced = std::sync::atomic::AtomicBool::new(false);
+    let producer = async {
+        for chunk in outgoing(&samples).chunks(150) {
+            let (bootstrap, chunk) = (kafka.bootstrap.clone(), chunk.to_vec());
+            tokio::task::spawn_blocking(move || produce(&bootstrap, TOPIC, &chunk).unwrap())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        produced.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    // Each stops once the producer is done and its group has committed to the end.
+    let stop_when_drained = |group: &'static str| {
+        let bootstrap = kafka.bootstrap.clone();
+        let next_check = std::sync::Mutex::new(std::time::Instant::now());
+        let produced = &produced;
+        move |_: &Metrics| {
+            let mut next = next_check.lock().unwrap();
+            if !produced.load(std::sync::atomic::Ordering::SeqCst)
+                || std::time::Instant::now() < *next
+            {
+                return false;
+            }
+            *next = std::time::Instant::now() + Duration::from_secs(1);
+            drained(&bootstrap, group)
+        }
+    };
+    let (ma, mb) = (Metrics::new("zombie-a"), Metrics::new("zombie-b"));
+    let limit = Duration::from_secs(180);
+    let worker_a = sluice_pipeline::run_until(&a, ma.clone(), limit, stop_when_drained("zombie-a"));
+    let worker_b = async {
+        // The second owner arrives while the first is landing.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        sluice_pipeline::run_until(&b, mb.clone(), limit, stop_when_drained("zombie-b")).await
+    };
+    let (ra, rb, ()) = tokio::join!(worker_a, worker_b, producer);
+    ra.unwrap();
+    rb.unwrap();
+
+    let files = read_ndjson_tree(lake.path());
+    assert_each_exported_once(
+        &samples,
+        &files,
+        |s| a.filter.admits(s),
+        |s| hour_prefix(&s.signal, s.event_ms),
+    );
+    // The race was real: the later claims fenced the earlier owner, and takeovers waited.
+    assert!(
+        ma.fenced.get() + mb.fenced.get() > 0,
+        "no worker was fenced"
+    );
+    assert!(ma.unclean_takeovers.get() + mb.unclean_takeovers.get() > 0);
+}

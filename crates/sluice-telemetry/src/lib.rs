@@ -48,6 +48,10 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     pub paused: IntGauge,
     pub rebalances: IntCounter,
+    /// Partitions taken over from an owner that had not released them (a grace was waited).
+    pub unclean_takeovers: IntCounter,
+    /// Partitions given up because another worker claimed them in the lake.
+    pub fenced: IntCounter,
     pub buffer_budget_bytes: IntGauge,
     pub flush_duration_seconds: HistogramVec,
     pub file_size_bytes: HistogramVec,
@@ -184,6 +188,14 @@ impl Metrics {
             rebalances: r.counter(
                 "source_rebalances_total",
                 "Partition assignment changes seen.",
+            ),
+            unclean_takeovers: r.counter(
+                "lake_unclean_takeovers_total",
+                "Partitions taken over from a previous owner that had not released them; the new owner waited out the takeover grace.",
+            ),
+            fenced: r.counter(
+                "lake_fenced_total",
+                "Partitions this worker stopped writing because another worker had claimed them in the lake.",
             ),
             buffer_budget_bytes: r.gauge(
                 "fold_buffer_budget_bytes",

@@ -58,6 +58,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
+            // Partition leases are bookkeeping, not data.
+            if p.file_name().is_some_and(|n| n == "_leases") {
+                continue;
+            }
             collect(&p, out);
         } else {
             out.push(p);
