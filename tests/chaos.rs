@@ -124,6 +124,9 @@ granularity = "hour"
 [sink]
 url = "abfss://{CONTAINER}@{AZURITE_ACCOUNT}.dfs.core.windows.net/lake"
 compression = "gzip"
+# Small files: a write attempt is abandoned after 5 s, so a worker taking a partition over
+# from a killed one waits 10 s (write timeout + 5 s) before it reads the lake.
+write_timeout_secs = 5
 [sink.azure]
 account_key_env = "CHAOS_AZURITE_KEY"
 endpoint = "{endpoint}"

@@ -1,11 +1,9 @@
 //! The short chaos run CI affords (the full one is `scripts/chaos`): workers killed with
-//! SIGKILL, added and removed; nothing lost, nothing doubled.
+//! SIGKILL, added and removed, the lake down for 10 s; nothing lost, nothing doubled.
 //!
-//! No lake outage here. With one, about every other run found 1 duplicate, and the worker logs
-//! show why: Tansu 0.6 assigned a partition to a joining worker while another live, polling
-//! worker still owned it (no revocation reached the owner until its shutdown), so both landed
-//! the same records. Sluice cannot fence that without a lease in the lake; until then outages
-//! are covered by the mock-cluster tests and by `scripts/chaos`, which reports what it finds.
+//! Before partitions were leased in the lake, about every other run of this variant found one
+//! duplicate: Tansu 0.6 assigned a partition to a joining worker while another live, polling
+//! worker still owned it, so both landed the same records. The lease fences the old owner.
 
 use sluice_e2e::chaos::{run_chaos, ChaosPlan};
 
@@ -17,7 +15,7 @@ fn chaos_loses_nothing_and_doubles_nothing() {
         poison_every: 100,
         kills: 4,
         max_workers: 3,
-        lake_outage: std::time::Duration::ZERO,
+        lake_outage: std::time::Duration::from_secs(10),
         seed: 11,
     };
     let summary = run_chaos(&plan, &work);

@@ -34,6 +34,7 @@ pub enum SourceError {
 /// A change of which partitions this worker owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartitionEvent {
+    /// Already paused: the pipeline resumes them when it is ready for their records.
     Assigned(Vec<TopicPartition>),
     /// Already acknowledged to the group: their landed progress was committed, their
     /// unlanded buffers must be dropped (the next owner reads those records again).
@@ -154,6 +155,17 @@ impl ConsumerContext for SourceContext {
                     .push(PartitionEvent::Assigned(assigned));
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    /// New partitions start paused: the pipeline resumes each once it has claimed it in the
+    /// lake. Pausing here, before the first fetch is delivered, means resuming starts again at
+    /// the assigned offset, never in the middle of a fetched batch.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Err(e) = consumer.pause(tpl) {
+                tracing::warn!(error = %e, "cannot pause newly assigned partitions");
+            }
         }
     }
 }

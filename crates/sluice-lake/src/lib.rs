@@ -24,8 +24,10 @@ pub enum LakeError {
         /// Unreachable, throttled or a server error (not a refusal such as bad credentials).
         retryable: bool,
     },
-    #[error("not written: this worker no longer owns the partition (its assignment was lost, or another worker claimed it in the lake)")]
+    #[error("not written: another worker has claimed the partition in the lake")]
     Fenced,
+    #[error("not written: the consumer group took the partition's assignment away")]
+    AssignmentLost,
     #[error("storage {op} of '{path}' took longer than {after:?}; abandoned")]
     TimedOut {
         op: &'static str,
@@ -50,7 +52,7 @@ impl LakeError {
             }
             LakeError::CreateContainer { retryable, .. } => *retryable,
             LakeError::TimedOut { .. } => true,
-            LakeError::Fenced => false,
+            LakeError::Fenced | LakeError::AssignmentLost => false,
         }
     }
 }

@@ -919,7 +919,7 @@ impl Worker {
                         // Checked before every attempt: a worker that lost its assignment
                         // while the lake was slow must not land what the new owner writes.
                         if lease.lost() {
-                            return Err(LakeError::Fenced);
+                            return Err(LakeError::AssignmentLost);
                         }
                         if let Some(epoch) = epoch {
                             if lake.superseded(&tp.topic, tp.partition, epoch).await? {
@@ -981,10 +981,16 @@ impl Worker {
             Ok((_, Ok(file))) => file,
             // Cancelled on revocation: the partition's next owner lands these records.
             Err(e) if e.is_cancelled() => return Ok(()),
+            // librdkafka revokes the partitions next; their next owner lands these records.
+            Ok((_, Err(PipelineError::Land { source, tp, .. })))
+                if matches!(*source, LakeError::AssignmentLost) =>
+            {
+                tracing::warn!(%tp, "dropped a landing: the assignment was lost");
+                return Ok(());
+            }
             Ok((_, Err(PipelineError::Land { source, tp, .. })))
                 if matches!(*source, LakeError::Fenced) =>
             {
-                tracing::warn!(%tp, "dropped a landing: the assignment was lost");
                 self.fence(&tp);
                 return Ok(());
             }
