@@ -33,6 +33,12 @@ if ! command -v gpg >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gnupg >/dev/null
 fi
 
+if ! command -v openssl >/dev/null; then
+  step "installing Debian's openssl (certificates for Azurite over HTTPS)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
+
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   step "installing Debian's prometheus"
   apt-get update -qq

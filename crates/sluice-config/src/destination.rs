@@ -40,6 +40,18 @@ pub enum AzureAuth {
     SharedKey(Secret),
     /// A shared access signature (the query string, without a leading `?`).
     Sas(Secret),
+    /// A Microsoft Entra ID service principal (app registration) with a client secret.
+    ServicePrincipal {
+        tenant_id: String,
+        client_id: String,
+        client_secret: Secret,
+        /// `None`: https://login.microsoftonline.com (set it for sovereign clouds).
+        authority_host: Option<String>,
+    },
+    /// Azure's standard credential chain from the environment: `AZURE_TENANT_ID` /
+    /// `AZURE_CLIENT_ID` / `AZURE_CLIENT_SECRET`, workload identity
+    /// (`AZURE_FEDERATED_TOKEN_FILE`), then the managed identity of the VM, App Service or pod.
+    Environment,
 }
 
 /// The parts of an Azure URL before auth and endpoint overrides are applied.

@@ -160,6 +160,16 @@ pub struct AzureSection {
     /// Environment variable holding a SAS token (instead of the shared key); it needs read,
     /// write, list and create permissions on the container (and object/container scope).
     pub sas_token_env: Option<String>,
+    /// A service principal: its tenant (directory) id...
+    pub tenant_id: Option<String>,
+    /// ...its client (application) id...
+    pub client_id: Option<String>,
+    /// ...and the environment variable holding its client secret.
+    pub client_secret_env: Option<String>,
+    /// Entra ID authority for sovereign clouds (default https://login.microsoftonline.com).
+    pub authority_host: Option<String>,
+    /// `"environment"`: managed identity, workload identity or the `AZURE_*` variables.
+    pub credential: Option<String>,
     /// Blob endpoint override, e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`.
     pub endpoint: Option<String>,
 }

@@ -235,6 +235,124 @@ fn dotted_path(raw: &str) -> Option<Vec<String>> {
     parts.iter().all(|p| !p.is_empty()).then_some(parts)
 }
 
+/// How the worker authenticates to Azure: exactly one of a SAS token, a service principal,
+/// the environment's credential chain, or (the default) the account's shared key.
+fn azure_auth(
+    az: &crate::file::AzureSection,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<AzureAuth> {
+    let principal =
+        az.tenant_id.is_some() || az.client_id.is_some() || az.client_secret_env.is_some();
+    let chosen: Vec<&str> = [
+        (az.sas_token_env.is_some(), "sas_token_env"),
+        (az.account_key_env.is_some(), "account_key_env"),
+        (principal, "tenant_id/client_id/client_secret_env"),
+        (az.credential.is_some(), "credential"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    if chosen.len() > 1 {
+        p.add(
+            "sink.azure",
+            format!("sets more than one way to authenticate: {}", chosen.join(", ")),
+            "keep one: a SAS token, a shared key, a service principal, or credential = \"environment\"",
+        );
+        return None;
+    }
+    if az.authority_host.is_some() && !principal {
+        p.add(
+            "sink.azure.authority_host",
+            "is set without a service principal",
+            "add tenant_id, client_id and client_secret_env, or remove authority_host",
+        );
+    }
+    if let Some(var) = &az.sas_token_env {
+        return match env(var)
+            .map(|t| t.trim().trim_start_matches('?').to_string())
+            .filter(|t| !t.is_empty())
+        {
+            Some(token) if token.contains("sig=") => Some(AzureAuth::Sas(Secret::new(token))),
+            Some(_) => {
+                p.add("sink.azure.sas_token_env", format!("the value of {var} is not a SAS token (no sig=)"), "copy the SAS token (sv=...&sig=...) from the portal or az storage container generate-sas");
+                None
+            }
+            None => {
+                p.add("sink.azure.sas_token_env", format!("environment variable {var} is not set"), format!("export {var}='sv=...&sig=...' (a SAS with read, write, list and create permissions)"));
+                None
+            }
+        };
+    }
+    if principal {
+        let mut missing = |field: &str, value: &Option<String>, fix: &str| {
+            if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                p.add(&format!("sink.azure.{field}"), "is missing: a service principal needs tenant_id, client_id and client_secret_env", fix.to_string());
+            }
+        };
+        missing(
+            "tenant_id",
+            &az.tenant_id,
+            "set the Directory (tenant) ID of the app registration",
+        );
+        missing(
+            "client_id",
+            &az.client_id,
+            "set the Application (client) ID of the app registration",
+        );
+        missing("client_secret_env", &az.client_secret_env, "name the environment variable that holds the client secret, e.g. client_secret_env = \"AZURE_CLIENT_SECRET\"");
+        if let Some(h) = &az.authority_host {
+            if url::Url::parse(h).is_err() {
+                p.add(
+                    "sink.azure.authority_host",
+                    format!("'{h}' is not a URL"),
+                    "use e.g. https://login.microsoftonline.us, or remove it",
+                );
+                return None;
+            }
+        }
+        let (Some(tenant_id), Some(client_id), Some(var)) =
+            (&az.tenant_id, &az.client_id, &az.client_secret_env)
+        else {
+            return None;
+        };
+        return match env(var).filter(|v| !v.is_empty()) {
+            Some(secret) => Some(AzureAuth::ServicePrincipal {
+                tenant_id: tenant_id.trim().to_string(),
+                client_id: client_id.trim().to_string(),
+                client_secret: Secret::new(secret),
+                authority_host: az.authority_host.clone(),
+            }),
+            None => {
+                p.add(
+                    "sink.azure.client_secret_env",
+                    format!("environment variable {var} is not set"),
+                    format!("export {var}=<the client secret of the app registration>"),
+                );
+                None
+            }
+        };
+    }
+    if let Some(c) = &az.credential {
+        if c != "environment" {
+            p.add("sink.azure.credential", format!("'{c}' is not a credential source"), "use credential = \"environment\" (managed identity, workload identity or AZURE_* variables), or another auth mode");
+            return None;
+        }
+        return Some(AzureAuth::Environment);
+    }
+    let key_env = az
+        .account_key_env
+        .clone()
+        .unwrap_or_else(|| DEFAULT_AZURE_KEY_ENV.into());
+    match env(&key_env).filter(|v| !v.is_empty()) {
+        Some(key) => Some(AzureAuth::SharedKey(Secret::new(key))),
+        None => {
+            p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env, or use sas_token_env, a service principal or credential = \"environment\""));
+            None
+        }
+    }
+}
+
 impl PipelineFile {
     /// Validates with files it names (schemas) relative to the working directory.
     pub fn validate(
@@ -737,44 +855,7 @@ impl PipelineFile {
             }
             Ok(ParsedUrl::Azure(u)) => {
                 let az = k.azure.clone().unwrap_or_default();
-                let auth = match (&az.sas_token_env, &az.account_key_env) {
-                    (Some(_), Some(_)) => {
-                        p.add(
-                            "sink.azure.sas_token_env",
-                            "is set together with account_key_env",
-                            "keep one way to authenticate: the SAS token or the shared key",
-                        );
-                        None
-                    }
-                    (Some(var), None) => match env(var)
-                        .map(|t| t.trim().trim_start_matches('?').to_string())
-                        .filter(|t| !t.is_empty())
-                    {
-                        Some(token) if token.contains("sig=") => {
-                            Some(AzureAuth::Sas(Secret::new(token)))
-                        }
-                        Some(_) => {
-                            p.add("sink.azure.sas_token_env", format!("the value of {var} is not a SAS token (no sig=)"), "copy the SAS token (sv=...&sig=...) from the portal or az storage container generate-sas");
-                            None
-                        }
-                        None => {
-                            p.add("sink.azure.sas_token_env", format!("environment variable {var} is not set"), format!("export {var}='sv=...&sig=...' (a SAS with read, write, list and create permissions)"));
-                            None
-                        }
-                    },
-                    (None, key_env) => {
-                        let key_env = key_env
-                            .clone()
-                            .unwrap_or_else(|| DEFAULT_AZURE_KEY_ENV.into());
-                        match env(&key_env).filter(|v| !v.is_empty()) {
-                            Some(key) => Some(AzureAuth::SharedKey(Secret::new(key))),
-                            None => {
-                                p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env, or use sas_token_env"));
-                                None
-                            }
-                        }
-                    }
-                };
+                let auth = azure_auth(&az, env, p);
                 let account = az.account_name.unwrap_or(u.account);
                 let endpoint = match az.endpoint {
                     Some(e) if url::Url::parse(&e).is_err() => {
@@ -876,6 +957,58 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
                 "window.granularity",
                 "sink.azure.account_key_env"
             ]
+        );
+    }
+
+    #[test]
+    fn azure_auth_modes_are_one_of_four() {
+        let with = |auth: &str| GOOD.replace("account_key_env = \"KEY\"", auth);
+        let principal = with(
+            "tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"KEY\"\nauthority_host = \"https://login.microsoftonline.us\"",
+        );
+        match crate::parse(&principal, &env).unwrap().sink.destination {
+            Destination::Azure(a) => {
+                assert!(matches!(
+                    &a.auth,
+                    AzureAuth::ServicePrincipal { tenant_id, client_id, authority_host: Some(_), .. }
+                        if tenant_id == "t" && client_id == "c"
+                ));
+                assert!(
+                    !format!("{a:?}").contains("c2VjcmV0"),
+                    "secret leaked into Debug"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match crate::parse(&with("credential = \"environment\""), &env)
+            .unwrap()
+            .sink
+            .destination
+        {
+            Destination::Azure(a) => assert_eq!(a.auth, AzureAuth::Environment),
+            other => panic!("{other:?}"),
+        }
+        let fields =
+            |text: &str| -> Vec<String> { errors(text).into_iter().map(|e| e.field).collect() };
+        assert_eq!(
+            fields(&with("tenant_id = \"t\"")),
+            ["sink.azure.client_id", "sink.azure.client_secret_env"]
+        );
+        assert_eq!(
+            fields(&with(
+                "account_key_env = \"KEY\"\ncredential = \"environment\""
+            )),
+            ["sink.azure"]
+        );
+        assert_eq!(
+            fields(&with("credential = \"imds\"")),
+            ["sink.azure.credential"]
+        );
+        assert_eq!(
+            fields(&with(
+                "tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"NOPE\""
+            )),
+            ["sink.azure.client_secret_env"]
         );
     }
 

@@ -1,8 +1,13 @@
 //! Azure Blob Storage and ADLS Gen2 (through the Blob endpoint every Gen2 account serves).
 
+use bytes::Bytes;
 use opendal::Operator;
-use reqsign_azure_storage::{RequestSigner, StaticCredentialProvider};
-use reqsign_core::{Context, Signer};
+use reqsign_azure_storage::{
+    ClientSecretCredentialProvider, Credential, DefaultCredentialProvider, RequestSigner,
+    StaticCredentialProvider,
+};
+use reqsign_core::{Context, OsEnv, ProvideCredential, ProvideCredentialChain, Signer};
+use reqsign_file_read_tokio::TokioFileRead;
 use sluice_config::{AzureAuth, AzureDestination};
 
 use crate::LakeError;
@@ -16,11 +21,107 @@ pub(crate) fn operator(az: &AzureDestination) -> Result<Operator, LakeError> {
     let builder = match &az.auth {
         AzureAuth::SharedKey(key) => builder.account_key(key.expose()),
         AzureAuth::Sas(token) => builder.sas_token(token.expose()),
+        AzureAuth::ServicePrincipal { .. } | AzureAuth::Environment => {
+            builder.credential_provider_chain(token_credentials(&az.auth))
+        }
     };
     Operator::new(builder).map_err(|e| LakeError::Open {
         what: describe(az),
         source: Box::new(e),
     })
+}
+
+/// Bearer-token credentials from Microsoft Entra ID for `auth` (a service principal, or the
+/// environment's chain: `AZURE_*` variables, workload identity, managed identity).
+///
+/// opendal 0.59's azblob builds its signing context without an HTTP client, so the token
+/// providers it would pick on its own fail ("no HTTP client configured"); each provider here
+/// carries a context that has one.
+fn token_credentials(auth: &AzureAuth) -> ProvideCredentialChain<Credential> {
+    let ctx = Context::new()
+        .with_http_send(TokenHttp(reqwest::Client::new()))
+        .with_env(OsEnv)
+        .with_file_read(TokioFileRead);
+    let chain = ProvideCredentialChain::new();
+    match auth {
+        AzureAuth::ServicePrincipal {
+            tenant_id,
+            client_id,
+            client_secret,
+            authority_host,
+        } => {
+            let mut provider = ClientSecretCredentialProvider::new()
+                .with_tenant_id(tenant_id)
+                .with_client_id(client_id)
+                .with_client_secret(client_secret.expose());
+            if let Some(host) = authority_host {
+                provider = provider.with_authority_host(host);
+            }
+            chain.push(WithContext { provider, ctx })
+        }
+        _ => chain.push(WithContext {
+            provider: DefaultCredentialProvider::new(),
+            ctx,
+        }),
+    }
+}
+
+/// A credential provider that asks with its own context instead of the caller's.
+struct WithContext<P> {
+    provider: P,
+    ctx: Context,
+}
+
+/// reqsign logs a failing provider with `{:?}`: the client secret must not be in it.
+impl<P> std::fmt::Debug for WithContext<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            std::any::type_name::<P>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("provider"),
+        )
+    }
+}
+
+impl<P: ProvideCredential<Credential = Credential>> ProvideCredential for WithContext<P> {
+    type Credential = Credential;
+
+    async fn provide_credential(&self, _: &Context) -> reqsign_core::Result<Option<Credential>> {
+        self.provider.provide_credential(&self.ctx).await
+    }
+}
+
+/// reqsign's HTTP seam, over reqwest: how token requests reach Entra ID or the metadata
+/// endpoint.
+#[derive(Debug)]
+struct TokenHttp(reqwest::Client);
+
+impl reqsign_core::HttpSend for TokenHttp {
+    async fn http_send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> reqsign_core::Result<http::Response<Bytes>> {
+        let failed = |e: reqwest::Error| {
+            reqsign_core::Error::unexpected("token request failed").with_source(e)
+        };
+        let (parts, body) = req.into_parts();
+        let resp = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(failed)?;
+        let mut out = http::Response::builder().status(resp.status());
+        if let Some(headers) = out.headers_mut() {
+            *headers = resp.headers().clone();
+        }
+        let body = resp.bytes().await.map_err(failed)?;
+        out.body(body)
+            .map_err(|e| reqsign_core::Error::unexpected("token response").with_source(e))
+    }
 }
 
 pub(crate) fn describe(az: &AzureDestination) -> String {
@@ -40,7 +141,7 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
     // A SAS travels in the query string; a shared key signs the request.
     let url = match &az.auth {
         AzureAuth::Sas(token) => format!("{base}&{}", token.expose()),
-        AzureAuth::SharedKey(_) => base.clone(),
+        _ => base.clone(),
     };
     let (mut parts, ()) = http::Request::put(&url)
         .header("x-ms-version", "2021-08-06")
@@ -48,16 +149,38 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
         .body(())
         .map_err(|e| fail(e.to_string()))?
         .into_parts();
-    if let AzureAuth::SharedKey(key) = &az.auth {
-        let signer = Signer::new(
+    let signer = match &az.auth {
+        AzureAuth::Sas(_) => None,
+        AzureAuth::SharedKey(key) => Some(Signer::new(
             Context::new(),
-            StaticCredentialProvider::new_shared_key(&az.account, key.expose()),
+            ProvideCredentialChain::new().push(StaticCredentialProvider::new_shared_key(
+                &az.account,
+                key.expose(),
+            )),
             RequestSigner::new(),
-        );
-        signer
-            .sign(&mut parts, None)
-            .await
-            .map_err(|e| fail(format!("signing the request: {e}")))?;
+        )),
+        auth => Some(Signer::new(
+            Context::new(),
+            token_credentials(auth),
+            RequestSigner::new(),
+        )),
+    };
+    if let Some(signer) = signer {
+        signer.sign(&mut parts, None).await.map_err(|e| {
+            let hint = match &az.auth {
+                AzureAuth::ServicePrincipal { .. } => {
+                    "; Entra ID refused the service principal's token request: check \
+                         tenant_id, client_id and the client secret"
+                }
+                AzureAuth::Environment => {
+                    "; no Azure credential in the environment: set AZURE_TENANT_ID, \
+                         AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, use workload identity, or \
+                         run with a managed identity"
+                }
+                _ => "",
+            };
+            fail(format!("signing the request: {e}{hint}"))
+        })?;
     }
     let client = reqwest::Client::new();
     let mut req = client.put(&url);

@@ -228,7 +228,92 @@ impl Azurite {
         }
     }
 
+    /// Azurite over HTTPS (a self-signed certificate for 127.0.0.1, made with openssl) that
+    /// also accepts Microsoft Entra ID bearer tokens (`--oauth basic`: issuer, audience and
+    /// lifetime are checked, not the signature). Clients must trust `OAuthAzurite::ca_file`.
+    pub fn start_with_oauth() -> OAuthAzurite {
+        let port = free_port();
+        let dir = temp_dir("azurite-oauth");
+        // A CA and a server certificate it signs: rustls refuses a CA certificate as the
+        // server's own.
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl (Debian's openssl package) makes the test certificates");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Sluice test CA",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            path("server.ext"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("write server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "cert.pem",
+        ]);
+        let (cert, key, ca_file) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
+        let mut cmd = Self::command(port, &dir);
+        cmd.args(["--oauth", "basic", "--cert"])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key);
+        let service = Service::spawn("azurite", cmd, port, dir);
+        OAuthAzurite {
+            endpoint: format!("https://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+            ca_file,
+            _service: service,
+        }
+    }
+
     fn spawn(port: u16, dir: tempfile::TempDir) -> Service {
+        let cmd = Self::command(port, &dir);
+        Service::spawn("azurite", cmd, port, dir)
+    }
+
+    fn command(port: u16, dir: &tempfile::TempDir) -> Command {
         let bin = find_binary(
             "SLUICE_AZURITE_BIN",
             &[workspace_root().join(".tools/node_modules/.bin/azurite-blob")],
@@ -245,7 +330,7 @@ impl Azurite {
             "--location",
         ])
         .arg(dir.path().join("data"));
-        Service::spawn("azurite", cmd, port, dir)
+        cmd
     }
 
     /// Kills the emulator (an outage); its data stays for `restart`.
@@ -263,6 +348,41 @@ impl Azurite {
     pub fn restart(&mut self) {
         if let Some(dir) = self.stopped_dir.take() {
             self.service = Some(Self::spawn(self.port, dir));
+        }
+    }
+}
+
+/// Azurite over HTTPS with bearer-token auth (see `Azurite::start_with_oauth`).
+pub struct OAuthAzurite {
+    pub endpoint: String,
+    /// The server's self-signed certificate, to trust.
+    pub ca_file: PathBuf,
+    _service: Service,
+}
+
+/// A stand-in for Microsoft Entra ID's token endpoint (`tests/entra/token_server.py`, run by
+/// the test venv's Python): the client-credentials grant for one service principal.
+pub struct EntraTokenServer {
+    /// What Sluice's `sink.azure.authority_host` is set to.
+    pub authority_host: String,
+    _service: Service,
+}
+
+impl EntraTokenServer {
+    pub fn start(tenant_id: &str, client_id: &str, client_secret: &str) -> Self {
+        let python = find_binary(
+            "SLUICE_PYTHON",
+            &[workspace_root().join(".tools/venv/bin/python")],
+            "python3 -m venv .tools/venv",
+        );
+        let port = free_port();
+        let mut cmd = Command::new(python);
+        cmd.arg(workspace_root().join("tests/entra/token_server.py"))
+            .args([&port.to_string(), tenant_id, client_id, client_secret]);
+        let service = Service::spawn("entra token server", cmd, port, temp_dir("entra"));
+        Self {
+            authority_host: format!("http://127.0.0.1:{port}"),
+            _service: service,
         }
     }
 }

@@ -108,6 +108,7 @@ fn validate_accepts_the_shipped_pipelines() {
         .arg("validate")
         .args(&files)
         .env("AZURE_STORAGE_KEY", "c2hhcmVkIGtleQ==")
+        .env("AZURE_CLIENT_SECRET", "client secret")
         .env(
             "IOTHUB_EVENTHUB_CONNECTION_STRING",
             "Endpoint=sb://ihsuprod.servicebus.windows.net/;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5;EntityPath=myhub",
