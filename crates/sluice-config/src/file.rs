@@ -184,6 +184,8 @@ pub struct FlushSection {
     /// A batch schedule: land everything every `3h`, `6h`, `8h`, `12h`, `24h` (any `<n>h`,
     /// `<n>m`, `<n>s`, `<n>d`), at multiples of it since midnight UTC.
     pub every: Option<String>,
+    /// Or a five-field cron expression in UTC, e.g. `"0 2 * * 1-5"` (weekdays at 02:00).
+    pub cron: Option<String>,
     /// Write `_manifests/manifest-<pipeline>-<runId>.json` after each scheduled run lands.
     pub manifest: Option<bool>,
 }

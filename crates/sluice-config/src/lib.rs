@@ -8,9 +8,11 @@ mod file;
 mod secret;
 mod validate;
 
+mod schedule;
 pub use destination::{AzureAuth, AzureDestination, Destination, S3Destination};
 pub use encoding::Encoding;
 pub use file::PipelineFile;
+pub use schedule::Schedule;
 pub use secret::Secret;
 pub use validate::{
     ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData, SignalFilter, SignalSource,

@@ -162,8 +162,8 @@ pub struct FlushPolicy {
     pub max_age: Duration,
     /// Ceiling on bytes held by all open buffers; past it the largest buffers land early.
     pub max_buffered_bytes: u64,
-    /// Batch schedule: every buffer lands at each multiple of this since the epoch (UTC).
-    pub every: Option<Duration>,
+    /// Batch schedule: every buffer lands at each scheduled time.
+    pub schedule: Option<crate::Schedule>,
     /// A manifest after each scheduled run.
     pub manifest: bool,
 }
@@ -175,7 +175,7 @@ impl Default for FlushPolicy {
             max_bytes: 64 * 1024 * 1024,
             max_age: Duration::from_secs(60),
             max_buffered_bytes: 256 * 1024 * 1024,
-            every: None,
+            schedule: None,
             manifest: false,
         }
     }
@@ -660,7 +660,7 @@ impl PipelineFile {
         }
         let every = match f.every.as_deref().map(parse_every) {
             None => None,
-            Some(Some(d)) => Some(d),
+            Some(Some(d)) => Some(crate::Schedule::Every(d)),
             Some(None) => {
                 p.add(
                     "flush.every",
@@ -670,11 +670,30 @@ impl PipelineFile {
                 None
             }
         };
-        if f.manifest == Some(true) && f.every.is_none() {
+        let cron = f.cron.as_deref().and_then(|c| match crate::Schedule::cron(c) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                p.add(
+                    "flush.cron",
+                    format!("'{c}' {e}"),
+                    "use five fields in UTC: minute hour day-of-month month day-of-week, e.g. \"0 */6 * * *\" or \"30 2 * * 1-5\"",
+                );
+                None
+            }
+        });
+        if f.every.is_some() && f.cron.is_some() {
+            p.add(
+                "flush.cron",
+                "is set together with flush.every",
+                "keep one schedule: a fixed period (every) or a cron expression (cron)",
+            );
+        }
+        let schedule = every.or(cron);
+        if f.manifest == Some(true) && f.every.is_none() && f.cron.is_none() {
             p.add(
                 "flush.manifest",
-                "is set without flush.every: manifests describe scheduled runs",
-                "add a schedule, e.g. every = \"6h\", or remove manifest",
+                "is set without a schedule: manifests describe scheduled runs",
+                "add flush.every (e.g. \"6h\") or flush.cron, or remove manifest",
             );
         }
         let flush = FlushPolicy {
@@ -684,12 +703,12 @@ impl PipelineFile {
             max_age: f
                 .max_age_secs
                 .map(Duration::from_secs)
-                .unwrap_or(match every {
-                    Some(e) => e + Duration::from_secs(60),
+                .unwrap_or(match &schedule {
+                    Some(s) => s.longest_gap() + Duration::from_secs(60),
                     None => defaults.max_age,
                 }),
             max_buffered_bytes: f.max_buffered_bytes.unwrap_or(defaults.max_buffered_bytes),
-            every,
+            schedule,
             manifest: f.manifest.unwrap_or(false),
         };
 
@@ -1152,9 +1171,23 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
         }
         let with = |flush: &str| format!("{GOOD}\n[flush]\n{flush}");
         let v = crate::parse(&with("every = \"8h\"\nmanifest = true"), &env).unwrap();
-        assert_eq!(v.flush.every, Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(
+            v.flush.schedule,
+            Some(crate::Schedule::Every(Duration::from_secs(8 * 3600)))
+        );
         assert!(v.flush.max_age > Duration::from_secs(8 * 3600));
         assert_eq!(errors(&with("every = \"often\""))[0].field, "flush.every");
+        let v = crate::parse(&with("cron = \"0 */6 * * *\"\nmanifest = true"), &env).unwrap();
+        assert_eq!(
+            v.flush.schedule,
+            Some(crate::Schedule::cron("0 */6 * * *").unwrap())
+        );
+        assert_eq!(v.flush.max_age, Duration::from_secs(6 * 3600 + 60));
+        assert_eq!(errors(&with("cron = \"0 */6 * *\""))[0].field, "flush.cron");
+        assert_eq!(
+            errors(&with("cron = \"0 * * * *\"\nevery = \"1h\""))[0].field,
+            "flush.cron"
+        );
         assert_eq!(errors(&with("manifest = true"))[0].field, "flush.manifest");
     }
 }

@@ -166,7 +166,7 @@ pub async fn run(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos())
         ),
-        every: pipeline.flush.every,
+        schedule: pipeline.flush.schedule.clone(),
         manifest: pipeline.flush.manifest,
         last_run_ms: None,
         runs: Default::default(),
@@ -261,7 +261,7 @@ struct Worker {
     pipeline_name: String,
     /// Tells this worker's manifests from those of others in the group.
     worker_id: String,
-    every: Option<Duration>,
+    schedule: Option<sluice_config::Schedule>,
     manifest: bool,
     last_run_ms: Option<i64>,
     runs: std::collections::BTreeMap<i64, RunState>,
@@ -1053,13 +1053,13 @@ impl Worker {
         Ok(())
     }
 
-    /// At each scheduled time (a multiple of `flush.every` since the epoch), lands every
-    /// open buffer as one run; its manifest is written once all of them have landed.
+    /// At each scheduled time (`flush.every` or `flush.cron`), lands every open buffer as one
+    /// run; its manifest is written once all of them have landed.
     fn run_schedule(&mut self) {
-        let Some(every) = self.every else { return };
-        let every_ms = every.as_millis() as i64;
-        let now = now_ms();
-        let due = now - now.rem_euclid(every_ms);
+        let Some(schedule) = &self.schedule else {
+            return;
+        };
+        let due = schedule.latest_due(now_ms());
         if self.last_run_ms.is_none() {
             // The first boundary after start; what came before it is part of that run.
             self.last_run_ms = Some(due);
