@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sluice_config::{AzureAuth, Destination};
+use sluice_e2e::mock_hourly_head;
 use sluice_lake::Lake;
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::parse_ndjson;
@@ -44,26 +45,16 @@ async fn a_sas_token_creates_the_file_system_and_lands_every_record() {
     let samples = generate(&SampleSpec::new(1_500, 2, 2));
     sluice_testkit::produce(&kafka.bootstrap, "signals", &outgoing(&samples)).unwrap();
     let sas = account_sas(AZURITE_ACCOUNT, AZURITE_KEY);
-    let text = format!(
-        r#"
-name = "sas"
-[source]
-bootstrap_servers = "{}"
-topics = ["signals"]
-group_id = "sas"
-properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
+    let text = mock_hourly_head("sas", &kafka.bootstrap, "signals", "sas")
+        + &format!(
+            r#"[sink]
 url = "abfss://sasfs@{AZURITE_ACCOUNT}.dfs.core.windows.net/exports/"
 [sink.azure]
 sas_token_env = "E2E_SAS"
 endpoint = "{}"
 "#,
-        kafka.bootstrap, azurite.endpoint
-    );
+            azurite.endpoint
+        );
     let env = |n: &str| (n == "E2E_SAS").then(|| format!("?{sas}"));
     let p = sluice_config::parse(&text, &env).unwrap();
     let Destination::Azure(az) = &p.sink.destination else {

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use sluice_config::{AzureAuth, Destination};
+use sluice_e2e::mock_hourly_head;
 use sluice_lake::Lake;
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::parse_ndjson;
@@ -34,19 +35,9 @@ async fn a_service_principal_creates_the_file_system_and_lands_every_record() {
     kafka.create_topic("signals", 2);
     let samples = generate(&SampleSpec::new(1_500, 2, 2));
     sluice_testkit::produce(&kafka.bootstrap, "signals", &outgoing(&samples)).unwrap();
-    let text = format!(
-        r#"
-name = "principal"
-[source]
-bootstrap_servers = "{}"
-topics = ["signals"]
-group_id = "principal"
-properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
+    let text = mock_hourly_head("principal", &kafka.bootstrap, "signals", "principal")
+        + &format!(
+            r#"[sink]
 url = "abfss://audiences@{AZURITE_ACCOUNT}.dfs.core.windows.net/exports/"
 [sink.azure]
 tenant_id = "{TENANT}"
@@ -55,8 +46,8 @@ client_secret_env = "E2E_CLIENT_SECRET"
 authority_host = "{}"
 endpoint = "{}"
 "#,
-        kafka.bootstrap, entra.authority_host, azurite.endpoint
-    );
+            entra.authority_host, azurite.endpoint
+        );
     let env = |n: &str| (n == "E2E_CLIENT_SECRET").then(|| SECRET.to_string());
     let p = sluice_config::parse(&text, &env).unwrap();
     let Destination::Azure(az) = &p.sink.destination else {

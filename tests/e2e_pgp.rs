@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use sluice_e2e::mock_hourly_head;
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::{
     assert_each_exported_once, files_under, hour_prefix, parse_ndjson,
@@ -51,27 +52,16 @@ async fn encrypted_files_decrypt_with_gpg_to_the_export() {
     let samples = generate(&SampleSpec::new(2_000, 2, 2));
     sluice_testkit::produce(&kafka.bootstrap, "signals", &outgoing(&samples)).unwrap();
     let lake = work.path().join("lake");
-    let text = format!(
-        r#"
-name = "pgp"
-[source]
-bootstrap_servers = "{}"
-topics = ["signals"]
-group_id = "pgp"
-properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
+    let text = mock_hourly_head("pgp", &kafka.bootstrap, "signals", "pgp")
+        + &format!(
+            r#"[sink]
 url = "{}"
 compression = "gzip"
 [sink.pgp]
 public_key_file = "recipient.asc"
 "#,
-        kafka.bootstrap,
-        lake.display()
-    );
+            lake.display()
+        );
     let p = sluice_config::parse_in(&text, &|_| None, work.path()).unwrap();
     assert_eq!(p.sink.encoding.options.extension(), "json.gz.gpg");
     let n = samples.len() as u64;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sluice_e2e::mock_hourly_head;
 use sluice_lake::{Lake, Landed};
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, parse_ndjson};
@@ -13,19 +14,9 @@ use sluice_testkit::services::{MockKafka, S3Server};
 const TOPIC: &str = "signals";
 
 fn pipeline(bootstrap: &str, endpoint: &str, group: &str) -> sluice_config::ValidatedPipeline {
-    let text = format!(
-        r#"
-name = "s3"
-[source]
-bootstrap_servers = "{bootstrap}"
-topics = ["{TOPIC}"]
-group_id = "{group}"
-properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
+    let text = mock_hourly_head("s3", bootstrap, TOPIC, group)
+        + &format!(
+            r#"[sink]
 url = "s3://lake/exports"
 compression = "gzip"
 [sink.s3]
@@ -34,7 +25,7 @@ region = "us-east-1"
 access_key_id_env = "S3_KEY_ID"
 secret_access_key_env = "S3_SECRET"
 "#
-    );
+        );
     let env = |name: &str| match name {
         "S3_KEY_ID" => Some("testing".to_string()),
         "S3_SECRET" => Some("testing-secret".to_string()),

@@ -88,6 +88,26 @@ pub fn number_arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The head of a pipeline file for librdkafka's mock cluster: `[source]` (short sessions, as
+/// the mock cluster makes a rejoining group wait out the old member's) and hourly event-time
+/// windows on the `timestamp` field. The caller appends `[sink]`.
+pub fn mock_hourly_head(name: &str, bootstrap: &str, topic: &str, group: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+[source]
+bootstrap_servers = "{bootstrap}"
+topics = ["{topic}"]
+group_id = "{group}"
+properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+"#
+    )
+}
+
 /// A pipeline file reading `topic` on Tansu as `group`: signals by the samples' `signal`
 /// field, hourly windows on their `timestamp`, files under `lake`. `extra` follows `url` in
 /// `[sink]` as it is (more sink options, then e.g. a `[flush]` table).

@@ -262,7 +262,7 @@ impl KafkaSource {
             })?;
         Ok(Self {
             consumer: Arc::new(consumer),
-            reset_to_end: matches!(settings.start_from.as_str(), "latest" | "end" | "largest"),
+            reset_to_end: settings.start_from == "latest",
         })
     }
 
@@ -313,18 +313,14 @@ impl KafkaSource {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&tp.topic, tp.partition);
         let committed = self.consumer.committed_offsets(tpl, timeout)?;
-        let offset = committed
+        let offset = match committed
             .find_partition(&tp.topic, tp.partition)
             .map(|e| e.offset())
-            .filter(|o| matches!(o, Offset::Offset(_)))
-            .unwrap_or(Offset::Stored);
-        let offset = match offset {
-            Offset::Offset(o) => Offset::Offset(o),
+        {
+            Some(Offset::Offset(o)) => Offset::Offset(o),
             // Nothing committed: start where a new member would.
-            _ => match self.reset_to_end {
-                true => Offset::End,
-                false => Offset::Beginning,
-            },
+            _ if self.reset_to_end => Offset::End,
+            _ => Offset::Beginning,
         };
         Ok(self
             .consumer

@@ -18,12 +18,10 @@ pub(crate) fn operator(az: &AzureDestination) -> Result<Operator, LakeError> {
         .container(&az.container)
         .root(&format!("/{}", az.root))
         .account_name(&az.account);
-    let builder = match &az.auth {
-        AzureAuth::SharedKey(key) => builder.account_key(key.expose()),
-        AzureAuth::Sas(token) => builder.sas_token(token.expose()),
-        AzureAuth::ServicePrincipal { .. } | AzureAuth::Environment => {
-            builder.credential_provider_chain(token_credentials(&az.auth))
-        }
+    let builder = match (&az.auth, credentials(az)) {
+        (AzureAuth::Sas(token), _) => builder.sas_token(token.expose()),
+        (_, Some(chain)) => builder.credential_provider_chain(chain),
+        (_, None) => builder,
     };
     Operator::new(builder).map_err(|e| LakeError::Open {
         what: describe(az),
@@ -31,19 +29,25 @@ pub(crate) fn operator(az: &AzureDestination) -> Result<Operator, LakeError> {
     })
 }
 
-/// Bearer-token credentials from Microsoft Entra ID for `auth` (a service principal, or the
-/// environment's chain: `AZURE_*` variables, workload identity, managed identity).
+/// What signs requests for `az`: the shared key, or bearer tokens from Microsoft Entra ID (a
+/// service principal, or the environment's chain: `AZURE_*` variables, workload identity,
+/// managed identity). `None` for a SAS, which travels in the URL instead.
 ///
 /// opendal 0.59's azblob builds its signing context without an HTTP client, so the token
-/// providers it would pick on its own fail ("no HTTP client configured"); each provider here
-/// carries a context that has one.
-fn token_credentials(auth: &AzureAuth) -> ProvideCredentialChain<Credential> {
+/// providers it would pick on its own fail ("no HTTP client configured"); each token provider
+/// here carries a context that has one.
+fn credentials(az: &AzureDestination) -> Option<ProvideCredentialChain<Credential>> {
     let ctx = Context::new()
         .with_http_send(TokenHttp(reqwest::Client::new()))
         .with_env(OsEnv)
         .with_file_read(TokioFileRead);
     let chain = ProvideCredentialChain::new();
-    match auth {
+    Some(match &az.auth {
+        AzureAuth::Sas(_) => return None,
+        AzureAuth::SharedKey(key) => chain.push(StaticCredentialProvider::new_shared_key(
+            &az.account,
+            key.expose(),
+        )),
         AzureAuth::ServicePrincipal {
             tenant_id,
             client_id,
@@ -59,11 +63,11 @@ fn token_credentials(auth: &AzureAuth) -> ProvideCredentialChain<Credential> {
             }
             chain.push(WithContext { provider, ctx })
         }
-        _ => chain.push(WithContext {
+        AzureAuth::Environment => chain.push(WithContext {
             provider: DefaultCredentialProvider::new(),
             ctx,
         }),
-    }
+    })
 }
 
 /// A credential provider that asks with its own context instead of the caller's.
@@ -149,22 +153,8 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
         .body(())
         .map_err(|e| fail(e.to_string()))?
         .into_parts();
-    let signer = match &az.auth {
-        AzureAuth::Sas(_) => None,
-        AzureAuth::SharedKey(key) => Some(Signer::new(
-            Context::new(),
-            ProvideCredentialChain::new().push(StaticCredentialProvider::new_shared_key(
-                &az.account,
-                key.expose(),
-            )),
-            RequestSigner::new(),
-        )),
-        auth => Some(Signer::new(
-            Context::new(),
-            token_credentials(auth),
-            RequestSigner::new(),
-        )),
-    };
+    let signer =
+        credentials(az).map(|chain| Signer::new(Context::new(), chain, RequestSigner::new()));
     if let Some(signer) = signer {
         signer.sign(&mut parts, None).await.map_err(|e| {
             let hint = match &az.auth {

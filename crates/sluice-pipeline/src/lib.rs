@@ -5,7 +5,7 @@
 mod inflight;
 mod ownership;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -198,7 +198,6 @@ pub async fn run(
         shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
         landings: JoinSet::new(),
-        assigned: HashSet::new(),
         ledgers,
         lake,
         metrics,
@@ -288,6 +287,7 @@ struct Worker {
     inflight: Arc<InFlight>,
     /// Lake epochs held, per partition (see `ownership`).
     epochs: SharedEpochs,
+    /// Every partition the group assigned here (and this worker has not been fenced off).
     ownership: HashMap<TopicPartition, Ownership>,
     /// Counts assignments, to tell a claim's own assignment from a later one.
     assignments: u64,
@@ -303,7 +303,6 @@ struct Worker {
     shutdown: CancellationToken,
     buffers: Buffers,
     landings: JoinSet<Result<LandedFile, PipelineError>>,
-    assigned: HashSet<TopicPartition>,
     ledgers: SharedLedgers,
     lake: Lake,
     metrics: Metrics,
@@ -345,7 +344,7 @@ impl Worker {
             if stalled != self.paused {
                 // Partitions not ready (their lake claim is pending) stay paused regardless.
                 let changed = if stalled {
-                    let tps: Vec<_> = self.assigned.iter().cloned().collect();
+                    let tps: Vec<_> = self.ownership.keys().cloned().collect();
                     source.pause(&tps)
                 } else {
                     source.resume(&self.ready_partitions())
@@ -402,28 +401,33 @@ impl Worker {
                 PartitionEvent::Assigned(tps) => self.own(source, tps),
                 PartitionEvent::Revoked(tps) => {
                     for tp in tps {
-                        self.assigned.remove(&tp);
                         self.fenced.remove(&tp);
-                        if let Some(epoch) = self.ownership.remove(&tp).and_then(|o| o.epoch) {
-                            self.own_previous.insert(tp.clone(), epoch);
-                        }
-                        // The next ownership lists the lake again.
-                        self.landed.retain(|key, _| key.tp != tp);
-                        self.watermarks.remove(&tp);
-                        self.pending
-                            .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
-                        // Not landed, not committed: the partition's next owner reads them again.
-                        let dropped = self.buffers.take_partition(&tp);
-                        if !dropped.is_empty() {
-                            tracing::info!(%tp, buffers = dropped.len(), "dropped buffers of a revoked partition");
+                        if let Some(epoch) = self.forget(&tp).and_then(|o| o.epoch) {
+                            self.own_previous.insert(tp, epoch);
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Drops everything this worker holds for `tp`: its ownership, and its buffers,
+    /// unlanded and uncommitted, so the partition's next owner reads those records again
+    /// (the next ownership lists the lake again too).
+    fn forget(&mut self, tp: &TopicPartition) -> Option<Ownership> {
+        let owned = self.ownership.remove(tp);
+        self.landed.retain(|key, _| &key.tp != tp);
+        self.watermarks.remove(tp);
+        self.pending
+            .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
+        let dropped = self.buffers.take_partition(tp);
+        if !dropped.is_empty() {
+            tracing::info!(%tp, buffers = dropped.len(), "dropped buffers of a partition no longer owned");
+        }
         self.metrics
             .assigned_partitions
-            .set(self.assigned.len() as i64);
+            .set(self.ownership.len() as i64);
+        owned
     }
 
     /// Takes on newly assigned partitions: each is paused until its lake claim is in (and,
@@ -437,7 +441,6 @@ impl Worker {
             let assignment = self.assignments;
             self.ownership
                 .insert(tp.clone(), Ownership::new(assignment));
-            self.assigned.insert(tp.clone());
             let (lake, metrics, shutdown) = (
                 self.lake.clone(),
                 self.metrics.clone(),
@@ -452,6 +455,9 @@ impl Worker {
                 (tp, assignment, claim)
             });
         }
+        self.metrics
+            .assigned_partitions
+            .set(self.ownership.len() as i64);
     }
 
     fn on_claimed(
@@ -537,24 +543,16 @@ impl Worker {
     /// Another worker claimed `tp` in the lake: this worker's ownership is over whatever the
     /// group says. Its buffers are dropped uncommitted, like on a revocation.
     fn fence(&mut self, tp: &TopicPartition) {
-        if self.ownership.remove(tp).is_none() {
+        if self.forget(tp).is_none() {
             return;
         }
         tracing::warn!(%tp, "another worker claimed this partition in the lake; dropping it");
         self.metrics.fenced.inc();
+        // What the rebalance callback does on a revocation.
         self.epochs.lock().expect("epochs lock").remove(tp);
         self.ledgers.lock().expect("ledger lock").remove(tp);
-        self.assigned.remove(tp);
-        self.landed.retain(|key, _| &key.tp != tp);
-        self.watermarks.remove(tp);
-        self.pending
-            .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
-        self.buffers.take_partition(tp);
         self.fenced
             .insert(tp.clone(), Instant::now() + 2 * self.takeover_grace);
-        self.metrics
-            .assigned_partitions
-            .set(self.assigned.len() as i64);
     }
 
     /// A fenced partition that the group still says is this worker's is claimed again after
@@ -622,14 +620,15 @@ impl Worker {
         record: sluice_core::Record,
     ) -> Result<Option<sluice_core::Record>, PipelineError> {
         let tp = TopicPartition::new(record.topic.clone(), record.partition);
-        if !self.assigned.contains(&tp) {
+        match self.ownership.get_mut(&tp) {
             // Fetched before a revocation: its new owner handles it.
-            return Ok(None);
-        }
-        if let Some(owned) = self.ownership.get_mut(&tp).filter(|o| !o.ready) {
+            None => return Ok(None),
             // Fetched before the pause took hold; routed once the claim is in.
-            owned.waiting.push_back(record);
-            return Ok(None);
+            Some(owned) if !owned.ready => {
+                owned.waiting.push_back(record);
+                return Ok(None);
+            }
+            Some(_) => {}
         }
         let arrival = now_ms();
         let routed = self.router.route(&record, arrival);
@@ -1163,7 +1162,7 @@ impl Worker {
             ledgers
                 .uncommitted()
                 .into_iter()
-                .filter(|(tp, _)| self.assigned.contains(tp))
+                .filter(|(tp, _)| self.ownership.contains_key(tp))
                 .collect()
         };
         if commits.is_empty() {

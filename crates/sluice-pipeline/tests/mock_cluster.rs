@@ -54,6 +54,23 @@ fn loaded_topic(records: usize) -> (MockKafka, Vec<SampleRecord>, tempfile::Temp
     (kafka, samples, tempfile::tempdir().unwrap())
 }
 
+/// Reads the lake back and checks that every sample of an exported signal landed exactly
+/// once, in its hour's directory. Returns the files and how many samples were exported.
+fn assert_hourly_once(
+    samples: &[SampleRecord],
+    lake: &std::path::Path,
+    p: &ValidatedPipeline,
+) -> (Vec<(String, Vec<serde_json::Value>)>, u64) {
+    let files = read_ndjson_tree(lake);
+    let exported = assert_each_exported_once(
+        samples,
+        &files,
+        |s| p.filter.admits(s),
+        |s| hour_prefix(&s.signal, s.event_ms),
+    );
+    (files, exported)
+}
+
 /// Whether `group` has committed every partition of the topic to its end.
 fn drained(bootstrap: &str, group: &str) -> bool {
     sluice_kafka::group_progress(bootstrap, group, TOPIC, Duration::from_secs(5))
@@ -113,13 +130,7 @@ async fn lands_every_exported_record_once_and_commits_to_the_end() {
     assert_eq!(summary.records_consumed, total);
     assert_eq!(summary.records_dead_lettered, 4);
 
-    let files = read_ndjson_tree(lake.path());
-    let expected = assert_each_exported_once(
-        &samples,
-        &files,
-        |s| p.filter.admits(s),
-        |s| hour_prefix(&s.signal, s.event_ms),
-    );
+    let (files, expected) = assert_hourly_once(&samples, lake.path(), &p);
     assert_eq!(summary.records_landed, expected);
     assert!(files
         .iter()
@@ -276,13 +287,7 @@ async fn a_broker_outage_loses_and_doubles_nothing_across_a_restart() {
     for (committed, end) in committed(&kafka, "g6") {
         assert_eq!(committed, Some(end));
     }
-    let files = read_ndjson_tree(lake.path());
-    assert_each_exported_once(
-        &samples,
-        &files,
-        |s| p.filter.admits(s),
-        |s| hour_prefix(&s.signal, s.event_ms),
-    );
+    assert_hourly_once(&samples, lake.path(), &p);
 }
 
 /// Records at 10:xx, then 12:xx, then 10:xx again on one partition: the last ones arrive after
@@ -407,13 +412,7 @@ async fn a_long_storage_outage_pauses_without_leaving_the_group() {
         "only the first assignment: the worker never left the group"
     );
     assert!(metrics.storage_retries.get() > 0);
-    let files = read_ndjson_tree(lake.path());
-    assert_each_exported_once(
-        &samples,
-        &files,
-        |s| p.filter.admits(s),
-        |s| hour_prefix(&s.signal, s.event_ms),
-    );
+    assert_hourly_once(&samples, lake.path(), &p);
 }
 
 /// A batch schedule lands every buffer at the next multiple of `flush.every` (not by age),
@@ -547,13 +546,7 @@ async fn workers_that_both_think_they_own_a_partition_land_each_record_once() {
     ra.unwrap();
     rb.unwrap();
 
-    let files = read_ndjson_tree(lake.path());
-    assert_each_exported_once(
-        &samples,
-        &files,
-        |s| a.filter.admits(s),
-        |s| hour_prefix(&s.signal, s.event_ms),
-    );
+    assert_hourly_once(&samples, lake.path(), &a);
     // The race was real: the later claims fenced the earlier owner, and takeovers waited.
     assert!(
         ma.fenced.get() + mb.fenced.get() > 0,
