@@ -71,6 +71,11 @@ pub struct WindowSection {
     /// What to do with a record whose window has closed: `append` (default), `divert` or
     /// `dead_letter`.
     pub late_data: Option<String>,
+    /// Write `_SUCCESS` markers listing a window's files once every partition has passed its
+    /// end plus the allowed lateness (default false).
+    pub markers: Option<bool>,
+    /// A partition without records for this long does not hold markers back (default 300).
+    pub idle_partition_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,8 +15,9 @@ pub use file::PipelineFile;
 pub use schedule::Schedule;
 pub use secret::Secret;
 pub use validate::{
-    ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData, SignalFilter, SignalSource,
-    SinkSettings, SourceSettings, TimeKey, ValidatedPipeline, WindowSettings,
+    ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData, MarkerSettings,
+    SignalFilter, SignalSource, SinkSettings, SourceSettings, TimeKey, ValidatedPipeline,
+    WindowSettings,
 };
 
 /// Reads and validates a pipeline file; `env` resolves secrets (normally `std::env::var`).

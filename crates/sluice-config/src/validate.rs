@@ -126,7 +126,19 @@ pub struct WindowSettings {
     pub granularity: Granularity,
     pub allowed_lateness: Duration,
     pub late_data: LateData,
+    /// Window-complete markers, when the pipeline writes them.
+    pub markers: Option<MarkerSettings>,
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkerSettings {
+    /// A partition that has had no record for this long (and has landed everything) no longer
+    /// holds windows open: otherwise one quiet partition would hold back every marker.
+    pub idle_partition: Duration,
+}
+
+/// Default `window.idle_partition_secs`.
+const DEFAULT_IDLE_PARTITION: Duration = Duration::from_secs(300);
 
 /// What happens to a record whose window has closed: its end plus the allowed lateness is
 /// behind the partition's watermark (the latest record time seen on that partition).
@@ -623,6 +635,25 @@ impl PipelineFile {
             }
         };
         let allowed_lateness = Duration::from_secs(w.allowed_lateness_secs.unwrap_or(0));
+        if w.idle_partition_secs == Some(0) {
+            p.add(
+                "window.idle_partition_secs",
+                "is 0",
+                "use a positive number of seconds, or remove it for the default 300",
+            );
+        }
+        let markers = w.markers.unwrap_or(false).then(|| MarkerSettings {
+            idle_partition: w
+                .idle_partition_secs
+                .map_or(DEFAULT_IDLE_PARTITION, Duration::from_secs),
+        });
+        if markers.is_some() && late_data == Some(LateData::Append) {
+            p.add(
+                "window.markers",
+                "needs late records kept out of closed windows, but window.late_data is \"append\"",
+                "set window.late_data = \"divert\" (late records land under _late/) or \"dead_letter\", so that no file joins a window after its marker",
+            );
+        }
 
         // [sink]
         let sink = self.validate_sink(granularity.unwrap_or(Granularity::Hour), env, base, &mut p);
@@ -735,6 +766,7 @@ impl PipelineFile {
                         granularity,
                         allowed_lateness,
                         late_data,
+                        markers,
                     },
                     sink,
                     flush,
@@ -1040,6 +1072,34 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
         let e = &errors(&bad)[0];
         assert!(e.problem.contains("unknown field `granularty`"), "{e}");
         assert_eq!(e.field, "(line 14)");
+    }
+
+    #[test]
+    fn markers_need_late_records_kept_out_of_closed_windows() {
+        let on = GOOD.replace(
+            "granularity = \"hour\"",
+            "granularity = \"hour\"\nmarkers = true",
+        );
+        let e = &errors(&on)[0];
+        assert_eq!(e.field, "window.markers");
+        assert!(e.fix.contains("late_data = \"divert\""), "{e}");
+        let v = crate::parse(
+            &on.replace("markers = true", "markers = true\nlate_data = \"divert\""),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            v.window.markers,
+            Some(MarkerSettings {
+                idle_partition: Duration::from_secs(300)
+            })
+        );
+        let zero = on.replace(
+            "markers = true",
+            "markers = true\nlate_data = \"dead_letter\"\nidle_partition_secs = 0",
+        );
+        assert_eq!(errors(&zero)[0].field, "window.idle_partition_secs");
+        assert_eq!(crate::parse(GOOD, &env).unwrap().window.markers, None);
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub struct OffsetLedger {
     /// First offsets of open (or landing) buffers, with how many buffers start there.
     held: BTreeMap<i64, usize>,
     committed: Option<i64>,
+    /// When commits wait for something else to be written first (window markers write each
+    /// partition's progress before its offsets are committed): the highest offset allowed.
+    cap: Option<i64>,
+    gated: bool,
     /// Which ownership of the partition this ledger belongs to (see `PartitionLedgers`).
     generation: u64,
 }
@@ -56,9 +60,13 @@ impl OffsetLedger {
         }
     }
 
-    /// The committable offset, if it moved past what was last committed.
+    /// The committable offset (no further than the cap of a gated ledger), if it moved past
+    /// what was last committed.
     pub fn uncommitted(&self) -> Option<i64> {
-        let c = self.committable()?;
+        let mut c = self.committable()?;
+        if self.gated {
+            c = c.min(self.cap?);
+        }
         if self.committed.is_none_or(|done| c > done) {
             Some(c)
         } else {
@@ -68,6 +76,16 @@ impl OffsetLedger {
 
     pub fn mark_committed(&mut self, offset: i64) {
         self.committed = Some(offset);
+    }
+
+    /// Commits of a gated ledger may go up to `offset` now.
+    pub fn allow_commits_to(&mut self, offset: i64) {
+        self.cap = self.cap.max(Some(offset));
+    }
+
+    /// The highest offset consumed so far, if any.
+    pub fn last_consumed(&self) -> Option<i64> {
+        self.next.map(|n| n - 1)
     }
 
     pub fn held_buffers(&self) -> usize {
@@ -84,15 +102,25 @@ impl OffsetLedger {
 pub struct PartitionLedgers {
     ledgers: HashMap<TopicPartition, OffsetLedger>,
     generations: u64,
+    gated: bool,
 }
 
 impl PartitionLedgers {
+    /// Ledgers whose commits wait for `OffsetLedger::allow_commits_to`.
+    pub fn gated() -> Self {
+        Self {
+            gated: true,
+            ..Self::default()
+        }
+    }
+
     pub fn get_mut(&mut self, tp: &TopicPartition) -> &mut OffsetLedger {
-        let generations = &mut self.generations;
+        let (generations, gated) = (&mut self.generations, self.gated);
         self.ledgers.entry(tp.clone()).or_insert_with(|| {
             *generations += 1;
             OffsetLedger {
                 generation: *generations,
+                gated,
                 ..OffsetLedger::default()
             }
         })
@@ -111,6 +139,18 @@ impl PartitionLedgers {
             .filter(|l| l.generation == generation)
         {
             l.release(first_offset);
+        }
+    }
+
+    /// Lets a gated ledger commit up to `offset`, if the partition is still owned by the
+    /// generation this was worked out for.
+    pub fn allow_commits_to(&mut self, tp: &TopicPartition, generation: u64, offset: i64) {
+        if let Some(l) = self
+            .ledgers
+            .get_mut(tp)
+            .filter(|l| l.generation == generation)
+        {
+            l.allow_commits_to(offset);
         }
     }
 
@@ -174,6 +214,28 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn gated_ledgers_commit_no_further_than_allowed() {
+        let tp = TopicPartition::new("t", 0);
+        let mut ledgers = PartitionLedgers::gated();
+        let l = ledgers.get_mut(&tp);
+        l.consumed(0);
+        l.consumed(1);
+        l.consumed(2);
+        assert_eq!(l.committable(), Some(3));
+        assert_eq!(l.uncommitted(), None, "nothing allowed yet");
+        l.allow_commits_to(2);
+        assert_eq!(l.uncommitted(), Some(2));
+        l.allow_commits_to(1);
+        assert_eq!(l.uncommitted(), Some(2), "the cap never moves back");
+        l.allow_commits_to(9);
+        assert_eq!(l.uncommitted(), Some(3), "nor past what has landed");
+        assert_eq!(l.last_consumed(), Some(2));
+        let mut free = PartitionLedgers::default();
+        free.get_mut(&tp).consumed(0);
+        assert_eq!(free.uncommitted(), vec![(tp, 1)]);
+    }
 
     #[test]
     fn landed_ranges_cover_exactly_their_offsets() {

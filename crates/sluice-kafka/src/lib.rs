@@ -327,6 +327,26 @@ impl KafkaSource {
             .seek(&tp.topic, tp.partition, offset, timeout)?)
     }
 
+    /// Every partition of `topics` as the brokers know them (not only this worker's). Blocks
+    /// for a broker round trip per topic. A topic the brokers do not know yet has none.
+    pub fn all_partitions(&self, topics: &[String]) -> Result<Vec<TopicPartition>, SourceError> {
+        let mut out = Vec::new();
+        for topic in topics {
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            for t in metadata.topics() {
+                out.extend(
+                    t.partitions()
+                        .iter()
+                        .map(|p| TopicPartition::new(t.name(), p.id())),
+                );
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The partitions the group currently assigns to this worker.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.consumer

@@ -6,6 +6,9 @@ mod leases;
 
 pub use leases::{Claim, Handover, LEASE_DIR};
 
+/// Where window markers keep each partition's progress (see `sluice_pipeline`'s markers).
+pub const PROGRESS_DIR: &str = "_progress";
+
 use opendal::{ErrorKind, Operator};
 use sluice_config::Destination;
 
@@ -164,6 +167,38 @@ impl Lake {
         }
     }
 
+    /// Writes `body` at `path`, replacing what is there. For bookkeeping files only: data
+    /// files land with `land`, which never replaces one.
+    pub async fn overwrite(
+        &self,
+        path: &str,
+        body: impl Into<bytes::Bytes>,
+    ) -> Result<(), LakeError> {
+        let body: bytes::Bytes = body.into();
+        self.op
+            .write(path, body)
+            .await
+            .map(|_| ())
+            .map_err(|e| LakeError::Storage {
+                op: "write",
+                path: path.to_string(),
+                source: Box::new(e),
+            })
+    }
+
+    /// The file at `path`, or `None` when there is none.
+    pub async fn read_if_exists(&self, path: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        match self.op.read(path).await {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LakeError::Storage {
+                op: "read",
+                path: path.to_string(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
     pub async fn read(&self, path: &str) -> Result<Vec<u8>, LakeError> {
         self.op
             .read(path)
@@ -177,9 +212,13 @@ impl Lake {
     }
 
     /// Every file under `prefix` (`""` for the whole lake), sorted by path. Partition leases
-    /// show only when `prefix` asks for them.
+    /// and progress show only when `prefix` asks for them.
     pub async fn list(&self, prefix: &str) -> Result<Vec<LakeFile>, LakeError> {
-        let bookkeeping = prefix.starts_with(LEASE_DIR);
+        let hidden = |path: &str| {
+            [LEASE_DIR, PROGRESS_DIR]
+                .into_iter()
+                .any(|dir| path.starts_with(dir) && !prefix.starts_with(dir))
+        };
         let entries = match self.op.list_with(prefix).recursive(true).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
@@ -194,9 +233,7 @@ impl Lake {
         let mut files: Vec<LakeFile> = entries
             .into_iter()
             .filter(|e| {
-                e.metadata().is_file()
-                    && !e.path().starts_with(FS_STAGING_DIR)
-                    && (bookkeeping || !e.path().starts_with(LEASE_DIR))
+                e.metadata().is_file() && !e.path().starts_with(FS_STAGING_DIR) && !hidden(e.path())
             })
             .map(|e| LakeFile {
                 path: e.path().to_string(),
@@ -244,5 +281,19 @@ mod tests {
             }]
         );
         assert!(lake.list("missing/").await.unwrap().is_empty());
+
+        assert_eq!(lake.read_if_exists("a/none.json").await.unwrap(), None);
+        lake.overwrite("_progress/t/0.json", b"1".to_vec())
+            .await
+            .unwrap();
+        lake.overwrite("_progress/t/0.json", b"2".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            lake.read_if_exists("_progress/t/0.json").await.unwrap(),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(lake.list("").await.unwrap().len(), 1, "progress is hidden");
+        assert_eq!(lake.list("_progress/").await.unwrap().len(), 1);
     }
 }

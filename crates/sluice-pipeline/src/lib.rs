@@ -3,6 +3,7 @@
 //! offsets are committed only up to the first record not yet inside a landed file.
 
 mod inflight;
+mod markers;
 mod ownership;
 
 use std::collections::HashMap;
@@ -10,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use inflight::InFlight;
+use markers::{PartitionProgress, Progress, RoundInput, RoundOutput, Sealer};
 use ownership::{Ownership, SharedEpochs};
-use sluice_config::{Encoding, LateData, ValidatedPipeline};
+use sluice_config::{Encoding, LateData, MarkerSettings, SignalFilter, ValidatedPipeline};
 use sluice_core::{
     parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
     SignalName, TopicPartition, Window,
@@ -50,6 +52,11 @@ const FINAL_COMMIT_PATIENCE: Duration = Duration::from_secs(10);
 const TAKEOVER_MARGIN: Duration = Duration::from_secs(5);
 /// How long a rebalance waits for the lake to note that a revoked partition was released.
 const RELEASE_PATIENCE: Duration = Duration::from_secs(2);
+/// How often window-marker rounds write progress and seal windows (and so, with markers, how
+/// often offsets can be committed).
+const MARKER_ROUND_EVERY: Duration = Duration::from_secs(5);
+/// How long the list of all partitions (from the brokers' metadata) is reused.
+const PARTITIONS_REFRESH: Duration = Duration::from_secs(60);
 /// The signal name dead-letter files are labelled with in metrics and logs.
 const DEAD_LETTER: &str = "_dead_letter";
 
@@ -96,6 +103,8 @@ struct LandedFile {
     outcome: Landed,
     /// From taking the buffer out to the file having landed.
     took: Duration,
+    /// The window of an on-time signal file (for window markers).
+    window: Option<Window>,
 }
 
 /// Runs `pipeline` until `shutdown` is cancelled, then lands every open buffer, commits and
@@ -116,7 +125,11 @@ pub async fn run(
         .buffer_budget_bytes
         .set(pipeline.flush.max_buffered_bytes as i64);
     tracing::info!(pipeline = %pipeline.name, lake = lake.describe(), topics = ?pipeline.source.topics, "starting");
-    let ledgers: SharedLedgers = Arc::new(Mutex::new(PartitionLedgers::default()));
+    // With markers, offsets are committed only once the progress they need is in the lake.
+    let ledgers: SharedLedgers = Arc::new(Mutex::new(match pipeline.window.markers {
+        Some(_) => PartitionLedgers::gated(),
+        None => PartitionLedgers::default(),
+    }));
     let inflight = Arc::new(InFlight::default());
     let epochs: SharedEpochs = Arc::default();
     let before_revoke = {
@@ -175,7 +188,25 @@ pub async fn run(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         )),
         landed: Default::default(),
-        watermarks: Default::default(),
+        progress: Default::default(),
+        sealer: pipeline.window.markers.as_ref().map(|_| {
+            Arc::new(Sealer {
+                lake: lake.clone(),
+                pipeline: pipeline.name.clone(),
+                path: pipeline.sink.path.clone(),
+                granularity: pipeline.window.granularity,
+                lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
+                named_signals: match &pipeline.filter {
+                    SignalFilter::Only(names) => names.iter().cloned().collect(),
+                    SignalFilter::All => Vec::new(),
+                },
+            })
+        }),
+        marker_settings: pipeline.window.markers.clone(),
+        marker_round: JoinSet::new(),
+        next_marker_round: Instant::now() + MARKER_ROUND_EVERY,
+        topics: pipeline.source.topics.clone(),
+        all_partitions: None,
         late_data: pipeline.window.late_data,
         landing_bytes: 0,
         held_by_task: HashMap::new(),
@@ -210,6 +241,7 @@ pub async fn run(
     // Land what is buffered even after an error elsewhere: landing is always safe, and
     // committing it saves the next owner from re-reading it.
     let drained = worker.drain().await;
+    worker.final_marker_round(&source).await;
     worker.final_commit(&source).await;
     if drained.is_ok() {
         // Every landing has finished: the next owners may start at once.
@@ -249,6 +281,14 @@ pub async fn run_until(
 /// Where scheduled runs' manifests go, under the sink root.
 const MANIFEST_DIR: &str = "_manifests";
 
+/// A finished claim: the partition, which assignment claimed it, and the claim with the
+/// previous owner's progress (with window markers).
+type ClaimDone = (
+    TopicPartition,
+    u64,
+    Result<(Claim, Option<Progress>), LakeError>,
+);
+
 /// A scheduled run whose files are landing.
 struct RunState {
     pending: usize,
@@ -270,8 +310,17 @@ struct Worker {
     encode_permits: Arc<tokio::sync::Semaphore>,
     /// For each key seen since its partition was assigned: offsets already in landed files.
     landed: foldhash::HashMap<BufferKey, LandedRanges>,
-    /// Per partition, the latest window end seen: a window this far behind has closed.
-    watermarks: foldhash::HashMap<TopicPartition, i64>,
+    /// Per owned partition, how its watermark (the latest window end seen) grew, and for
+    /// markers which windows it has files in: a window this far behind has closed.
+    progress: foldhash::HashMap<TopicPartition, PartitionProgress>,
+    /// Writes window-complete markers (`window.markers`).
+    sealer: Option<Arc<Sealer>>,
+    marker_settings: Option<MarkerSettings>,
+    marker_round: JoinSet<(RoundOutput, Option<LakeError>)>,
+    next_marker_round: Instant,
+    topics: Vec<String>,
+    /// Every partition of the topics, and when the brokers were last asked.
+    all_partitions: Option<(Instant, Vec<TopicPartition>)>,
     late_data: LateData,
     allowed_lateness_ms: i64,
     /// Bytes of buffers whose files are landing, in total and per landing task.
@@ -291,7 +340,7 @@ struct Worker {
     ownership: HashMap<TopicPartition, Ownership>,
     /// Counts assignments, to tell a claim's own assignment from a later one.
     assignments: u64,
-    claims: JoinSet<(TopicPartition, u64, Result<Claim, LakeError>)>,
+    claims: JoinSet<ClaimDone>,
     /// Partitions another worker claimed in the lake, and when to claim them again (if the
     /// group still says they are this worker's: twice the takeover grace later).
     fenced: HashMap<TopicPartition, Instant>,
@@ -363,6 +412,7 @@ impl Worker {
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(done) = self.landings.join_next_with_id() => self.on_landed(done)?,
                 Some(done) = self.claims.join_next() => self.on_claimed(done)?,
+                Some(done) = self.marker_round.join_next() => self.on_marker_round(done),
                 _ = tick.tick() => {
                     // Rebalances happen inside `recv` even when no record follows them.
                     let events = source.take_events();
@@ -373,6 +423,7 @@ impl Worker {
                         self.spawn_landing(buffer, None);
                     }
                     self.run_schedule();
+                    self.start_marker_round(source);
                     self.retry_pending().await?;
                     // A failed commit is retried on the next tick.
                     self.commit(source);
@@ -417,7 +468,7 @@ impl Worker {
     fn forget(&mut self, tp: &TopicPartition) -> Option<Ownership> {
         let owned = self.ownership.remove(tp);
         self.landed.retain(|key, _| &key.tp != tp);
-        self.watermarks.remove(tp);
+        self.progress.remove(tp);
         self.pending
             .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
         let dropped = self.buffers.take_partition(tp);
@@ -447,11 +498,27 @@ impl Worker {
                 self.shutdown.clone(),
             );
             let owner = format!("{} {}", self.pipeline_name, self.worker_id);
+            let markers = self.sealer.is_some();
             self.claims.spawn(async move {
                 let claim = with_storage_retries(&metrics, "claim", Some(&shutdown), || {
                     lake.claim_partition(&tp.topic, tp.partition, &owner)
                 })
                 .await;
+                // Read after the claim: the previous owner cannot write it any more.
+                let claim = match claim {
+                    Ok(claim) if markers => {
+                        let path = markers::progress_path(&tp);
+                        with_storage_retries(&metrics, "read", Some(&shutdown), || {
+                            lake.read_if_exists(&path)
+                        })
+                        .await
+                        .map(|body| {
+                            let previous = body.and_then(|b| serde_json::from_slice(&b).ok());
+                            (claim, previous)
+                        })
+                    }
+                    other => other.map(|claim| (claim, None)),
+                };
                 (tp, assignment, claim)
             });
         }
@@ -462,12 +529,12 @@ impl Worker {
 
     fn on_claimed(
         &mut self,
-        done: Result<(TopicPartition, u64, Result<Claim, LakeError>), tokio::task::JoinError>,
+        done: Result<ClaimDone, tokio::task::JoinError>,
     ) -> Result<(), PipelineError> {
         let Ok((tp, assignment, claim)) = done else {
             return Ok(());
         };
-        let claim = claim?;
+        let (claim, previous) = claim?;
         let Some(owned) = self
             .ownership
             .get_mut(&tp)
@@ -486,6 +553,8 @@ impl Worker {
             self.inflight.idle(&tp),
         );
         owned.epoch = Some(claim.epoch);
+        self.progress
+            .insert(tp.clone(), PartitionProgress::adopt(previous));
         owned.ready_at = Some(
             Instant::now()
                 + if wait {
@@ -632,7 +701,7 @@ impl Worker {
         }
         let arrival = now_ms();
         let routed = self.router.route(&record, arrival);
-        let routed = self.apply_late_policy(&tp, routed);
+        let (routed, late) = self.judge_lateness(&tp, record.offset, routed);
         let (target, line, dead) = match routed {
             Routed::Data {
                 signal,
@@ -649,7 +718,6 @@ impl Worker {
                     ),
                     None => line,
                 };
-                let late = self.late_data == LateData::Divert && self.is_late(&tp, window);
                 let target = Target::Signal {
                     signal,
                     window,
@@ -701,7 +769,19 @@ impl Worker {
             return Ok(None);
         };
         if self.landed[&key].covers(offset) {
-            // A replay after a crash or rebalance: this record is already in a landed file.
+            // A replay after a crash or rebalance: this record is already in a landed file
+            // (which the previous owner may not have noted in its progress).
+            if let (
+                Target::Signal {
+                    signal,
+                    window,
+                    late: false,
+                },
+                Some(p),
+            ) = (&key.target, self.progress.get_mut(&tp))
+            {
+                p.landed_in(*window, signal.as_str());
+            }
             self.metrics.records_already_landed.inc();
             self.mark_consumed(&tp, offset);
             return Ok(None);
@@ -747,26 +827,40 @@ impl Worker {
         Ok(())
     }
 
-    /// Whether `window` closed on `tp`: its end plus the allowed lateness is behind the latest
-    /// window end seen there. Also advances the watermark.
-    fn is_late(&mut self, tp: &TopicPartition, window: Window) -> bool {
-        let watermark = self.watermarks.entry(tp.clone()).or_insert(i64::MIN);
-        *watermark = (*watermark).max(window.end_ms());
-        window.end_ms() + self.allowed_lateness_ms < *watermark
-    }
-
-    /// Turns late data into a dead letter when the pipeline says so.
-    fn apply_late_policy(&mut self, tp: &TopicPartition, routed: Routed) -> Routed {
-        match routed {
-            Routed::Data { window, .. }
-                if self.late_data == LateData::DeadLetter && self.is_late(tp, window) =>
-            {
+    /// Advances the partition's watermark with the record's window and applies the late-data
+    /// policy: a record is late when its window's end plus the allowed lateness is behind the
+    /// watermark. Returns the record as routed (a dead letter, if late ones go there) and
+    /// whether it is to be diverted.
+    fn judge_lateness(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        routed: Routed,
+    ) -> (Routed, bool) {
+        let progress = match self.progress.get_mut(tp) {
+            Some(p) => p,
+            // Looked up first: cloning the key per record showed in profiles.
+            None => self
+                .progress
+                .entry(tp.clone())
+                .or_insert_with(|| PartitionProgress::adopt(None)),
+        };
+        progress.last_record = Instant::now();
+        let Routed::Data { window, .. } = &routed else {
+            return (routed, false);
+        };
+        let watermark = progress.history.observe(offset, window.end_ms());
+        let late = window.end_ms().saturating_add(self.allowed_lateness_ms) < watermark;
+        match self.late_data {
+            LateData::DeadLetter if late => (
                 Routed::Dead(DeadReason::new(
                     "late",
                     format!("its window {} had closed", window.start().to_rfc3339()),
-                ))
-            }
-            other => other,
+                )),
+                false,
+            ),
+            LateData::Divert => (routed, late),
+            _ => (routed, false),
         }
     }
 
@@ -855,6 +949,14 @@ impl Worker {
             DEAD_LETTER.to_string()
         } else {
             layout.signal.as_str().to_string()
+        };
+        let marked_window = match &buffer.key.target {
+            Target::Signal {
+                window,
+                late: false,
+                ..
+            } => Some(*window),
+            _ => None,
         };
         let span = tracing::info_span!("flush", signal = %signal_label, window = %layout.window.start().to_rfc3339(), tp = %buffer.key.tp, first = buffer.first_offset, last = buffer.last_offset, path = %path);
         let lake = self.lake.clone();
@@ -959,6 +1061,7 @@ impl Worker {
                     bytes,
                     outcome,
                     took: started.elapsed(),
+                    window: marked_window,
                 })
             }
             .instrument(span),
@@ -1041,6 +1144,9 @@ impl Worker {
             self.metrics.files_already_present.inc();
         }
         self.summary.files_landed += 1;
+        if let (Some(window), Some(p)) = (file.window, self.progress.get_mut(&file.tp)) {
+            p.landed_in(window, &file.signal);
+        }
         self.on_run_file(&file);
         if !file.dead_letter {
             self.metrics
@@ -1155,6 +1261,156 @@ impl Worker {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Every `MARKER_ROUND_EVERY` (with `window.markers`): in the background, writes the
+    /// progress of owned partitions that changed, then seals what all partitions allow.
+    fn start_marker_round(&mut self, source: &KafkaSource) {
+        let Some(sealer) = self.sealer.clone() else {
+            return;
+        };
+        if !self.marker_round.is_empty() || Instant::now() < self.next_marker_round {
+            return;
+        }
+        self.next_marker_round = Instant::now() + MARKER_ROUND_EVERY;
+        let Some(partitions) = self.all_partitions(source) else {
+            return;
+        };
+        let input = RoundInput {
+            writes: self.progress_to_write(),
+            partitions,
+        };
+        self.marker_round
+            .spawn(async move { sealer.round(input).await });
+    }
+
+    /// After the drain: lets the last landings' offsets be committed.
+    async fn final_marker_round(&mut self, source: &KafkaSource) {
+        let Some(sealer) = self.sealer.clone() else {
+            return;
+        };
+        while let Some(done) = self.marker_round.join_next().await {
+            self.on_marker_round(done);
+        }
+        let Some(partitions) = self.all_partitions(source) else {
+            return;
+        };
+        let input = RoundInput {
+            writes: self.progress_to_write(),
+            partitions,
+        };
+        match tokio::time::timeout(SHUTDOWN_STORAGE_PATIENCE, sealer.round(input)).await {
+            Ok(done) => self.on_marker_round(Ok(done)),
+            Err(_) => tracing::warn!("could not write progress before leaving; the next owner re-reads from the last commit"),
+        }
+    }
+
+    /// Every partition of the pipeline's topics (cached; a failed refresh keeps the old list).
+    fn all_partitions(&mut self, source: &KafkaSource) -> Option<Vec<TopicPartition>> {
+        if let Some((at, tps)) = &self.all_partitions {
+            if at.elapsed() < PARTITIONS_REFRESH {
+                return Some(tps.clone());
+            }
+        }
+        match tokio::task::block_in_place(|| source.all_partitions(&self.topics)) {
+            Ok(tps) => {
+                self.all_partitions = Some((Instant::now(), tps.clone()));
+                Some(tps)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the topics' partitions; markers wait");
+                self.all_partitions.as_ref().map(|(_, tps)| tps.clone())
+            }
+        }
+    }
+
+    /// The progress of each owned, claimed partition that differs from what it last wrote,
+    /// with its epoch and ledger generation.
+    fn progress_to_write(&self) -> Vec<(u64, u64, Progress)> {
+        let Some(settings) = &self.marker_settings else {
+            return Vec::new();
+        };
+        let ledgers = self.ledgers.lock().expect("ledger lock");
+        let mut out = Vec::new();
+        for (tp, owned) in &self.ownership {
+            let (Some(epoch), true, Some(p)) = (owned.epoch, owned.ready, self.progress.get(tp))
+            else {
+                continue;
+            };
+            let ledger = ledgers.get(tp);
+            let landed_until = ledger.and_then(|l| l.committable());
+            let waiting = self
+                .pending
+                .iter()
+                .any(|r| r.partition == tp.partition && r.topic == tp.topic);
+            let idle = ledger.is_none_or(|l| l.held_buffers() == 0)
+                && !waiting
+                && !self.paused
+                && p.last_record.elapsed() >= settings.idle_partition;
+            let progress = Progress {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                landed_until,
+                watermark_ms: landed_until.and_then(|o| p.history.before(o)),
+                idle,
+                windows: p.windows.clone(),
+                history: p.history.clone(),
+                owner: format!("{} {}", self.pipeline_name, self.worker_id),
+                epoch,
+            };
+            if p.written.as_ref() != Some(&progress) {
+                out.push((epoch, ledger.map_or(0, |l| l.generation()), progress));
+            }
+        }
+        out
+    }
+
+    fn on_marker_round(
+        &mut self,
+        done: Result<(RoundOutput, Option<LakeError>), tokio::task::JoinError>,
+    ) {
+        let Ok((out, error)) = done else {
+            return;
+        };
+        if let Some(e) = error {
+            self.metrics
+                .storage_errors
+                .with_label_values(&["markers"])
+                .inc();
+            tracing::warn!(error = %e, "window markers: storage failed; trying again next round");
+        }
+        {
+            let mut ledgers = self.ledgers.lock().expect("ledger lock");
+            for (generation, progress) in out.written {
+                let tp = TopicPartition::new(progress.topic.clone(), progress.partition);
+                if let Some(until) = progress.landed_until {
+                    ledgers.allow_commits_to(&tp, generation, until);
+                }
+                let current = ledgers.get(&tp).map_or(0, |l| l.generation());
+                if let (true, Some(p)) = (current == generation, self.progress.get_mut(&tp)) {
+                    p.written = Some(progress);
+                }
+            }
+        }
+        for tp in &out.fenced {
+            self.fence(tp);
+        }
+        self.metrics.markers_written.inc_by(out.markers_written);
+        let (Some(sealed_until), Some(sealer)) = (out.sealed_until, &self.sealer) else {
+            return;
+        };
+        self.metrics
+            .windows_sealed_until_seconds
+            .set(sealed_until / 1000);
+        let ledgers = self.ledgers.lock().expect("ledger lock");
+        for (tp, p) in &mut self.progress {
+            p.sealed(
+                sealed_until,
+                sealer.granularity,
+                self.allowed_lateness_ms,
+                ledgers.get(tp).and_then(|l| l.last_consumed()),
+            );
+        }
+    }
+
     /// Commits what has landed; false when the broker refused or could not be reached.
     fn commit(&mut self, source: &KafkaSource) -> bool {
         let commits: Vec<_> = {
@@ -1176,6 +1432,10 @@ impl Worker {
                     .expect("ledger lock")
                     .mark_committed(&commits);
                 for (tp, off) in &commits {
+                    // Records before a committed offset are never judged again.
+                    if let Some(p) = self.progress.get_mut(tp) {
+                        p.history.prune(*off);
+                    }
                     self.metrics
                         .committed_offset
                         .with_label_values(&[&tp.topic, &tp.partition.to_string()])

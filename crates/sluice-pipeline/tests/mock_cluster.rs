@@ -554,3 +554,242 @@ async fn workers_that_both_think_they_own_a_partition_land_each_record_once() {
     );
     assert!(ma.unclean_takeovers.get() + mb.unclean_takeovers.get() > 0);
 }
+
+/// One `engine.temperature` record at `ts` on `partition`.
+fn signal_at(partition: i32, seq: u64, ts: &str) -> Outgoing {
+    Outgoing {
+        partition,
+        key: None,
+        payload: Some(
+            format!(r#"{{"signal":"engine.temperature","timestamp":"{ts}","seq":{seq}}}"#)
+                .into_bytes(),
+        ),
+        headers: vec![],
+        timestamp_ms: None,
+    }
+}
+
+/// The pipeline with window markers on: an hour of allowed lateness, late records diverted.
+fn with_markers(mut p: ValidatedPipeline, idle_partition: Duration) -> ValidatedPipeline {
+    p.window.markers = Some(sluice_config::MarkerSettings { idle_partition });
+    p.window.late_data = sluice_config::LateData::Divert;
+    p.window.allowed_lateness = Duration::from_secs(3600);
+    p
+}
+
+async fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn hour_marker(lake: &std::path::Path, hour: u32) -> std::path::PathBuf {
+    lake.join(format!("_windows/2024/03/05/{hour:02}/_SUCCESS"))
+}
+
+/// Checks the markers of one hour against the lake: each named signal's marker lists exactly
+/// the data files in its directory, which hold exactly that hour's samples of the signal, and
+/// the hour's marker lists them all.
+fn assert_hour_marked(
+    lake: &std::path::Path,
+    p: &ValidatedPipeline,
+    samples: &[SampleRecord],
+    hour: u32,
+) {
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| {
+            panic!("no marker at {}: {e}", path.display());
+        }))
+        .unwrap()
+    };
+    let window = read(&hour_marker(lake, hour));
+    assert_eq!(
+        window["window_start"],
+        format!("2024-03-05T{hour:02}:00:00Z")
+    );
+    let mut all = 0;
+    let sluice_config::SignalFilter::Only(signals) = &p.filter else {
+        panic!("the test pipeline names its signals")
+    };
+    for signal in signals {
+        let dir = lake.join(format!("{signal}/2024/03/05/{hour:02}"));
+        let marker = read(&dir.join("_SUCCESS"));
+        assert_eq!(marker["signal"], signal.as_str());
+        let listed: Vec<String> = marker["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        let mut present: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| !n.starts_with('_'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        present.sort();
+        assert_eq!(listed, present, "{signal} hour {hour}: marker vs directory");
+        let lines: usize = present
+            .iter()
+            .map(|n| {
+                let raw = std::fs::read(dir.join(n)).unwrap();
+                sluice_testkit::lake_files::parse_ndjson(&raw, n.ends_with(".gz")).len()
+            })
+            .sum();
+        let expected = samples
+            .iter()
+            .filter(|s| {
+                &s.signal == signal
+                    && hour_prefix(&s.signal, s.event_ms).ends_with(&format!("/{hour:02}/"))
+            })
+            .count();
+        assert_eq!(
+            lines, expected,
+            "{signal} hour {hour}: records in listed files"
+        );
+        all += listed.len();
+    }
+    assert_eq!(window["files"].as_array().unwrap().len(), all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_markers_wait_for_every_partition_and_list_each_hours_files() {
+    sluice_telemetry::init_logging(false, "warn");
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    // Hours 10 and 11 on all partitions; then partitions 0-2 move on to 13:30, which closes
+    // hours 10 and 11 there (an hour of lateness: 12:00 + 1 h < 14:00). Partition 3 does not.
+    let samples = generate(&SampleSpec::new(2_000, 4, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    let moved_on: Vec<_> = (0..3)
+        .map(|p| signal_at(p, 1_000_000 + p as u64, "2024-03-05T13:30:00Z"))
+        .collect();
+    produce(&kafka.bootstrap, TOPIC, &moved_on).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let extra = "[flush]\nmax_age_secs = 1";
+    let idle = Duration::from_secs(600);
+    let a = with_markers(
+        pipeline(&kafka.bootstrap, lake.path(), "markers", extra),
+        idle,
+    );
+    let b = a.clone();
+
+    // Two workers of one group share the partitions, and so the sealing.
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let stop = |_: &Metrics| finished.load(std::sync::atomic::Ordering::SeqCst);
+    let limit = Duration::from_secs(150);
+    let (ma, mb) = (Metrics::new("a"), Metrics::new("b"));
+    let steer = async {
+        wait_for(
+            "the group to commit everything",
+            Duration::from_secs(60),
+            || drained(&kafka.bootstrap, "markers"),
+        )
+        .await;
+        // Two marker rounds after everything landed and was committed.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(
+            !hour_marker(lake.path(), 10).exists(),
+            "hour 10 was sealed while partition 3 had not passed it"
+        );
+        let progress = std::fs::read_dir(lake.path().join("_progress").join(TOPIC))
+            .unwrap()
+            .count();
+        assert_eq!(progress, 4, "every partition's progress is in the lake");
+        produce(
+            &kafka.bootstrap,
+            TOPIC,
+            &[signal_at(3, 1_000_003, "2024-03-05T13:30:00Z")],
+        )
+        .unwrap();
+        wait_for("hour 11's marker", Duration::from_secs(60), || {
+            hour_marker(lake.path(), 11).exists()
+        })
+        .await;
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let (ra, rb, ()) = tokio::join!(
+        sluice_pipeline::run_until(&a, ma.clone(), limit, stop),
+        async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            sluice_pipeline::run_until(&b, mb.clone(), limit, stop).await
+        },
+        steer
+    );
+    ra.unwrap();
+    rb.unwrap();
+
+    assert_hourly_once(&samples, lake.path(), &a);
+    assert_hour_marked(lake.path(), &a, &samples, 10);
+    assert_hour_marked(lake.path(), &a, &samples, 11);
+    // Hour 12 ends at 13:00, not before 14:00 - 1 h; hour 13 is open.
+    assert!(!hour_marker(lake.path(), 12).exists());
+    assert!(!hour_marker(lake.path(), 13).exists());
+    assert!(ma.markers_written.get() + mb.markers_written.get() >= 12);
+    assert!(!lake.path().join("_late").exists(), "nothing was late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_does_not_hold_markers_back_nor_reopen_a_sealed_hour() {
+    sluice_telemetry::init_logging(false, "warn");
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    // Partition 3 gets nothing at first.
+    let samples = generate(&SampleSpec::new(1_500, 3, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    let moved_on: Vec<_> = (0..3)
+        .map(|p| signal_at(p, 1_000_000 + p as u64, "2024-03-05T13:30:00Z"))
+        .collect();
+    produce(&kafka.bootstrap, TOPIC, &moved_on).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let p = with_markers(
+        pipeline(
+            &kafka.bootstrap,
+            lake.path(),
+            "idle",
+            "[flush]\nmax_age_secs = 1",
+        ),
+        Duration::from_secs(2),
+    );
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let metrics = Metrics::new("idle");
+    let late_dir = lake.path().join("_late/engine.temperature/2024/03/05/10");
+    let steer = async {
+        wait_for("hour 11's marker", Duration::from_secs(60), || {
+            hour_marker(lake.path(), 11).exists()
+        })
+        .await;
+        // Hour 10 is sealed; a record of it now arriving on the idle partition is late.
+        produce(
+            &kafka.bootstrap,
+            TOPIC,
+            &[signal_at(3, 2_000_000, "2024-03-05T10:30:00Z")],
+        )
+        .unwrap();
+        wait_for("the late record to land", Duration::from_secs(30), || {
+            std::fs::read_dir(&late_dir).is_ok_and(|mut d| d.next().is_some())
+        })
+        .await;
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let (r, ()) = tokio::join!(
+        sluice_pipeline::run_until(&p, metrics.clone(), Duration::from_secs(120), |_| {
+            finished.load(std::sync::atomic::Ordering::SeqCst)
+        }),
+        steer
+    );
+    r.unwrap();
+    // Still exactly what the markers list: the late record did not join hour 10.
+    assert_hour_marked(lake.path(), &p, &samples, 10);
+    assert_hour_marked(lake.path(), &p, &samples, 11);
+    let late = read_ndjson_tree(&lake.path().join("_late"));
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].1[0]["seq"], 2_000_000);
+}

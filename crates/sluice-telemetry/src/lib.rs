@@ -52,6 +52,10 @@ pub struct Metrics {
     pub unclean_takeovers: IntCounter,
     /// Partitions given up because another worker claimed them in the lake.
     pub fenced: IntCounter,
+    /// Window-complete markers written (`window.markers`).
+    pub markers_written: IntCounter,
+    /// Every window ending before this time (seconds since the epoch) is sealed.
+    pub windows_sealed_until_seconds: IntGauge,
     pub buffer_budget_bytes: IntGauge,
     pub flush_duration_seconds: HistogramVec,
     pub file_size_bytes: HistogramVec,
@@ -196,6 +200,14 @@ impl Metrics {
             fenced: r.counter(
                 "lake_fenced_total",
                 "Partitions this worker stopped writing because another worker had claimed them in the lake.",
+            ),
+            markers_written: r.counter(
+                "lake_markers_written_total",
+                "Window-complete _SUCCESS markers this worker wrote.",
+            ),
+            windows_sealed_until_seconds: r.gauge(
+                "lake_windows_sealed_until_seconds",
+                "Every window ending before this time has its complete marker (as far as this worker has seen).",
             ),
             buffer_budget_bytes: r.gauge(
                 "fold_buffer_budget_bytes",

@@ -58,12 +58,17 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
-            // Partition leases are bookkeeping, not data.
-            if p.file_name().is_some_and(|n| n == "_leases") {
+            // Partition leases, progress and window markers are bookkeeping, not data.
+            if p.file_name()
+                .is_some_and(|n| n == "_leases" || n == "_progress" || n == "_windows")
+            {
                 continue;
             }
             collect(&p, out);
-        } else {
+        } else if !p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("_SUCCESS"))
+        {
             out.push(p);
         }
     }

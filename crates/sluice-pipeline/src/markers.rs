@@ -1,0 +1,577 @@
+//! Window-complete markers: once every partition of the pipeline's topics has landed all its
+//! records of a window, and its watermark has passed the window's end plus the allowed
+//! lateness, `_SUCCESS` files listing the window's files are written, so that downstream jobs
+//! know the window is complete.
+//!
+//! Workers share no memory, so they share progress through the lake. Each owner writes its
+//! partitions' progress to `_progress/{topic}/{partition}.json` (how far the partition has
+//! landed, the watermark's history, which windows it has files in) *before* it commits those
+//! offsets: the ledgers are gated on it. Any worker can then read every partition's progress,
+//! work out up to where all windows are complete, and seal them: `{window directory}/_SUCCESS`
+//! per signal (where the path template puts a signal's window in one directory) and
+//! `_windows/{YYYY}/{MM}/{dd}[/{hh}[/{mm}]]/_SUCCESS` per window, listing every file. Markers
+//! are written if absent, so workers sealing the same window at once agree;
+//! `_windows/_sealed.json` says how far sealing has got.
+//!
+//! A partition with no record for `idle_partition` and nothing unlanded does not hold windows
+//! open (like Flink's idleness). Once windows are sealed past it, its watermark is raised, so
+//! that later records of those windows are late (diverted or dead-lettered, never appended).
+//!
+//! The watermark's history from the committed offset on travels with the progress, so a
+//! worker taking a partition over classifies replayed records as late exactly as their first
+//! owner did, and finds each in the file it landed in before.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sluice_core::{Granularity, PathTemplate, PathValues, SignalName, TopicPartition, Window};
+use sluice_lake::{Lake, LakeError, Landed, PROGRESS_DIR};
+
+/// Where window-level markers and the sealing pointer go, under the sink root.
+const WINDOWS_DIR: &str = "_windows";
+/// The marker's file name: Hadoop's and Spark's convention, skipped by their readers.
+const MARKER: &str = "_SUCCESS";
+/// Bounds one round's work after a long stall; the rest is sealed in the next rounds.
+const MAX_WINDOWS_PER_ROUND: usize = 1_000;
+
+/// How the watermark (the latest window end seen) of one partition grew with its offsets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WatermarkHistory {
+    /// `(offset, watermark)`: records after `offset` see a watermark of at least `watermark`.
+    /// Both never decrease.
+    steps: VecDeque<(i64, i64)>,
+}
+
+impl WatermarkHistory {
+    /// Notes a record at `offset` of a window ending at `end`; returns the watermark the
+    /// record is judged by (its own window included). A record the history already covers (a
+    /// replay after a takeover) is judged as its first owner judged it.
+    pub(crate) fn observe(&mut self, offset: i64, end: i64) -> i64 {
+        match self.steps.back() {
+            Some(&(last, _)) if offset <= last => self.before(offset).map_or(end, |w| w.max(end)),
+            last => {
+                let watermark = last.map_or(i64::MIN, |s| s.1);
+                if end > watermark {
+                    self.steps.push_back((offset, end));
+                    end
+                } else {
+                    watermark
+                }
+            }
+        }
+    }
+
+    /// The watermark of the records before `offset`.
+    pub(crate) fn before(&self, offset: i64) -> Option<i64> {
+        self.steps
+            .iter()
+            .rev()
+            .find(|(o, _)| *o < offset)
+            .map(|s| s.1)
+    }
+
+    /// Records after `after` see a watermark of at least `watermark`.
+    pub(crate) fn raise(&mut self, after: i64, watermark: i64) {
+        let (last, current) = self.steps.back().copied().unwrap_or((i64::MIN, i64::MIN));
+        if watermark > current {
+            self.steps.push_back((after.max(last), watermark));
+        }
+    }
+
+    /// Forgets what no record from `offset` on needs.
+    pub(crate) fn prune(&mut self, offset: i64) {
+        while self.steps.len() >= 2 && self.steps[1].0 < offset {
+            self.steps.pop_front();
+        }
+    }
+}
+
+/// One partition's progress, as written to the lake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Progress {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// Every record before this offset is in a landed file (or needed none).
+    pub(crate) landed_until: Option<i64>,
+    /// The watermark of those records.
+    pub(crate) watermark_ms: Option<i64>,
+    /// No record for `idle_partition` and nothing unlanded.
+    pub(crate) idle: bool,
+    /// Windows (start, ms) the partition has files in, not known to be sealed, and the signals.
+    pub(crate) windows: BTreeMap<i64, BTreeSet<String>>,
+    pub(crate) history: WatermarkHistory,
+    pub(crate) owner: String,
+    pub(crate) epoch: u64,
+}
+
+pub(crate) fn progress_path(tp: &TopicPartition) -> String {
+    format!("{PROGRESS_DIR}/{}/{}.json", tp.topic, tp.partition)
+}
+
+/// What an owner keeps per partition.
+#[derive(Debug)]
+pub(crate) struct PartitionProgress {
+    pub(crate) history: WatermarkHistory,
+    pub(crate) windows: BTreeMap<i64, BTreeSet<String>>,
+    pub(crate) last_record: Instant,
+    /// The last progress written, to skip writes that would change nothing.
+    pub(crate) written: Option<Progress>,
+}
+
+impl PartitionProgress {
+    /// Starts where the previous owner's progress (if any) left off.
+    pub(crate) fn adopt(previous: Option<Progress>) -> Self {
+        let (history, windows) = previous.map_or_else(Default::default, |p| (p.history, p.windows));
+        Self {
+            history,
+            windows,
+            last_record: Instant::now(),
+            written: None,
+        }
+    }
+
+    pub(crate) fn landed_in(&mut self, window: Window, signal: &str) {
+        if !self
+            .windows
+            .get(&window.start_ms)
+            .is_some_and(|s| s.contains(signal))
+        {
+            self.windows
+                .entry(window.start_ms)
+                .or_default()
+                .insert(signal.to_string());
+        }
+    }
+
+    /// Windows ending before `sealed_until` are sealed: their records are late from now on.
+    pub(crate) fn sealed(
+        &mut self,
+        sealed_until: i64,
+        granularity: Granularity,
+        lateness_ms: i64,
+        last_consumed: Option<i64>,
+    ) {
+        self.windows
+            .retain(|start, _| start + granularity.millis() >= sealed_until);
+        self.history.raise(
+            last_consumed.unwrap_or(i64::MIN),
+            sealed_until.saturating_add(lateness_ms),
+        );
+    }
+}
+
+/// Windows ending before the returned time are complete on every partition; `None` while some
+/// partition has no progress yet or no watermark. Idle partitions do not hold windows open,
+/// unless all are idle: then the furthest partition says how far.
+pub(crate) fn complete_until(
+    partitions: &[TopicPartition],
+    progress: &HashMap<TopicPartition, Progress>,
+    lateness_ms: i64,
+) -> Option<i64> {
+    let mut busy: Option<i64> = None;
+    let mut furthest: Option<i64> = None;
+    let mut all_idle = true;
+    for tp in partitions {
+        let p = progress.get(tp)?;
+        let complete = p.watermark_ms.map(|w| w.saturating_sub(lateness_ms));
+        if p.idle {
+            furthest = furthest.max(complete);
+        } else {
+            all_idle = false;
+            let complete = complete?;
+            busy = Some(busy.map_or(complete, |b| b.min(complete)));
+        }
+    }
+    if all_idle {
+        furthest
+    } else {
+        busy
+    }
+}
+
+/// The windows to seal now: from the first one not sealed yet (or the first one with files,
+/// before anything was sealed) to the last one ending before `until`. Empty windows are sealed
+/// too: a downstream job waiting for an hour learns that it is complete with no data.
+pub(crate) fn windows_to_seal(
+    sealed_until: Option<i64>,
+    until: i64,
+    first_with_files: Option<i64>,
+    granularity: Granularity,
+) -> Vec<Window> {
+    let first = match sealed_until {
+        Some(s) => Window::containing(s - 1, granularity),
+        None => match first_with_files {
+            Some(start) => Window::containing(start, granularity),
+            None => return Vec::new(),
+        },
+    };
+    let mut out = Vec::new();
+    let mut w = first;
+    while w.end_ms() < until && out.len() < MAX_WINDOWS_PER_ROUND {
+        out.push(w);
+        w = Window::containing(w.end_ms(), granularity);
+    }
+    out
+}
+
+/// The window-level marker's path.
+pub(crate) fn window_marker_path(w: Window) -> String {
+    let [y, m, d, h, min] = w.calendar_parts().map(|(_, v)| v);
+    match w.granularity {
+        Granularity::Day => format!("{WINDOWS_DIR}/{y}/{m}/{d}/{MARKER}"),
+        Granularity::Hour => format!("{WINDOWS_DIR}/{y}/{m}/{d}/{h}/{MARKER}"),
+        Granularity::Minute => format!("{WINDOWS_DIR}/{y}/{m}/{d}/{h}/{min}/{MARKER}"),
+    }
+}
+
+fn sealed_pointer_path() -> String {
+    format!("{WINDOWS_DIR}/_sealed.json")
+}
+
+#[derive(Serialize, Deserialize)]
+struct SealedPointer {
+    /// Every window ending before this (ms since the epoch) is sealed.
+    sealed_until_ms: i64,
+    sealed_until: String,
+}
+
+/// What a marker round needs besides the lake.
+pub(crate) struct Sealer {
+    pub(crate) lake: Lake,
+    pub(crate) pipeline: String,
+    pub(crate) path: PathTemplate,
+    pub(crate) granularity: Granularity,
+    pub(crate) lateness_ms: i64,
+    /// Signals the pipeline exports by name: they get markers even for windows without data.
+    pub(crate) named_signals: Vec<String>,
+}
+
+/// One round's work: progress to write, then every partition to read.
+pub(crate) struct RoundInput {
+    /// With the epoch the owner holds and the ledger generation the progress belongs to.
+    pub(crate) writes: Vec<(u64, u64, Progress)>,
+    pub(crate) partitions: Vec<TopicPartition>,
+}
+
+#[derive(Default)]
+pub(crate) struct RoundOutput {
+    /// Progress written: `(generation, progress)`.
+    pub(crate) written: Vec<(u64, Progress)>,
+    /// Partitions another worker has claimed since.
+    pub(crate) fenced: Vec<TopicPartition>,
+    /// How far windows are sealed, when known.
+    pub(crate) sealed_until: Option<i64>,
+    pub(crate) markers_written: u64,
+}
+
+impl Sealer {
+    /// Writes this worker's progress, then seals what every partition's progress allows.
+    /// Storage errors end the round early; the next round tries again.
+    pub(crate) async fn round(&self, input: RoundInput) -> (RoundOutput, Option<LakeError>) {
+        let mut out = RoundOutput::default();
+        let error = self.round_into(input, &mut out).await.err();
+        (out, error)
+    }
+
+    async fn round_into(&self, input: RoundInput, out: &mut RoundOutput) -> Result<(), LakeError> {
+        for (epoch, generation, progress) in input.writes {
+            let tp = TopicPartition::new(progress.topic.clone(), progress.partition);
+            if self.lake.superseded(&tp.topic, tp.partition, epoch).await? {
+                out.fenced.push(tp);
+                continue;
+            }
+            let body = serde_json::to_vec(&progress).expect("JSON");
+            self.lake.overwrite(&progress_path(&tp), body).await?;
+            out.written.push((generation, progress));
+        }
+        let pointer = match self.lake.read_if_exists(&sealed_pointer_path()).await? {
+            Some(body) => serde_json::from_slice::<SealedPointer>(&body)
+                .ok()
+                .map(|p| p.sealed_until_ms),
+            None => None,
+        };
+        out.sealed_until = pointer;
+        let mut progress = HashMap::new();
+        for tp in &input.partitions {
+            if let Some(body) = self.lake.read_if_exists(&progress_path(tp)).await? {
+                match serde_json::from_slice::<Progress>(&body) {
+                    Ok(p) => {
+                        progress.insert(tp.clone(), p);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%tp, error = %e, "unreadable progress; it holds markers back until its owner rewrites it")
+                    }
+                }
+            }
+        }
+        let Some(until) = complete_until(&input.partitions, &progress, self.lateness_ms) else {
+            return Ok(());
+        };
+        if pointer.is_some_and(|p| p >= until) {
+            return Ok(());
+        }
+        let mut with_files: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        for p in progress.into_values() {
+            for (start, signals) in p.windows {
+                with_files.entry(start).or_default().extend(signals);
+            }
+        }
+        let windows = windows_to_seal(
+            pointer,
+            until,
+            with_files.keys().next().copied(),
+            self.granularity,
+        );
+        for w in &windows {
+            let mut signals = with_files.remove(&w.start_ms).unwrap_or_default();
+            signals.extend(self.named_signals.iter().cloned());
+            out.markers_written += self.seal(*w, &signals, &input.partitions).await?;
+        }
+        // Capped rounds continue after their last window next time.
+        let sealed_until = match windows.last() {
+            Some(last) if windows.len() == MAX_WINDOWS_PER_ROUND => last.end_ms() + 1,
+            _ => until,
+        };
+        let pointer = SealedPointer {
+            sealed_until_ms: sealed_until,
+            sealed_until: rfc3339(sealed_until),
+        };
+        self.lake
+            .overwrite(
+                &sealed_pointer_path(),
+                serde_json::to_vec_pretty(&pointer).expect("JSON"),
+            )
+            .await?;
+        out.sealed_until = Some(sealed_until);
+        if !windows.is_empty() {
+            tracing::info!(
+                windows = windows.len(),
+                sealed_until = %rfc3339(sealed_until),
+                "sealed windows"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the markers of one window; returns how many were new.
+    async fn seal(
+        &self,
+        w: Window,
+        signals: &BTreeSet<String>,
+        partitions: &[TopicPartition],
+    ) -> Result<u64, LakeError> {
+        let mut written = 0;
+        let mut all_files = Vec::new();
+        for signal in signals {
+            let name = SignalName::sanitize(signal);
+            let dirs: BTreeSet<String> = partitions
+                .iter()
+                .map(|tp| {
+                    self.path.directory(&PathValues {
+                        signal: &name,
+                        window: w,
+                        topic: &tp.topic,
+                        partition: tp.partition,
+                        first_offset: 0,
+                        last_offset: 0,
+                        ext: "",
+                    })
+                })
+                .collect();
+            let mut files = Vec::new();
+            for dir in &dirs {
+                for f in self.lake.list(dir).await? {
+                    let file_name = &f.path[dir.len()..];
+                    // This directory's own data files: not deeper ones, not markers.
+                    if !file_name.contains('/') && !file_name.starts_with('_') {
+                        files.push(serde_json::json!({
+                            "path": f.path,
+                            "name": file_name,
+                            "size": f.size,
+                            "signal": signal,
+                        }));
+                    }
+                }
+            }
+            // A per-signal marker only where the signal's window is one directory.
+            if let [dir] = dirs.iter().collect::<Vec<_>>()[..] {
+                let body = self.marker_body(w, Some(signal), &files);
+                if self.lake.land(&format!("{dir}{MARKER}"), body).await? == Landed::Written {
+                    written += 1;
+                }
+            }
+            all_files.extend(files);
+        }
+        let body = self.marker_body(w, None, &all_files);
+        if self.lake.land(&window_marker_path(w), body).await? == Landed::Written {
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    fn marker_body(&self, w: Window, signal: Option<&str>, files: &[serde_json::Value]) -> Vec<u8> {
+        let bytes: u64 = files.iter().filter_map(|f| f["size"].as_u64()).sum();
+        let mut marker = serde_json::json!({
+            "pipeline": self.pipeline,
+            "window_start": rfc3339(w.start_ms),
+            "window_end": rfc3339(w.end_ms()),
+            "sealed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "files": files,
+            "bytes": bytes,
+        });
+        if let Some(signal) = signal {
+            marker["signal"] = signal.into();
+        }
+        serde_json::to_vec_pretty(&marker).expect("JSON")
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn the_watermark_grows_with_offsets_and_replays_judge_alike() {
+        let mut first = WatermarkHistory::default();
+        assert_eq!(first.observe(10, 2 * H), 2 * H);
+        assert_eq!(
+            first.observe(11, H),
+            2 * H,
+            "an older window does not lower it"
+        );
+        assert_eq!(first.observe(12, 4 * H), 4 * H);
+        assert_eq!(first.observe(13, 2 * H), 4 * H);
+        assert_eq!(first.before(11), Some(2 * H));
+        assert_eq!(first.before(13), Some(4 * H));
+        assert_eq!(first.before(10), None);
+
+        // A new owner starting at offset 11 with the first owner's history judges records
+        // 11..=13 by the same watermark, then carries on.
+        let mut next = first.clone();
+        next.prune(11);
+        assert_eq!(next.observe(11, H), 2 * H);
+        assert_eq!(next.observe(12, 4 * H), 4 * H);
+        assert_eq!(next.observe(13, 2 * H), 4 * H);
+        assert_eq!(next.observe(14, 5 * H), 5 * H);
+        assert_eq!(next.before(15), Some(5 * H));
+
+        // Raising applies to later records only.
+        next.raise(14, 9 * H);
+        assert_eq!(next.before(14), Some(4 * H));
+        assert_eq!(next.before(15), Some(9 * H));
+        next.raise(20, 8 * H);
+        assert_eq!(next.before(30), Some(9 * H), "never lowered");
+    }
+
+    #[test]
+    fn pruning_keeps_what_later_offsets_need() {
+        let mut h = WatermarkHistory::default();
+        h.observe(1, H);
+        h.observe(5, 2 * H);
+        h.observe(9, 3 * H);
+        h.prune(7);
+        assert_eq!(h.before(7), Some(2 * H));
+        assert_eq!(h.before(10), Some(3 * H));
+        h.prune(100);
+        assert_eq!(h.steps.len(), 1);
+    }
+
+    fn progress(tp: &TopicPartition, watermark: Option<i64>, idle: bool) -> Progress {
+        Progress {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            landed_until: Some(1),
+            watermark_ms: watermark,
+            idle,
+            windows: BTreeMap::new(),
+            history: WatermarkHistory::default(),
+            owner: "w".into(),
+            epoch: 1,
+        }
+    }
+
+    #[test]
+    fn windows_complete_where_every_busy_partition_has_passed() {
+        let tps: Vec<_> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
+        let mut all = HashMap::new();
+        all.insert(tps[0].clone(), progress(&tps[0], Some(5 * H), false));
+        all.insert(tps[1].clone(), progress(&tps[1], Some(3 * H), false));
+        assert_eq!(
+            complete_until(&tps, &all, 0),
+            None,
+            "partition 2 has no progress"
+        );
+        all.insert(tps[2].clone(), progress(&tps[2], Some(H), true));
+        assert_eq!(
+            complete_until(&tps, &all, 0),
+            Some(3 * H),
+            "idle 2 holds nothing"
+        );
+        assert_eq!(complete_until(&tps, &all, 600_000), Some(3 * H - 600_000));
+        all.insert(tps[1].clone(), progress(&tps[1], None, false));
+        assert_eq!(
+            complete_until(&tps, &all, 0),
+            None,
+            "busy without watermark"
+        );
+        for tp in &tps[..2] {
+            all.insert(tp.clone(), progress(tp, Some(2 * H), true));
+        }
+        assert_eq!(
+            complete_until(&tps, &all, 0),
+            Some(2 * H),
+            "all idle: furthest"
+        );
+        assert_eq!(complete_until(&[], &all, 0), None);
+    }
+
+    #[test]
+    fn sealing_starts_after_the_pointer_and_stops_before_open_windows() {
+        let g = Granularity::Hour;
+        let starts = |ws: Vec<Window>| ws.iter().map(|w| w.start_ms / H).collect::<Vec<_>>();
+        // Hours 2 and 3 are complete (end before 4h), hour 4 is not.
+        assert_eq!(
+            starts(windows_to_seal(None, 4 * H + 1, Some(2 * H), g)),
+            [2, 3]
+        );
+        assert_eq!(starts(windows_to_seal(None, 4 * H, Some(2 * H), g)), [2]);
+        assert!(windows_to_seal(None, 9 * H, None, g).is_empty());
+        // After a pointer, empty windows are sealed too.
+        assert_eq!(
+            starts(windows_to_seal(Some(3 * H), 7 * H, None, g)),
+            [2, 3, 4, 5]
+        );
+        assert_eq!(
+            starts(windows_to_seal(Some(3 * H + 1), 7 * H, None, g)),
+            [3, 4, 5]
+        );
+        let capped = windows_to_seal(Some(H), 5000 * H, None, g);
+        assert_eq!(capped.len(), MAX_WINDOWS_PER_ROUND);
+    }
+
+    #[test]
+    fn window_markers_sit_in_calendar_folders() {
+        let t = 1_709_649_432_345; // 2024-03-05T14:37:12.345Z
+        assert_eq!(
+            window_marker_path(Window::containing(t, Granularity::Hour)),
+            "_windows/2024/03/05/14/_SUCCESS"
+        );
+        assert_eq!(
+            window_marker_path(Window::containing(t, Granularity::Day)),
+            "_windows/2024/03/05/_SUCCESS"
+        );
+        assert_eq!(
+            window_marker_path(Window::containing(t, Granularity::Minute)),
+            "_windows/2024/03/05/14/37/_SUCCESS"
+        );
+    }
+}
