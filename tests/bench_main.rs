@@ -80,6 +80,7 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("one") => one(),
         Some("fold-memory") => fold_memory(),
+        Some("pgp-memory") => pgp_memory(),
         Some("serve") => {
             // For profiling one run by hand: preload, print the bootstrap address, keep going.
             let (tansu, _, _) = preload(number_arg("--records", 1_000_000));
@@ -270,6 +271,96 @@ fn fold_memory() {
             "encode_secs": encode_secs,
             "encode_extra_peak_bytes": peak.saturating_sub(rss_folded),
         })
+    );
+}
+
+/// Streaming PGP: the extra peak memory of encoding one large buffer (`--mb` MiB of sample
+/// lines, uncompressed NDJSON, so the file is as large as the buffer) without and with
+/// encryption. Each run is its own process, since the peak (VmHWM) is per process.
+fn pgp_memory() {
+    let mb = number_arg("--mb", 256);
+    if let Some(key) = string_arg("--key") {
+        let mut opts = sluice_format::EncodeOptions::new(
+            sluice_format::FileFormat::Ndjson,
+            sluice_format::Codec::None,
+        );
+        if key != "none" {
+            let armored = std::fs::read_to_string(&key).unwrap();
+            opts.pgp = Some(sluice_format::pgp::PgpRecipient::from_armored(&armored).unwrap());
+        }
+        let mut buffer = Vec::with_capacity(mb as usize * 1024 * 1024 + 4096);
+        let mut spec = SampleSpec::new(10_000, 1, 1);
+        while buffer.len() < mb as usize * 1024 * 1024 {
+            spec.seed += 1;
+            for s in generate(&spec) {
+                buffer.extend_from_slice(s.record.payload.as_deref().unwrap());
+                buffer.push(b'\n');
+            }
+        }
+        let before = status_kb("VmRSS:") * 1024;
+        let t = Instant::now();
+        let encoded = sluice_format::encode(&buffer, &opts).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            json!({
+                "buffer_bytes": buffer.len(),
+                "file_bytes": encoded.bytes.len(),
+                "encode_secs": secs,
+                "extra_peak_bytes": peak_rss_bytes().saturating_sub(before),
+            })
+        );
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args(["--batch", "--yes", "--quiet"])
+            .args(args)
+            .output()
+            .expect("Debian's gpg");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let uid = "Sluice Bench <bench@example.com>";
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        uid,
+        "default",
+        "default",
+        "never",
+    ]);
+    let key = work.path().join("recipient.asc");
+    std::fs::write(&key, gpg(&["--armor", "--export", "bench@example.com"])).unwrap();
+    let run = |key: &str| -> Value {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["pgp-memory", "--mb", &mb.to_string(), "--key", key])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let plain = run("none");
+    let encrypted = run(key.to_str().unwrap());
+    let ratio = encrypted["extra_peak_bytes"].as_f64().unwrap()
+        / plain["extra_peak_bytes"].as_f64().unwrap();
+    println!(
+        "{}",
+        json!({"plain": plain, "pgp": encrypted, "pgp_over_plain_extra_peak": ratio})
     );
 }
 

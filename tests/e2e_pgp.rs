@@ -20,11 +20,9 @@ fn gpg(home: &Path) -> Command {
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn encrypted_files_decrypt_with_gpg_to_the_export() {
-    sluice_telemetry::init_logging(false, "warn");
-    let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("gnupg");
+/// A fresh gpg home with one key pair; returns the home and the armored public key's path.
+fn recipient(work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let home = work.join("gnupg");
     std::fs::create_dir(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let made = gpg(&home)
@@ -45,7 +43,27 @@ async fn encrypted_files_decrypt_with_gpg_to_the_export() {
         .output()
         .unwrap();
     assert!(key.status.success());
-    std::fs::write(work.path().join("recipient.asc"), &key.stdout).unwrap();
+    let path = work.join("recipient.asc");
+    std::fs::write(&path, &key.stdout).unwrap();
+    (home, path)
+}
+
+fn decrypt(home: &Path, file: &Path) -> Vec<u8> {
+    let out = gpg(home).arg("--decrypt").arg(file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_files_decrypt_with_gpg_to_the_export() {
+    sluice_telemetry::init_logging(false, "warn");
+    let work = tempfile::tempdir().unwrap();
+    let (home, _) = recipient(work.path());
 
     let kafka = MockKafka::start(1);
     kafka.create_topic("signals", 2);
@@ -81,15 +99,9 @@ public_key_file = "recipient.asc"
             "{} is not encrypted",
             f.display()
         );
-        let out = gpg(&home).arg("--decrypt").arg(f).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            f.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let plain = decrypt(&home, f);
         let rel = f.strip_prefix(&lake).unwrap().to_string_lossy().to_string();
-        files.push((rel, parse_ndjson(&out.stdout, true)));
+        files.push((rel, parse_ndjson(&plain, true)));
     }
     let exported = assert_each_exported_once(
         &samples,
@@ -98,4 +110,47 @@ public_key_file = "recipient.asc"
         |s| hour_prefix(&s.signal, s.event_ms),
     );
     assert_eq!(exported, n);
+}
+
+/// Encryption happens while each writer writes (through a bounded pipe to the encryptor), for
+/// every format: what gpg decrypts is exactly the unencrypted encoding, also for a file many
+/// times larger than the pipe.
+#[test]
+fn every_format_decrypts_to_its_unencrypted_encoding() {
+    use sluice_format::{encode, EncodeOptions, FileFormat};
+    let work = tempfile::tempdir().unwrap();
+    let (home, key) = recipient(work.path());
+    let recipient =
+        sluice_format::pgp::PgpRecipient::from_armored(&std::fs::read_to_string(key).unwrap())
+            .unwrap();
+    let mut lines = Vec::new();
+    for s in generate(&SampleSpec::new(30_000, 1, 2)) {
+        lines.extend_from_slice(s.record.payload.as_deref().unwrap());
+        lines.push(b'\n');
+    }
+    assert!(
+        lines.len() > 4 << 20,
+        "larger than the pipe many times over"
+    );
+    for format in [
+        FileFormat::Ndjson,
+        FileFormat::Csv,
+        FileFormat::Avro,
+        FileFormat::Parquet,
+    ] {
+        for &codec in format.codecs() {
+            let plain_opts = EncodeOptions::new(format, codec);
+            let mut opts = plain_opts.clone();
+            opts.pgp = Some(recipient.clone());
+            let plain = encode(&lines, &plain_opts).unwrap();
+            let encrypted = encode(&lines, &opts).unwrap();
+            assert_eq!(encrypted.rows, plain.rows);
+            let file = work.path().join("file.gpg");
+            std::fs::write(&file, &encrypted.bytes).unwrap();
+            assert!(
+                decrypt(&home, &file) == plain.bytes,
+                "{format:?} {codec:?}: decrypted bytes differ"
+            );
+        }
+    }
 }

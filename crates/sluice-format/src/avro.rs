@@ -7,7 +7,7 @@ use apache_avro::{Codec as AvroCodec, DeflateSettings, Schema, Writer, Zstandard
 use serde_json::{json, Value};
 
 use crate::table::{lookup, Table};
-use crate::{Codec, EncodeError, EncodeOptions, Encoded, Kind, TimeUnit};
+use crate::{Codec, EncodeError, EncodeOptions, Kind, Sink, TimeUnit, Written};
 
 /// Bigger blocks than the crate's 16 kB compress better and cost little memory.
 const BLOCK_BYTES: usize = 256 * 1024;
@@ -30,7 +30,7 @@ pub(crate) fn codec(c: Codec) -> AvroCodec {
 
 /// The container header, written here because the crate keeps its metadata in a HashMap
 /// whose order changes from run to run; ours is fixed (schema, then codec).
-pub(crate) fn header(schema: &str, c: Codec, marker: &[u8; 16], capacity: usize) -> Vec<u8> {
+pub(crate) fn header(schema: &str, c: Codec, marker: &[u8; 16]) -> Vec<u8> {
     fn long(n: i64, out: &mut Vec<u8>) {
         let mut z = ((n << 1) ^ (n >> 63)) as u64;
         loop {
@@ -52,7 +52,7 @@ pub(crate) fn header(schema: &str, c: Codec, marker: &[u8; 16], capacity: usize)
         AvroCodec::Snappy => "snappy",
         AvroCodec::Zstandard(_) => "zstandard",
     };
-    let mut out = Vec::with_capacity(capacity.max(schema.len() + 64));
+    let mut out = Vec::with_capacity(schema.len() + 64);
     out.extend_from_slice(b"Obj\x01");
     long(2, &mut out);
     bytes(b"avro.schema", &mut out);
@@ -231,7 +231,11 @@ fn convert(plan: &Plan, v: Option<&Value>) -> Avro {
     nullable(inner)
 }
 
-pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+pub(crate) fn write(
+    ndjson: &[u8],
+    opts: &EncodeOptions,
+    out: Sink,
+) -> Result<Written, EncodeError> {
     let table = Table::settle(ndjson, opts, false)?;
     let mut builder = SchemaBuilder {
         unit: table.unit,
@@ -249,9 +253,10 @@ pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, Enc
     let schema_text = schema_json.to_string();
     let schema = Schema::parse_str(&schema_text).map_err(writer_error)?;
     let marker = marker(&schema_text, ndjson);
+    out.write_all(&header(&schema_text, opts.codec, &marker))?;
     let mut writer = Writer::builder()
         .schema(&schema)
-        .writer(header(&schema_text, opts.codec, &marker, ndjson.len() / 4))
+        .writer(out)
         .codec(codec(opts.codec))
         .block_size(BLOCK_BYTES)
         .marker(marker)
@@ -273,9 +278,8 @@ pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, Enc
         }
         Ok(())
     })?;
-    let bytes = writer.into_inner().map_err(writer_error)?;
-    Ok(Encoded {
-        bytes,
+    writer.into_inner().map_err(writer_error)?;
+    Ok(Written {
         rows,
         conflicts: table.conflicts,
     })

@@ -1,11 +1,17 @@
 //! CSV through Arrow: one column per (mapped) field, nested values as JSON text.
 
+use std::io::Write;
+
 use arrow_csv::WriterBuilder;
 
 use crate::table::Table;
-use crate::{compress, EncodeError, EncodeOptions, Encoded, TimeUnit};
+use crate::{EncodeError, EncodeOptions, Sink, TimeUnit, Written};
 
-pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+pub(crate) fn write(
+    ndjson: &[u8],
+    opts: &EncodeOptions,
+    out: Sink,
+) -> Result<Written, EncodeError> {
     let table = Table::settle(ndjson, opts, true)?;
     let schema = table.arrow_schema();
     let c = &opts.csv;
@@ -22,9 +28,8 @@ pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, Enc
     if let Some(escape) = c.escape {
         builder = builder.with_escape(escape).with_double_quote(false);
     }
-    let mut out = Vec::with_capacity(ndjson.len());
     let rows = {
-        let mut writer = builder.build(&mut out);
+        let mut writer = builder.build(std::io::BufWriter::with_capacity(64 * 1024, out));
         let rows = Table::chunks(ndjson, |rows| {
             let batch = table.batch(&schema, rows)?;
             writer.write(&batch).map_err(|e| EncodeError::Writer {
@@ -41,10 +46,10 @@ pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, Enc
                     detail: e.to_string(),
                 })?;
         }
+        writer.into_inner().flush()?;
         rows
     };
-    Ok(Encoded {
-        bytes: compress(&out, opts.codec)?,
+    Ok(Written {
         rows,
         conflicts: table.conflicts,
     })

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::avro::{codec, header, marker, writer_error};
 use crate::table::{lines, parse_line};
-use crate::{Codec, EncodeError, Encoded, Envelope};
+use crate::{Codec, EncodeError, Envelope, Sink, Written};
 
 /// IoT Hub's routing schema, as its storage endpoint writes it.
 pub const IOT_HUB_SCHEMA: &str = r#"{"type":"record","name":"Message","namespace":"Microsoft.Azure.Devices","fields":[{"name":"EnqueuedTimeUtc","type":"string"},{"name":"Properties","type":{"type":"map","values":"string"}},{"name":"SystemProperties","type":{"type":"map","values":"string"}},{"name":"Body","type":["null","bytes"]}]}"#;
@@ -118,16 +118,22 @@ struct CaptureRecord<'a> {
     Body: Option<&'a [u8]>,
 }
 
-pub(crate) fn encode(ndjson: &[u8], envelope: Envelope, c: Codec) -> Result<Encoded, EncodeError> {
+pub(crate) fn write(
+    ndjson: &[u8],
+    envelope: Envelope,
+    c: Codec,
+    out: Sink,
+) -> Result<Written, EncodeError> {
     let schema_text = match envelope {
         Envelope::IotHub => IOT_HUB_SCHEMA,
         Envelope::Capture => CAPTURE_SCHEMA,
     };
     let schema = Schema::parse_str(schema_text).map_err(writer_error)?;
     let marker = marker(schema_text, ndjson);
+    out.write_all(&header(schema_text, c, &marker))?;
     let mut writer = Writer::builder()
         .schema(&schema)
-        .writer(header(schema_text, c, &marker, ndjson.len() / 2))
+        .writer(out)
         .codec(codec(c))
         .block_size(256 * 1024)
         .marker(marker)
@@ -160,8 +166,8 @@ pub(crate) fn encode(ndjson: &[u8], envelope: Envelope, c: Codec) -> Result<Enco
         .map_err(writer_error)?;
         rows += 1;
     }
-    Ok(Encoded {
-        bytes: writer.into_inner().map_err(writer_error)?,
+    writer.into_inner().map_err(writer_error)?;
+    Ok(Written {
         rows,
         conflicts: Vec::new(),
     })
@@ -183,7 +189,9 @@ mod tests {
         let mut lines = line(1_528_675_208_225, 42, &headers, body);
         lines.push(b'\n');
         for envelope in [Envelope::IotHub, Envelope::Capture] {
-            let out = encode(&lines, envelope, Codec::Deflate).unwrap();
+            let mut opts = crate::EncodeOptions::new(crate::FileFormat::Avro, Codec::Deflate);
+            opts.envelope = Some(envelope);
+            let out = crate::encode(&lines, &opts).unwrap();
             assert_eq!(out.rows, 1);
             let records: Vec<Avro> = Reader::new(&out.bytes[..])
                 .unwrap()

@@ -7,6 +7,9 @@
 //! Every encoding is deterministic — the same lines give the same bytes, so a file rewritten
 //! after a crash is identical to the first attempt — except PGP encryption, whose session key
 //! is random (write-if-absent keeps the first copy either way).
+//!
+//! Writers stream into a [`Sink`]: compression and PGP encryption happen on the way, so no
+//! second whole copy of a file (uncompressed, or unencrypted) is ever held.
 
 pub mod avro;
 mod csv;
@@ -47,35 +50,55 @@ pub struct Encoded {
     pub conflicts: Vec<String>,
 }
 
-/// Encodes newline-terminated JSON lines (one record each) into a file of `opts.format`.
-pub fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
-    let mut encoded = encode_plain(ndjson, opts)?;
-    if let Some(recipient) = &opts.pgp {
-        encoded.bytes = recipient.encrypt(std::mem::take(&mut encoded.bytes))?;
-    }
-    Ok(encoded)
+/// Where a writer puts a file's bytes, in order: memory, a compressor or an encryptor.
+pub(crate) type Sink<'a> = &'a mut (dyn Write + Send);
+
+/// What writing a file found.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    pub(crate) rows: u64,
+    pub(crate) conflicts: Vec<String>,
 }
 
-fn encode_plain(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+/// Encodes newline-terminated JSON lines (one record each) into a file of `opts.format`.
+pub fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+    let (bytes, written) = match &opts.pgp {
+        None => {
+            let mut out = Vec::with_capacity(ndjson.len() / 2);
+            let written = write_file(ndjson, opts, &mut out)?;
+            (out, written)
+        }
+        Some(recipient) => recipient.encrypt_streaming(|sink| write_file(ndjson, opts, sink))?,
+    };
+    Ok(Encoded {
+        bytes,
+        rows: written.rows,
+        conflicts: written.conflicts,
+    })
+}
+
+fn write_file(ndjson: &[u8], opts: &EncodeOptions, out: Sink) -> Result<Written, EncodeError> {
     match (opts.format, opts.envelope) {
-        (FileFormat::Avro, Some(envelope)) => envelope::encode(ndjson, envelope, opts.codec),
-        (FileFormat::Ndjson, _) => ndjson_file(ndjson, opts),
-        (FileFormat::Csv, _) => csv::encode(ndjson, opts),
-        (FileFormat::Avro, None) => avro::encode(ndjson, opts),
-        (FileFormat::Parquet, _) => parquet::encode(ndjson, opts),
+        (FileFormat::Avro, Some(envelope)) => envelope::write(ndjson, envelope, opts.codec, out),
+        (FileFormat::Ndjson, _) => {
+            compressed(opts.codec, out, |out| ndjson_file(ndjson, opts, out))
+        }
+        (FileFormat::Csv, _) => compressed(opts.codec, out, |out| csv::write(ndjson, opts, out)),
+        (FileFormat::Avro, None) => avro::write(ndjson, opts, out),
+        (FileFormat::Parquet, _) => parquet::write(ndjson, opts, out),
     }
 }
 
 /// NDJSON passes lines through untouched unless a mapping selects and renames fields.
-fn ndjson_file(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+fn ndjson_file(ndjson: &[u8], opts: &EncodeOptions, out: Sink) -> Result<Written, EncodeError> {
     let Some(columns) = &opts.columns else {
-        return Ok(Encoded {
-            bytes: compress(ndjson, opts.codec)?,
+        out.write_all(ndjson)?;
+        return Ok(Written {
             rows: table::lines(ndjson).count() as u64,
             conflicts: Vec::new(),
         });
     };
-    let mut out = Vec::with_capacity(ndjson.len());
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut rows = 0u64;
     for (row, line) in table::lines(ndjson).enumerate() {
         let v = table::parse_line(line, row)?;
@@ -89,29 +112,38 @@ fn ndjson_file(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeErr
             format: "ndjson",
             detail: e.to_string(),
         })?;
-        out.push(b'\n');
+        out.write_all(b"\n")?;
         rows += 1;
     }
-    Ok(Encoded {
-        bytes: compress(&out, opts.codec)?,
+    out.flush()?;
+    Ok(Written {
         rows,
         conflicts: Vec::new(),
     })
 }
 
-/// Whole-file compression for the text formats.
-pub(crate) fn compress(body: &[u8], codec: Codec) -> Result<Vec<u8>, EncodeError> {
+/// Whole-file compression for the text formats, on the way to `out`.
+fn compressed<T>(
+    codec: Codec,
+    out: Sink,
+    write: impl FnOnce(Sink) -> Result<T, EncodeError>,
+) -> Result<T, EncodeError> {
     match codec {
         Codec::Gzip => {
-            let mut gz = flate2::GzBuilder::new().mtime(0).write(
-                Vec::with_capacity(body.len() / 4),
-                flate2::Compression::default(),
-            );
-            gz.write_all(body)?;
-            Ok(gz.finish()?)
+            let mut gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(out, flate2::Compression::default());
+            let done = write(&mut gz)?;
+            gz.try_finish()?;
+            Ok(done)
         }
-        Codec::Zstd => Ok(zstd::encode_all(body, 3)?),
-        _ => Ok(body.to_vec()),
+        Codec::Zstd => {
+            let mut z = zstd::Encoder::new(out, 3)?;
+            let done = write(&mut z)?;
+            z.finish()?;
+            Ok(done)
+        }
+        _ => write(out),
     }
 }
 

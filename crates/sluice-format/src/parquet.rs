@@ -5,7 +5,7 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::table::Table;
-use crate::{Codec, EncodeError, EncodeOptions, Encoded};
+use crate::{Codec, EncodeError, EncodeOptions, Sink, Written};
 
 fn writer_error(e: impl std::fmt::Display) -> EncodeError {
     EncodeError::Writer {
@@ -14,7 +14,11 @@ fn writer_error(e: impl std::fmt::Display) -> EncodeError {
     }
 }
 
-pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+pub(crate) fn write(
+    ndjson: &[u8],
+    opts: &EncodeOptions,
+    out: Sink,
+) -> Result<Written, EncodeError> {
     let table = Table::settle(ndjson, opts, false)?;
     let schema = table.arrow_schema();
     let compression = match opts.codec {
@@ -28,19 +32,14 @@ pub(crate) fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, Enc
         .set_compression(compression)
         .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
         .build();
-    let mut writer = ArrowWriter::try_new(
-        Vec::with_capacity(ndjson.len() / 4),
-        schema.clone(),
-        Some(props),
-    )
-    .map_err(writer_error)?;
+    let mut writer =
+        ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(writer_error)?;
     let rows = Table::chunks(ndjson, |rows| {
         let batch = table.batch(&schema, rows)?;
         writer.write(&batch).map_err(writer_error)
     })?;
-    let bytes = writer.into_inner().map_err(writer_error)?;
-    Ok(Encoded {
-        bytes,
+    writer.into_inner().map_err(writer_error)?;
+    Ok(Written {
         rows,
         conflicts: table.conflicts,
     })

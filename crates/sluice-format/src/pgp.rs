@@ -2,13 +2,14 @@
 //! dataset-export product offers: only the key's owner can read the exported data.
 
 use std::fmt;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use pgp::composed::{Deserializable, MessageBuilder, SignedPublicKey};
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
 use pgp::types::KeyDetails;
 
-use crate::EncodeError;
+use crate::{EncodeError, Sink};
 
 /// The recipient of encrypted files: an ASCII-armored public key with an encryption key.
 #[derive(Clone)]
@@ -37,29 +38,117 @@ impl PgpRecipient {
         })
     }
 
-    /// Encrypts `body` (SEIPD v1, AES-256) to the key's first encryption-capable subkey, or
-    /// to the primary key when it can encrypt and no subkey can.
-    pub fn encrypt(&self, body: Vec<u8>) -> Result<Vec<u8>, EncodeError> {
+    /// Runs `write` with a sink whose bytes are encrypted (SEIPD v1, AES-256) to the key's
+    /// first encryption-capable subkey (or the primary key, when it can encrypt and no subkey
+    /// can) as they come: `write` runs here, the encryptor on a second thread, and a bounded
+    /// pipe of `PIPE_CHUNK` pieces joins them, so the plaintext never exists whole. Returns
+    /// the encrypted file and what `write` returned.
+    pub(crate) fn encrypt_streaming<T>(
+        &self,
+        write: impl FnOnce(Sink) -> Result<T, EncodeError>,
+    ) -> Result<(Vec<u8>, T), EncodeError> {
         let err = |e: pgp::errors::Error| EncodeError::Writer {
             format: "pgp",
             detail: e.to_string(),
         };
-        let mut builder = MessageBuilder::from_bytes("", body)
-            .seipd_v1(rand::thread_rng(), SymmetricKeyAlgorithm::AES256);
-        match self
-            .key
-            .public_subkeys
-            .iter()
-            .find(|s| s.algorithm().can_encrypt())
-        {
-            Some(sub) => builder
-                .encrypt_to_key(rand::thread_rng(), sub)
-                .map_err(err)?,
-            None => builder
-                .encrypt_to_key(rand::thread_rng(), &self.key.primary_key)
-                .map_err(err)?,
-        };
-        builder.to_vec(rand::thread_rng()).map_err(err)
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+        std::thread::scope(|scope| {
+            let encryptor = scope.spawn(move || {
+                let mut builder = MessageBuilder::from_reader("", PipeReader::new(rx))
+                    .seipd_v1(rand::thread_rng(), SymmetricKeyAlgorithm::AES256);
+                match self
+                    .key
+                    .public_subkeys
+                    .iter()
+                    .find(|s| s.algorithm().can_encrypt())
+                {
+                    Some(sub) => builder.encrypt_to_key(rand::thread_rng(), sub),
+                    None => builder.encrypt_to_key(rand::thread_rng(), &self.key.primary_key),
+                }
+                .map_err(err)?;
+                let mut out = Vec::new();
+                builder
+                    .to_writer(rand::thread_rng(), &mut out)
+                    .map_err(err)?;
+                Ok::<_, EncodeError>(out)
+            });
+            let mut pipe = std::io::BufWriter::with_capacity(PIPE_CHUNK, PipeWriter(tx));
+            let written = write(&mut pipe).and_then(|t| {
+                pipe.flush()?;
+                Ok(t)
+            });
+            // Closing the pipe ends the plaintext (or, after an error, cuts it short).
+            drop(pipe);
+            let encrypted = encryptor.join().map_err(|_| EncodeError::Writer {
+                format: "pgp",
+                detail: "the encryption thread panicked".into(),
+            })?;
+            match (written, encrypted) {
+                (Ok(t), Ok(out)) => Ok((out, t)),
+                // A failed encryptor closes the pipe, which fails the writer too: its error
+                // says why.
+                (_, Err(e)) | (Err(e), _) => Err(e),
+            }
+        })
+    }
+}
+
+/// Plaintext moves to the encryptor in pieces this large...
+const PIPE_CHUNK: usize = 256 * 1024;
+/// ...with at most this many in the pipe at once.
+const PIPE_DEPTH: usize = 4;
+
+struct PipeWriter(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl Write for PipeWriter {
+    /// Sends a large write (a whole buffer passed through) piece by piece, so it is never
+    /// copied whole; and all of it, since some writers (apache-avro's) ignore short writes.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for piece in buf.chunks(PIPE_CHUNK) {
+            self.0.send(piece.to_vec()).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the encryptor stopped")
+            })?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct PipeReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    piece: Vec<u8>,
+    at: usize,
+}
+
+impl PipeReader {
+    fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        Self {
+            rx,
+            piece: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.piece.len() {
+            match self.rx.recv() {
+                Ok(piece) => {
+                    self.piece = piece;
+                    self.at = 0;
+                }
+                // The writer closed the pipe: end of the plaintext.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
