@@ -2,6 +2,7 @@
 //! and waiting on a consumer group's committed offsets.
 
 pub mod chaos;
+pub mod sasl_gateway;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

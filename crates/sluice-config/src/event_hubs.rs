@@ -46,7 +46,12 @@ pub fn parse_connection_string(raw: &str) -> Result<EventHubsConnection, String>
         .ok_or("its Endpoint does not start with sb://")?
         .trim_end_matches('/')
         .to_string();
-    if host.is_empty() || host.contains('/') || (host.contains(':') && !emulator) {
+    // A port is allowed (the emulator, or a gateway in front of the Kafka endpoint); Azure's
+    // own endpoints have none and get 9093.
+    let port_ok = host
+        .split_once(':')
+        .is_none_or(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if host.is_empty() || host.contains('/') || !port_ok {
         return Err("its Endpoint is not sb://<namespace>.servicebus.windows.net/".into());
     }
     let key_name = key_name
@@ -146,10 +151,23 @@ mod tests {
             parse_connection_string(&raw.replace("sb://localhost", "sb://127.0.0.1:19092"))
                 .unwrap();
         assert_eq!(bootstrap_servers(&on_port), "127.0.0.1:19092");
-        assert!(parse_connection_string(
-            "Endpoint=sb://ns.servicebus.windows.net:1/;SharedAccessKeyName=a;SharedAccessKey=b"
+        // An explicit port keeps TLS outside the emulator (a gateway in front of Event Hubs).
+        let gateway = parse_connection_string(
+            "Endpoint=sb://ns.servicebus.windows.net:19093/;SharedAccessKeyName=a;SharedAccessKey=b",
         )
-        .is_err());
+        .unwrap();
+        assert_eq!(
+            bootstrap_servers(&gateway),
+            "ns.servicebus.windows.net:19093"
+        );
+        assert_eq!(
+            auth_properties(&gateway, "x").0["security.protocol"],
+            "SASL_SSL"
+        );
+        for bad in ["sb://ns:port/", "sb://:9093/", "sb://ns:70000/"] {
+            let raw = format!("Endpoint={bad};SharedAccessKeyName=a;SharedAccessKey=b");
+            assert!(parse_connection_string(&raw).is_err(), "{bad}");
+        }
     }
 
     #[test]

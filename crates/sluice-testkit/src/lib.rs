@@ -38,8 +38,19 @@ pub fn produce_batched(
     records: &[Outgoing],
     batch_records: usize,
 ) -> Result<(), KafkaError> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    produce_with(config, topic, records, batch_records)
+}
+
+/// Like `produce_batched`, with a client configuration of the caller's (brokers, security).
+pub fn produce_with(
+    mut config: ClientConfig,
+    topic: &str,
+    records: &[Outgoing],
+    batch_records: usize,
+) -> Result<(), KafkaError> {
+    let producer: BaseProducer = config
         .set("linger.ms", if batch_records == 1 { "0" } else { "5" })
         .set("batch.num.messages", batch_records.to_string())
         .set("queue.buffering.max.messages", "200000")

@@ -88,6 +88,85 @@ impl Service {
     }
 }
 
+/// A test CA and a server certificate it signs for 127.0.0.1 and localhost, made with
+/// openssl (rustls refuses a CA certificate as the server's own). Clients trust `ca`.
+pub struct TestCertificate {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCertificate {
+    pub fn make() -> Self {
+        let dir = temp_dir("certs");
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl (Debian's openssl package) makes the test certificates");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Sluice test CA",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            path("server.ext"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("write server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "cert.pem",
+        ]);
+        Self {
+            ca: path("ca.pem"),
+            cert: path("cert.pem"),
+            key: path("key.pem"),
+            dir,
+        }
+    }
+}
+
 /// A Tansu broker with in-memory storage.
 pub struct Tansu {
     pub bootstrap: String,
@@ -96,13 +175,18 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start() -> Self {
+        let port = free_port();
+        Self::start_advertising(port, &format!("127.0.0.1:{port}"))
+    }
+
+    /// Listens on `port` but tells clients to connect to `advertised` (a gateway in front).
+    pub fn start_advertising(port: u16, advertised: &str) -> Self {
         let home = std::env::var("HOME").unwrap_or_default();
         let bin = find_binary(
             "SLUICE_TANSU_BIN",
             &[PathBuf::from(home).join(".cargo/bin/tansu")],
             "cargo install tansu --version 0.6.0 --locked --features dynostore",
         );
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
         cmd.args([
@@ -110,7 +194,7 @@ impl Tansu {
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &format!("tcp://{advertised}"),
             "--storage-engine",
             "memory://tansu/",
         ]);
@@ -128,10 +212,14 @@ impl Tansu {
 
 /// Creates a topic through the Kafka admin API and waits until its metadata shows it.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    create_topic_with(&config, topic, partitions);
+}
+
+/// Like `create_topic`, with a client configuration of the caller's (brokers, security).
+pub fn create_topic_with(config: &ClientConfig, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
     // On a thread of its own, so that callers inside an async runtime may use it too.
     let results = std::thread::scope(|s| {
         s.spawn(|| {
@@ -233,68 +321,12 @@ impl Azurite {
     /// lifetime are checked, not the signature). Clients must trust `OAuthAzurite::ca_file`.
     pub fn start_with_oauth() -> OAuthAzurite {
         let port = free_port();
-        let dir = temp_dir("azurite-oauth");
-        // A CA and a server certificate it signs: rustls refuses a CA certificate as the
-        // server's own.
-        let path = |name: &str| dir.path().join(name);
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("openssl (Debian's openssl package) makes the test certificates");
-            assert!(out.status.success(), "openssl {args:?}: {out:?}");
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Sluice test CA",
-            "-keyout",
-            "ca-key.pem",
-            "-out",
-            "ca.pem",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "server.csr",
-        ]);
-        std::fs::write(
-            path("server.ext"),
-            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .expect("write server.ext");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "cert.pem",
-        ]);
-        let (cert, key, ca_file) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
+        let TestCertificate {
+            dir,
+            ca: ca_file,
+            cert,
+            key,
+        } = TestCertificate::make();
         let mut cmd = Self::command(port, &dir);
         cmd.args(["--oauth", "basic", "--cert"])
             .arg(&cert)
