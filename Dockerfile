@@ -1,4 +1,5 @@
-# Multi-stage build of the Sluice worker.
+# Multi-stage build of the Sluice worker. librdkafka links the system OpenSSL (libssl-dev in
+# the build image, libssl3 at run time) for Event Hubs' SASL_SSL.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -6,7 +7,7 @@ RUN cargo build --release -p sluice && strip target/release/sluice
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 sluice
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice

@@ -27,6 +27,12 @@ if [ ! -f "$azurite_pkg" ] || ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$az
   npm install --prefix .tools --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION"
 fi
 
+if ! pkg-config --exists openssl 2>/dev/null; then
+  step "installing Debian's libssl-dev and pkg-config (librdkafka's TLS, for Event Hubs' SASL_SSL)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null
+fi
+
 if ! command -v gpg >/dev/null; then
   step "installing Debian's gnupg (decrypts the PGP test's files)"
   apt-get update -qq
