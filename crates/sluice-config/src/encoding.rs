@@ -70,7 +70,7 @@ fn pgp_recipient(
             None => {
                 p.add(
                     "sink.pgp.public_key_env",
-                    format!("environment variable {var} is not set"),
+                    format!("environment variable {var} is not set (nor {var}_FILE)"),
                     format!("export {var}=\"$(gpg --armor --export <id>)\""),
                 );
                 return None;

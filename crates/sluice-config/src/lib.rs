@@ -64,7 +64,52 @@ pub fn parse_in(
     file.validate_in(env, base)
 }
 
-/// `std::env::var` as the secret resolver.
+/// The secret resolver `sluice` uses: the process environment, with files for secrets.
 pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    env_or_file(name, &|n| std::env::var(n).ok(), &|path| {
+        std::fs::read_to_string(path)
+    })
+}
+
+/// `name`'s value, or else the content of the file that `<name>_FILE` names, without its
+/// trailing newline: Docker and Kubernetes mount secrets as files (the convention of Docker's
+/// official images). A named file that cannot be read is reported and counts as unset.
+pub fn env_or_file(
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    read: &dyn Fn(&str) -> std::io::Result<String>,
+) -> Option<String> {
+    if let Some(v) = env(name) {
+        return Some(v);
+    }
+    let path = env(&format!("{name}_FILE"))?;
+    match read(&path) {
+        Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_string()),
+        Err(e) => {
+            eprintln!("{name}_FILE names {path}, which cannot be read: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_come_from_the_environment_or_a_named_file() {
+        let env = |n: &str| match n {
+            "KEY" => Some("from-env".to_string()),
+            "SECRET_FILE" => Some("/run/secrets/secret".to_string()),
+            "GONE_FILE" => Some("/nowhere".to_string()),
+            _ => None,
+        };
+        let read = |p: &str| match p {
+            "/run/secrets/secret" => Ok("s3cr3t\n".to_string()),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        let get = |n: &str| super::env_or_file(n, &env, &read);
+        assert_eq!(get("KEY").as_deref(), Some("from-env"));
+        assert_eq!(get("SECRET").as_deref(), Some("s3cr3t"));
+        assert_eq!(get("GONE"), None);
+        assert_eq!(get("UNSET"), None);
+    }
 }

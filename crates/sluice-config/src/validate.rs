@@ -291,7 +291,7 @@ fn azure_auth(
                 None
             }
             None => {
-                p.add("sink.azure.sas_token_env", format!("environment variable {var} is not set"), format!("export {var}='sv=...&sig=...' (a SAS with read, write, list and create permissions)"));
+                p.add("sink.azure.sas_token_env", format!("environment variable {var} is not set (nor {var}_FILE)"), format!("export {var}='sv=...&sig=...' (a SAS with read, write, list and create permissions)"));
                 None
             }
         };
@@ -338,7 +338,7 @@ fn azure_auth(
             None => {
                 p.add(
                     "sink.azure.client_secret_env",
-                    format!("environment variable {var} is not set"),
+                    format!("environment variable {var} is not set (nor {var}_FILE)"),
                     format!("export {var}=<the client secret of the app registration>"),
                 );
                 None
@@ -359,7 +359,7 @@ fn azure_auth(
     match env(&key_env).filter(|v| !v.is_empty()) {
         Some(key) => Some(AzureAuth::SharedKey(Secret::new(key))),
         None => {
-            p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env, or use sas_token_env, a service principal or credential = \"environment\""));
+            p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set (nor {key_env}_FILE)"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env, or use sas_token_env, a service principal or credential = \"environment\""));
             None
         }
     }
@@ -408,7 +408,7 @@ impl PipelineFile {
                 None => {
                     p.add(
                         "source.event_hubs_connection_string_env",
-                        format!("environment variable {var} is not set"),
+                        format!("environment variable {var} is not set (nor {var}_FILE)"),
                         format!("export {var}='Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key>' (Azure portal: Event Hubs namespace > Shared access policies)"),
                     );
                     None
@@ -867,7 +867,7 @@ impl PipelineFile {
                         let missing = if id.is_none() { &id_var } else { &key_var };
                         p.add(
                             if id.is_none() { "sink.s3.access_key_id_env" } else { "sink.s3.secret_access_key_env" },
-                            format!("environment variable {missing} is not set"),
+                            format!("environment variable {missing} is not set (nor {missing}_FILE)"),
                             format!("export {missing}, or remove the *_env settings to use the AWS credential chain"),
                         );
                         None
