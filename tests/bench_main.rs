@@ -313,35 +313,7 @@ fn pgp_memory() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("gnupg");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args(["--batch", "--yes", "--quiet"])
-            .args(args)
-            .output()
-            .expect("Debian's gpg");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    let uid = "Sluice Bench <bench@example.com>";
-    gpg(&[
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        uid,
-        "default",
-        "default",
-        "never",
-    ]);
-    let key = work.path().join("recipient.asc");
-    std::fs::write(&key, gpg(&["--armor", "--export", "bench@example.com"])).unwrap();
+    let (_, key) = sluice_e2e::gpg_recipient(work.path());
     let run = |key: &str| -> Value {
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["pgp-memory", "--mb", &mb.to_string(), "--key", key])

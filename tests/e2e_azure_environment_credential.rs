@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice_e2e::{mock_hourly_head, sluice_bin};
+use sluice_e2e::{mock_hourly_head, sigterm_and_wait, sluice_bin};
 use sluice_lake::Lake;
 use sluice_testkit::lake_files::parse_ndjson;
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
@@ -168,17 +168,11 @@ async fn workload_and_managed_identities_land_every_record() {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        let stopped = Command::new("kill")
-            .args(["-TERM", &worker.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(stopped.success());
-        let exit = worker.wait().unwrap();
         let log = std::fs::read_to_string(work.path().join(format!("{identity}.log"))).unwrap();
         assert_eq!(
             landed, n,
             "{identity} identity: records landed; log:\n{log}"
         );
-        assert!(exit.success(), "{identity} worker: {exit}; log:\n{log}");
+        sigterm_and_wait(worker);
     }
 }

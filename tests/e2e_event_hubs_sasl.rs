@@ -10,7 +10,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice_e2e::sasl_gateway::SaslGateway;
 use sluice_telemetry::Metrics;
-use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, read_ndjson_tree};
+use sluice_testkit::lake_files::{assert_every_sample_hourly_once, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::{free_port, Tansu, TestCertificate};
 
@@ -91,12 +91,7 @@ async fn a_connection_string_authenticates_over_tls_with_sasl_plain_and_exports(
     );
     assert_eq!(gateway.counts.refused.load(Ordering::SeqCst), 0);
     let files = read_ndjson_tree(&lake);
-    let exported = assert_each_exported_once(
-        &samples,
-        &files,
-        |_| true,
-        |s| hour_prefix(&s.signal, s.event_ms),
-    );
+    let exported = assert_every_sample_hourly_once(&samples, &files);
     assert_eq!(exported, n);
 
     // A wrong key gets the client refused: nothing is read.

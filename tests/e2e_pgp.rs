@@ -1,69 +1,19 @@
 //! PGP encryption of exported files to a user's public key: files land as `.gpg`, and
 //! Debian's `gpg` with the matching secret key decrypts them to the exact export.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use sluice_e2e::mock_hourly_head;
+use sluice_e2e::{gpg_decrypt, gpg_recipient, mock_hourly_head};
 use sluice_telemetry::Metrics;
-use sluice_testkit::lake_files::{
-    assert_each_exported_once, files_under, hour_prefix, parse_ndjson,
-};
+use sluice_testkit::lake_files::{assert_every_sample_hourly_once, files_under, parse_ndjson};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::MockKafka;
-
-fn gpg(home: &Path) -> Command {
-    let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", home)
-        .args(["--batch", "--yes", "--quiet"]);
-    c
-}
-
-/// A fresh gpg home with one key pair; returns the home and the armored public key's path.
-fn recipient(work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let home = work.join("gnupg");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let made = gpg(&home)
-        .args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "Sluice Test <export@example.com>",
-            "default",
-            "default",
-            "never",
-        ])
-        .status()
-        .expect("Debian's gpg (apt-get install gnupg)");
-    assert!(made.success());
-    let key = gpg(&home)
-        .args(["--armor", "--export", "export@example.com"])
-        .output()
-        .unwrap();
-    assert!(key.status.success());
-    let path = work.join("recipient.asc");
-    std::fs::write(&path, &key.stdout).unwrap();
-    (home, path)
-}
-
-fn decrypt(home: &Path, file: &Path) -> Vec<u8> {
-    let out = gpg(home).arg("--decrypt").arg(file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_files_decrypt_with_gpg_to_the_export() {
     sluice_telemetry::init_logging(false, "warn");
     let work = tempfile::tempdir().unwrap();
-    let (home, _) = recipient(work.path());
+    let (home, _) = gpg_recipient(work.path());
 
     let kafka = MockKafka::start(1);
     kafka.create_topic("signals", 2);
@@ -99,16 +49,11 @@ public_key_file = "recipient.asc"
             "{} is not encrypted",
             f.display()
         );
-        let plain = decrypt(&home, f);
+        let plain = gpg_decrypt(&home, f);
         let rel = f.strip_prefix(&lake).unwrap().to_string_lossy().to_string();
         files.push((rel, parse_ndjson(&plain, true)));
     }
-    let exported = assert_each_exported_once(
-        &samples,
-        &files,
-        |_| true,
-        |s| hour_prefix(&s.signal, s.event_ms),
-    );
+    let exported = assert_every_sample_hourly_once(&samples, &files);
     assert_eq!(exported, n);
 }
 
@@ -119,7 +64,7 @@ public_key_file = "recipient.asc"
 fn every_format_decrypts_to_its_unencrypted_encoding() {
     use sluice_format::{encode, EncodeOptions, FileFormat};
     let work = tempfile::tempdir().unwrap();
-    let (home, key) = recipient(work.path());
+    let (home, key) = gpg_recipient(work.path());
     let recipient =
         sluice_format::pgp::PgpRecipient::from_armored(&std::fs::read_to_string(key).unwrap())
             .unwrap();
@@ -148,7 +93,7 @@ fn every_format_decrypts_to_its_unencrypted_encoding() {
             let file = work.path().join("file.gpg");
             std::fs::write(&file, &encrypted.bytes).unwrap();
             assert!(
-                decrypt(&home, &file) == plain.bytes,
+                gpg_decrypt(&home, &file) == plain.bytes,
                 "{format:?} {codec:?}: decrypted bytes differ"
             );
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sluice_e2e::mock_hourly_head;
 use sluice_lake::{Lake, Landed};
 use sluice_telemetry::Metrics;
-use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, parse_ndjson};
+use sluice_testkit::lake_files::{assert_every_sample_hourly_once, parse_ndjson};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
 use sluice_testkit::services::{MockKafka, S3Server};
 
@@ -66,12 +66,7 @@ async fn records_land_once_in_s3_and_replays_write_nothing_twice() {
 
     let lake = Lake::open(&p.sink.destination).await.unwrap();
     let files = lake_files(&lake).await;
-    let exported = assert_each_exported_once(
-        &samples,
-        &files,
-        |_| true,
-        |s| hour_prefix(&s.signal, s.event_ms),
-    );
+    let exported = assert_every_sample_hourly_once(&samples, &files);
     assert_eq!(exported, n);
 
     // A second group replays the whole topic: every record is found in a landed file.

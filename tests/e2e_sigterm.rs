@@ -5,7 +5,8 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use sluice_e2e::{
-    committed, end_offsets, fully_committed, hourly_tansu_pipeline, sluice_bin, wait_for,
+    committed, end_offsets, fully_committed, hourly_tansu_pipeline, sigterm_and_wait, sluice_bin,
+    wait_for,
 };
 use sluice_testkit::lake_files::{paths_by_seq, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
@@ -22,16 +23,6 @@ fn start_worker(pipeline: &std::path::Path, log: &std::path::Path) -> Child {
         .stderr(log)
         .spawn()
         .unwrap()
-}
-
-fn sigterm_and_wait(mut child: Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "worker exited with {exit} after SIGTERM");
 }
 
 #[test]

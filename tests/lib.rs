@@ -5,7 +5,8 @@ pub mod chaos;
 pub mod sasl_gateway;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Settings every pipeline against Tansu uses. Tansu holds each fetch for the full
@@ -137,4 +138,62 @@ url = "{}"
 "#,
         lake.display()
     )
+}
+
+/// Debian's `gpg` with its own home, quiet and non-interactive.
+pub fn gpg(home: &Path) -> Command {
+    let mut c = Command::new("gpg");
+    c.env("GNUPGHOME", home)
+        .args(["--batch", "--yes", "--quiet"]);
+    c
+}
+
+/// A fresh gpg home with one key pair; returns the home and the armored public key's path.
+pub fn gpg_recipient(work: &Path) -> (PathBuf, PathBuf) {
+    let home = work.join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let made = gpg(&home)
+        .args([
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Sluice Test <export@example.com>",
+            "default",
+            "default",
+            "never",
+        ])
+        .status()
+        .expect("Debian's gpg (apt-get install gnupg)");
+    assert!(made.success());
+    let key = gpg(&home)
+        .args(["--armor", "--export", "export@example.com"])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let path = work.join("recipient.asc");
+    std::fs::write(&path, &key.stdout).unwrap();
+    (home, path)
+}
+
+pub fn gpg_decrypt(home: &Path, file: &Path) -> Vec<u8> {
+    let out = gpg(home).arg("--decrypt").arg(file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Stops a worker as an orchestrator does (SIGTERM) and checks that it exited cleanly.
+pub fn sigterm_and_wait(mut child: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "worker exited with {exit} after SIGTERM");
 }

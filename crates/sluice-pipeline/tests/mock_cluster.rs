@@ -293,16 +293,7 @@ async fn a_broker_outage_loses_and_doubles_nothing_across_a_restart() {
 /// Records at 10:xx, then 12:xx, then 10:xx again on one partition: the last ones arrive after
 /// their hour closed.
 fn late_records() -> Vec<Outgoing> {
-    let rec = |seq: u64, ts: &str| Outgoing {
-        partition: 0,
-        key: None,
-        payload: Some(
-            format!(r#"{{"signal":"engine.temperature","timestamp":"{ts}","seq":{seq}}}"#)
-                .into_bytes(),
-        ),
-        headers: vec![],
-        timestamp_ms: None,
-    };
+    let rec = |seq: u64, ts: &str| signal_at(0, seq, ts);
     vec![
         rec(0, "2024-03-05T10:10:00Z"),
         rec(1, "2024-03-05T12:10:00Z"),
@@ -569,6 +560,21 @@ fn signal_at(partition: i32, seq: u64, ts: &str) -> Outgoing {
     }
 }
 
+/// A 4-partition topic: `records` samples of hours 10 and 11 on the first `partitions`
+/// partitions, then one record at 13:30 on partitions 0-2, which closes hours 10 and 11 there
+/// (with an hour of lateness: 12:00 + 1 h < 14:00).
+fn hours_then_moved_on(records: usize, partitions: i32) -> (MockKafka, Vec<SampleRecord>) {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 4);
+    let samples = generate(&SampleSpec::new(records, partitions, 2));
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+    let moved_on: Vec<_> = (0..3)
+        .map(|p| signal_at(p, 1_000_000 + p as u64, "2024-03-05T13:30:00Z"))
+        .collect();
+    produce(&kafka.bootstrap, TOPIC, &moved_on).unwrap();
+    (kafka, samples)
+}
+
 /// The pipeline with window markers on: an hour of allowed lateness, late records diverted.
 fn with_markers(mut p: ValidatedPipeline, idle_partition: Duration) -> ValidatedPipeline {
     p.window.markers = Some(sluice_config::MarkerSettings { idle_partition });
@@ -662,16 +668,8 @@ fn assert_hour_marked(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_markers_wait_for_every_partition_and_list_each_hours_files() {
     sluice_telemetry::init_logging(false, "warn");
-    let kafka = MockKafka::start(1);
-    kafka.create_topic(TOPIC, 4);
-    // Hours 10 and 11 on all partitions; then partitions 0-2 move on to 13:30, which closes
-    // hours 10 and 11 there (an hour of lateness: 12:00 + 1 h < 14:00). Partition 3 does not.
-    let samples = generate(&SampleSpec::new(2_000, 4, 2));
-    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
-    let moved_on: Vec<_> = (0..3)
-        .map(|p| signal_at(p, 1_000_000 + p as u64, "2024-03-05T13:30:00Z"))
-        .collect();
-    produce(&kafka.bootstrap, TOPIC, &moved_on).unwrap();
+    // Partition 3 has samples too but does not move on.
+    let (kafka, samples) = hours_then_moved_on(2_000, 4);
     let lake = tempfile::tempdir().unwrap();
     let extra = "[flush]\nmax_age_secs = 1";
     let idle = Duration::from_secs(600);
@@ -739,15 +737,8 @@ async fn window_markers_wait_for_every_partition_and_list_each_hours_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_partition_does_not_hold_markers_back_nor_reopen_a_sealed_hour() {
     sluice_telemetry::init_logging(false, "warn");
-    let kafka = MockKafka::start(1);
-    kafka.create_topic(TOPIC, 4);
     // Partition 3 gets nothing at first.
-    let samples = generate(&SampleSpec::new(1_500, 3, 2));
-    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
-    let moved_on: Vec<_> = (0..3)
-        .map(|p| signal_at(p, 1_000_000 + p as u64, "2024-03-05T13:30:00Z"))
-        .collect();
-    produce(&kafka.bootstrap, TOPIC, &moved_on).unwrap();
+    let (kafka, samples) = hours_then_moved_on(1_500, 3);
     let lake = tempfile::tempdir().unwrap();
     let p = with_markers(
         pipeline(

@@ -74,6 +74,20 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// `assert_each_exported_once` for a pipeline that exports every signal hourly by event
+/// time: every sample landed exactly once, under its hour. Returns how many there were.
+pub fn assert_every_sample_hourly_once(
+    samples: &[crate::sample::SampleRecord],
+    files: &[(String, Vec<serde_json::Value>)],
+) -> u64 {
+    assert_each_exported_once(
+        samples,
+        files,
+        |_| true,
+        |s| hour_prefix(&s.signal, s.event_ms),
+    )
+}
+
 /// Where each sample record (by its `seq` field) was found: `seq -> [paths]`.
 /// Lines without a `seq` (dead letters) are skipped.
 pub fn paths_by_seq(
