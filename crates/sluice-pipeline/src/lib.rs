@@ -1355,8 +1355,14 @@ impl Worker {
                 history: p.history.clone(),
                 owner: format!("{} {}", self.pipeline_name, self.worker_id),
                 epoch,
+                updated_ms: now_ms(),
             };
-            if p.written.as_ref() != Some(&progress) {
+            // Idleness is rewritten now and then even unchanged: it must show its owner lives.
+            let unchanged = p.written.as_ref().is_some_and(|w| w.same_as(&progress))
+                && !(idle
+                    && p.written_at
+                        .is_none_or(|t| t.elapsed() >= markers::IDLE_REFRESH));
+            if !unchanged {
                 out.push((epoch, ledger.map_or(0, |l| l.generation()), progress));
             }
         }
@@ -1387,6 +1393,7 @@ impl Worker {
                 let current = ledgers.get(&tp).map_or(0, |l| l.generation());
                 if let (true, Some(p)) = (current == generation, self.progress.get_mut(&tp)) {
                     p.written = Some(progress);
+                    p.written_at = Some(Instant::now());
                 }
             }
         }

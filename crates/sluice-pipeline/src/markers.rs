@@ -34,6 +34,11 @@ const WINDOWS_DIR: &str = "_windows";
 const MARKER: &str = "_SUCCESS";
 /// Bounds one round's work after a long stall; the rest is sealed in the next rounds.
 const MAX_WINDOWS_PER_ROUND: usize = 1_000;
+/// An idle partition's owner rewrites its progress this often, to show it is still there...
+pub(crate) const IDLE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+/// ...and idleness older than this no longer counts: an owner that died while its partition
+/// was idle must not let windows be sealed past records nobody is reading.
+const IDLE_STALE_MS: i64 = 180_000;
 
 /// How the watermark (the latest window end seen) of one partition grew with its offsets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -103,6 +108,19 @@ pub(crate) struct Progress {
     pub(crate) history: WatermarkHistory,
     pub(crate) owner: String,
     pub(crate) epoch: u64,
+    /// When the owner wrote it (ms since the epoch).
+    pub(crate) updated_ms: i64,
+}
+
+impl Progress {
+    /// Whether the two say the same, whenever they were written.
+    pub(crate) fn same_as(&self, other: &Progress) -> bool {
+        *self
+            == Progress {
+                updated_ms: self.updated_ms,
+                ..other.clone()
+            }
+    }
 }
 
 pub(crate) fn progress_path(tp: &TopicPartition) -> String {
@@ -117,6 +135,7 @@ pub(crate) struct PartitionProgress {
     pub(crate) last_record: Instant,
     /// The last progress written, to skip writes that would change nothing.
     pub(crate) written: Option<Progress>,
+    pub(crate) written_at: Option<Instant>,
 }
 
 impl PartitionProgress {
@@ -128,6 +147,7 @@ impl PartitionProgress {
             windows,
             last_record: Instant::now(),
             written: None,
+            written_at: None,
         }
     }
 
@@ -162,12 +182,14 @@ impl PartitionProgress {
 }
 
 /// Windows ending before the returned time are complete on every partition; `None` while some
-/// partition has no progress yet or no watermark. Idle partitions do not hold windows open,
-/// unless all are idle: then the furthest partition says how far.
+/// partition has no progress yet or no watermark. Idle partitions (as of `now_ms`: idleness
+/// not refreshed lately does not count) do not hold windows open, unless all are idle: then
+/// the furthest partition says how far.
 pub(crate) fn complete_until(
     partitions: &[TopicPartition],
     progress: &HashMap<TopicPartition, Progress>,
     lateness_ms: i64,
+    now_ms: i64,
 ) -> Option<i64> {
     let mut busy: Option<i64> = None;
     let mut furthest: Option<i64> = None;
@@ -175,7 +197,7 @@ pub(crate) fn complete_until(
     for tp in partitions {
         let p = progress.get(tp)?;
         let complete = p.watermark_ms.map(|w| w.saturating_sub(lateness_ms));
-        if p.idle {
+        if p.idle && now_ms - p.updated_ms <= IDLE_STALE_MS {
             furthest = furthest.max(complete);
         } else {
             all_idle = false;
@@ -305,7 +327,9 @@ impl Sealer {
                 }
             }
         }
-        let Some(until) = complete_until(&input.partitions, &progress, self.lateness_ms) else {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let Some(until) = complete_until(&input.partitions, &progress, self.lateness_ms, now_ms)
+        else {
             return Ok(());
         };
         if pointer.is_some_and(|p| p >= until) {
@@ -438,6 +462,7 @@ mod tests {
     use super::*;
 
     const H: i64 = 3_600_000;
+    const NOW: i64 = 1_700_000_000_000;
 
     #[test]
     fn the_watermark_grows_with_offsets_and_replays_judge_alike() {
@@ -496,6 +521,7 @@ mod tests {
             history: WatermarkHistory::default(),
             owner: "w".into(),
             epoch: 1,
+            updated_ms: NOW,
         }
     }
 
@@ -506,20 +532,23 @@ mod tests {
         all.insert(tps[0].clone(), progress(&tps[0], Some(5 * H), false));
         all.insert(tps[1].clone(), progress(&tps[1], Some(3 * H), false));
         assert_eq!(
-            complete_until(&tps, &all, 0),
+            complete_until(&tps, &all, 0, NOW),
             None,
             "partition 2 has no progress"
         );
         all.insert(tps[2].clone(), progress(&tps[2], Some(H), true));
         assert_eq!(
-            complete_until(&tps, &all, 0),
+            complete_until(&tps, &all, 0, NOW),
             Some(3 * H),
             "idle 2 holds nothing"
         );
-        assert_eq!(complete_until(&tps, &all, 600_000), Some(3 * H - 600_000));
+        assert_eq!(
+            complete_until(&tps, &all, 600_000, NOW),
+            Some(3 * H - 600_000)
+        );
         all.insert(tps[1].clone(), progress(&tps[1], None, false));
         assert_eq!(
-            complete_until(&tps, &all, 0),
+            complete_until(&tps, &all, 0, NOW),
             None,
             "busy without watermark"
         );
@@ -527,11 +556,14 @@ mod tests {
             all.insert(tp.clone(), progress(tp, Some(2 * H), true));
         }
         assert_eq!(
-            complete_until(&tps, &all, 0),
+            complete_until(&tps, &all, 0, NOW),
             Some(2 * H),
             "all idle: furthest"
         );
-        assert_eq!(complete_until(&[], &all, 0), None);
+        // Idleness its owners stopped refreshing (they died) holds windows open again.
+        let later = NOW + IDLE_STALE_MS + 1;
+        assert_eq!(complete_until(&tps, &all, 0, later), Some(H));
+        assert_eq!(complete_until(&[], &all, 0, NOW), None);
     }
 
     #[test]
