@@ -10,22 +10,14 @@ use std::time::{Duration, Instant};
 
 use sluice_e2e::{mock_hourly_head, sigterm_and_wait, sluice_bin, wait_for};
 use sluice_testkit::lake_files::{paths_by_seq, read_ndjson_tree};
+use sluice_testkit::sample::signal_at;
 use sluice_testkit::services::{free_port, MockKafka};
 use sluice_testkit::{produce, Outgoing};
 
 const TOPIC: &str = "signals";
 
 fn at(seq: u64, ts: &str) -> Outgoing {
-    Outgoing {
-        partition: 0,
-        key: None,
-        payload: Some(
-            format!(r#"{{"signal":"engine.temperature","timestamp":"{ts}","seq":{seq}}}"#)
-                .into_bytes(),
-        ),
-        headers: vec![],
-        timestamp_ms: None,
-    }
+    signal_at(0, seq, ts)
 }
 
 fn start(pipeline: &Path, log: &Path) -> Child {

@@ -7,7 +7,7 @@ use sluice_config::ValidatedPipeline;
 use sluice_pipeline::RunSummary;
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, read_ndjson_tree};
-use sluice_testkit::sample::{generate, outgoing, SampleRecord, SampleSpec};
+use sluice_testkit::sample::{generate, outgoing, signal_at, SampleRecord, SampleSpec};
 use sluice_testkit::services::MockKafka;
 use sluice_testkit::{produce, Outgoing};
 
@@ -544,20 +544,6 @@ async fn workers_that_both_think_they_own_a_partition_land_each_record_once() {
         "no worker was fenced"
     );
     assert!(ma.unclean_takeovers.get() + mb.unclean_takeovers.get() > 0);
-}
-
-/// One `engine.temperature` record at `ts` on `partition`.
-fn signal_at(partition: i32, seq: u64, ts: &str) -> Outgoing {
-    Outgoing {
-        partition,
-        key: None,
-        payload: Some(
-            format!(r#"{{"signal":"engine.temperature","timestamp":"{ts}","seq":{seq}}}"#)
-                .into_bytes(),
-        ),
-        headers: vec![],
-        timestamp_ms: None,
-    }
 }
 
 /// A 4-partition topic: `records` samples of hours 10 and 11 on the first `partitions`

@@ -160,3 +160,18 @@ pub fn poison(n: u64, partition: i32) -> Outgoing {
         timestamp_ms: None,
     }
 }
+
+/// One `engine.temperature` signal at `ts` (RFC 3339) on `partition`, carrying `seq`: for
+/// tests that place single records in time.
+pub fn signal_at(partition: i32, seq: u64, ts: &str) -> Outgoing {
+    Outgoing {
+        partition,
+        key: None,
+        payload: Some(
+            format!(r#"{{"signal":"engine.temperature","timestamp":"{ts}","seq":{seq}}}"#)
+                .into_bytes(),
+        ),
+        headers: vec![],
+        timestamp_ms: None,
+    }
+}
