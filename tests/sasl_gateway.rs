@@ -7,7 +7,6 @@
 //! connection on any other request, as a broker requiring SASL does.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,9 +85,7 @@ impl SaslGateway {
                         let (acceptor, credentials, counts) =
                             (acceptor.clone(), credentials.clone(), thread_counts.clone());
                         tokio::spawn(async move {
-                            if let Err(e) =
-                                serve(socket, peer, acceptor, &credentials, &counts).await
-                            {
+                            if let Err(e) = serve(socket, acceptor, &credentials, &counts).await {
                                 eprintln!("sasl gateway: {peer}: {e}");
                             }
                         });
@@ -118,7 +115,6 @@ impl Drop for SaslGateway {
 
 async fn serve(
     socket: TcpStream,
-    _peer: SocketAddr,
     acceptor: TlsAcceptor,
     credentials: &(String, String, String),
     counts: &GatewayCounts,

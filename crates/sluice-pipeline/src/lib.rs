@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use inflight::InFlight;
 use markers::{PartitionProgress, Progress, RoundInput, RoundOutput, Sealer};
 use ownership::{Ownership, SharedEpochs};
-use sluice_config::{Encoding, LateData, MarkerSettings, SignalFilter, ValidatedPipeline};
+use sluice_config::{Encoding, LateData, SignalFilter, ValidatedPipeline};
 use sluice_core::{
     parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
     SignalName, TopicPartition, Window,
@@ -189,7 +189,7 @@ pub async fn run(
         )),
         landed: Default::default(),
         progress: Default::default(),
-        sealer: pipeline.window.markers.as_ref().map(|_| {
+        sealer: pipeline.window.markers.as_ref().map(|markers| {
             Arc::new(Sealer {
                 lake: lake.clone(),
                 pipeline: pipeline.name.clone(),
@@ -200,12 +200,12 @@ pub async fn run(
                     SignalFilter::Only(names) => names.iter().cloned().collect(),
                     SignalFilter::All => Vec::new(),
                 },
+                topics: pipeline.source.topics.clone(),
+                idle_partition: markers.idle_partition,
             })
         }),
-        marker_settings: pipeline.window.markers.clone(),
         marker_round: JoinSet::new(),
         next_marker_round: Instant::now() + MARKER_ROUND_EVERY,
-        topics: pipeline.source.topics.clone(),
         all_partitions: None,
         late_data: pipeline.window.late_data,
         landing_bytes: 0,
@@ -315,10 +315,8 @@ struct Worker {
     progress: foldhash::HashMap<TopicPartition, PartitionProgress>,
     /// Writes window-complete markers (`window.markers`).
     sealer: Option<Arc<Sealer>>,
-    marker_settings: Option<MarkerSettings>,
     marker_round: JoinSet<(RoundOutput, Option<LakeError>)>,
     next_marker_round: Instant,
-    topics: Vec<String>,
     /// Every partition of the topics, and when the brokers were last asked.
     all_partitions: Option<(Instant, Vec<TopicPartition>)>,
     late_data: LateData,
@@ -369,6 +367,11 @@ fn now_ms() -> i64 {
 }
 
 impl Worker {
+    /// How this worker signs its lease claims and progress.
+    fn owner(&self) -> String {
+        format!("{} {}", self.pipeline_name, self.worker_id)
+    }
+
     async fn consume(
         &mut self,
         source: &KafkaSource,
@@ -497,7 +500,7 @@ impl Worker {
                 self.metrics.clone(),
                 self.shutdown.clone(),
             );
-            let owner = format!("{} {}", self.pipeline_name, self.worker_id);
+            let owner = self.owner();
             let markers = self.sealer.is_some();
             self.claims.spawn(async move {
                 let claim = with_storage_retries(&metrics, "claim", Some(&shutdown), || {
@@ -837,6 +840,10 @@ impl Worker {
         offset: i64,
         routed: Routed,
     ) -> (Routed, bool) {
+        // Appending late records as they come needs no watermark, unless markers do.
+        if self.late_data == LateData::Append && self.sealer.is_none() {
+            return (routed, false);
+        }
         let progress = match self.progress.get_mut(tp) {
             Some(p) => p,
             // Looked up first: cloning the key per record showed in profiles.
@@ -1271,15 +1278,10 @@ impl Worker {
             return;
         }
         self.next_marker_round = Instant::now() + MARKER_ROUND_EVERY;
-        let Some(partitions) = self.all_partitions(source) else {
-            return;
-        };
-        let input = RoundInput {
-            writes: self.progress_to_write(),
-            partitions,
-        };
-        self.marker_round
-            .spawn(async move { sealer.round(input).await });
+        if let Some(input) = self.marker_round_input(source, &sealer) {
+            self.marker_round
+                .spawn(async move { sealer.round(input).await });
+        }
     }
 
     /// After the drain: lets the last landings' offsets be committed.
@@ -1290,12 +1292,8 @@ impl Worker {
         while let Some(done) = self.marker_round.join_next().await {
             self.on_marker_round(done);
         }
-        let Some(partitions) = self.all_partitions(source) else {
+        let Some(input) = self.marker_round_input(source, &sealer) else {
             return;
-        };
-        let input = RoundInput {
-            writes: self.progress_to_write(),
-            partitions,
         };
         match tokio::time::timeout(SHUTDOWN_STORAGE_PATIENCE, sealer.round(input)).await {
             Ok(done) => self.on_marker_round(Ok(done)),
@@ -1303,14 +1301,28 @@ impl Worker {
         }
     }
 
-    /// Every partition of the pipeline's topics (cached; a failed refresh keeps the old list).
-    fn all_partitions(&mut self, source: &KafkaSource) -> Option<Vec<TopicPartition>> {
+    /// What a marker round needs: this worker's changed progress and every partition (none
+    /// while the partitions are unknown).
+    fn marker_round_input(&mut self, source: &KafkaSource, sealer: &Sealer) -> Option<RoundInput> {
+        let partitions = self.all_partitions(source, &sealer.topics)?;
+        Some(RoundInput {
+            writes: self.progress_to_write(sealer),
+            partitions,
+        })
+    }
+
+    /// Every partition of `topics` (cached; a failed refresh keeps the old list).
+    fn all_partitions(
+        &mut self,
+        source: &KafkaSource,
+        topics: &[String],
+    ) -> Option<Vec<TopicPartition>> {
         if let Some((at, tps)) = &self.all_partitions {
             if at.elapsed() < PARTITIONS_REFRESH {
                 return Some(tps.clone());
             }
         }
-        match tokio::task::block_in_place(|| source.all_partitions(&self.topics)) {
+        match tokio::task::block_in_place(|| source.all_partitions(topics)) {
             Ok(tps) => {
                 self.all_partitions = Some((Instant::now(), tps.clone()));
                 Some(tps)
@@ -1324,10 +1336,7 @@ impl Worker {
 
     /// The progress of each owned, claimed partition that differs from what it last wrote,
     /// with its epoch and ledger generation.
-    fn progress_to_write(&self) -> Vec<(u64, u64, Progress)> {
-        let Some(settings) = &self.marker_settings else {
-            return Vec::new();
-        };
+    fn progress_to_write(&self, sealer: &Sealer) -> Vec<(u64, u64, Progress)> {
         let ledgers = self.ledgers.lock().expect("ledger lock");
         let mut out = Vec::new();
         for (tp, owned) in &self.ownership {
@@ -1344,16 +1353,15 @@ impl Worker {
             let idle = ledger.is_none_or(|l| l.held_buffers() == 0)
                 && !waiting
                 && !self.paused
-                && p.last_record.elapsed() >= settings.idle_partition;
+                && p.last_record.elapsed() >= sealer.idle_partition;
             let progress = Progress {
                 topic: tp.topic.clone(),
                 partition: tp.partition,
                 landed_until,
-                watermark_ms: landed_until.and_then(|o| p.history.before(o)),
                 idle,
                 windows: p.windows.clone(),
                 history: p.history.clone(),
-                owner: format!("{} {}", self.pipeline_name, self.worker_id),
+                owner: self.owner(),
                 epoch,
                 updated_ms: now_ms(),
             };

@@ -99,8 +99,6 @@ pub(crate) struct Progress {
     pub(crate) partition: i32,
     /// Every record before this offset is in a landed file (or needed none).
     pub(crate) landed_until: Option<i64>,
-    /// The watermark of those records.
-    pub(crate) watermark_ms: Option<i64>,
     /// No record for `idle_partition` and nothing unlanded.
     pub(crate) idle: bool,
     /// Windows (start, ms) the partition has files in, not known to be sealed, and the signals.
@@ -113,6 +111,11 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    /// The watermark of the records before `landed_until`.
+    pub(crate) fn watermark_ms(&self) -> Option<i64> {
+        self.landed_until.and_then(|o| self.history.before(o))
+    }
+
     /// Whether the two say the same, whenever they were written.
     pub(crate) fn same_as(&self, other: &Progress) -> bool {
         *self
@@ -196,7 +199,7 @@ pub(crate) fn complete_until(
     let mut all_idle = true;
     for tp in partitions {
         let p = progress.get(tp)?;
-        let complete = p.watermark_ms.map(|w| w.saturating_sub(lateness_ms));
+        let complete = p.watermark_ms().map(|w| w.saturating_sub(lateness_ms));
         if p.idle && now_ms - p.updated_ms <= IDLE_STALE_MS {
             furthest = furthest.max(complete);
         } else {
@@ -267,6 +270,10 @@ pub(crate) struct Sealer {
     pub(crate) lateness_ms: i64,
     /// Signals the pipeline exports by name: they get markers even for windows without data.
     pub(crate) named_signals: Vec<String>,
+    /// The source topics, all of whose partitions must pass a window.
+    pub(crate) topics: Vec<String>,
+    /// After this long without a record (and nothing unlanded) a partition is idle.
+    pub(crate) idle_partition: std::time::Duration,
 }
 
 /// One round's work: progress to write, then every partition to read.
@@ -314,8 +321,16 @@ impl Sealer {
             None => None,
         };
         out.sealed_until = pointer;
-        let mut progress = HashMap::new();
+        // What this round just wrote need not be read back.
+        let mut progress: HashMap<TopicPartition, Progress> = out
+            .written
+            .iter()
+            .map(|(_, p)| (TopicPartition::new(p.topic.clone(), p.partition), p.clone()))
+            .collect();
         for tp in &input.partitions {
+            if progress.contains_key(tp) {
+                continue;
+            }
             if let Some(body) = self.lake.read_if_exists(&progress_path(tp)).await? {
                 match serde_json::from_slice::<Progress>(&body) {
                     Ok(p) => {
@@ -515,10 +530,11 @@ mod tests {
             topic: tp.topic.clone(),
             partition: tp.partition,
             landed_until: Some(1),
-            watermark_ms: watermark,
             idle,
             windows: BTreeMap::new(),
-            history: WatermarkHistory::default(),
+            history: WatermarkHistory {
+                steps: watermark.map(|w| (0, w)).into_iter().collect(),
+            },
             owner: "w".into(),
             epoch: 1,
             updated_ms: NOW,
