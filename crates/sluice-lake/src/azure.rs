@@ -10,9 +10,9 @@ use reqsign_core::{Context, OsEnv, ProvideCredential, ProvideCredentialChain, Si
 use reqsign_file_read_tokio::TokioFileRead;
 use sluice_config::{AzureAuth, AzureDestination};
 
-use crate::LakeError;
+use crate::{redact, LakeError, StoreError};
 
-pub(crate) fn operator(az: &AzureDestination) -> Result<Operator, LakeError> {
+pub(crate) fn operator(az: &AzureDestination, secrets: &[String]) -> Result<Operator, LakeError> {
     let builder = opendal::services::Azblob::default()
         .endpoint(&az.endpoint)
         .container(&az.container)
@@ -25,7 +25,7 @@ pub(crate) fn operator(az: &AzureDestination) -> Result<Operator, LakeError> {
     };
     Operator::new(builder).map_err(|e| LakeError::Open {
         what: describe(az),
-        source: Box::new(e),
+        source: StoreError::new(&e, secrets),
     })
 }
 
@@ -134,10 +134,14 @@ pub(crate) fn describe(az: &AzureDestination) -> String {
 
 /// Creates the container if it does not exist. opendal cannot do this (Azurite answers its
 /// `create_dir("/")` with HTTP 400), so this is the plain Create Container REST call.
-pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeError> {
+pub(crate) async fn ensure_container(
+    az: &AzureDestination,
+    secrets: &[String],
+) -> Result<(), LakeError> {
+    // reqwest's errors end in the URL, where a SAS token travels: redacted here.
     let fail_as = |detail: String, retryable: bool| LakeError::CreateContainer {
         container: az.container.clone(),
-        detail,
+        detail: redact(&detail, secrets),
         retryable,
     };
     let fail = |detail: String| fail_as(detail, false);
@@ -180,7 +184,7 @@ pub(crate) async fn ensure_container(az: &AzureDestination) -> Result<(), LakeEr
     let resp = req
         .send()
         .await
-        .map_err(|e| fail_as(format!("{base} unreachable: {e}"), true))?;
+        .map_err(|e| fail_as(format!("{base} unreachable: {}", e.without_url()), true))?;
     match resp.status().as_u16() {
         201 => {
             tracing::info!(container = %az.container, "created container");

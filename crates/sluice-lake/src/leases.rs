@@ -9,9 +9,7 @@
 //! whose predecessor did not must wait out one write timeout before it lists the lake, so that
 //! a write its predecessor began before the takeover has finished (see `sluice-pipeline`).
 
-use opendal::ErrorKind;
-
-use crate::{Lake, LakeError};
+use crate::{Lake, LakeError, Landed};
 
 /// Under the sink root; a leading `_` keeps Spark, Hive and friends from reading it as data.
 pub const LEASE_DIR: &str = "_leases";
@@ -93,13 +91,9 @@ impl Lake {
                 "claimed_at": chrono::Utc::now().to_rfc3339(),
             });
             let path = format!("{dir}{epoch:020}.json");
-            match self
-                .op
-                .write_with(&path, body.to_string())
-                .if_not_exists(true)
-                .await
-            {
-                Ok(_) => {
+            // `land` is the store's atomic write-if-absent (probed at open).
+            match self.land(&path, body.to_string()).await? {
+                Landed::Written => {
                     // Tidying only: a failure leaves a few more small files to list.
                     let keep = [
                         format!("{dir}{:020}.", epoch - 1),
@@ -115,14 +109,7 @@ impl Lake {
                     return Ok(Claim { epoch, handover });
                 }
                 // Another worker claimed this epoch at the same moment: look again.
-                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => continue,
-                Err(e) => {
-                    return Err(LakeError::Storage {
-                        op: "write",
-                        path,
-                        source: Box::new(e),
-                    })
-                }
+                Landed::AlreadyPresent => continue,
             }
         }
     }

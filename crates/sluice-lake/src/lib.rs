@@ -3,14 +3,19 @@
 
 mod azure;
 mod leases;
+mod local;
+mod redact;
 
 pub use leases::{Claim, Handover, LEASE_DIR};
+pub use redact::{redact, StoreError};
 
 /// Where window markers keep each partition's progress (see `sluice_pipeline`'s markers).
 pub const PROGRESS_DIR: &str = "_progress";
+/// Where the start-up probe of write-if-absent writes (and removes) its object.
+const PROBE_DIR: &str = "_sluice_probe";
 
 use opendal::{ErrorKind, Operator};
-use sluice_config::Destination;
+use sluice_config::{AzureAuth, Destination};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -18,7 +23,7 @@ pub enum LakeError {
     Open {
         what: String,
         #[source]
-        source: Box<opendal::Error>,
+        source: StoreError,
     },
     #[error("cannot create Azure container '{container}': {detail}")]
     CreateContainer {
@@ -37,12 +42,14 @@ pub enum LakeError {
         path: String,
         after: std::time::Duration,
     },
+    #[error("the store at {what} replaced an object that a write asked to create only if absent (If-None-Match: *), so two workers could land the same file twice and two claims share a lease; use a store with conditional writes (Azure Blob / ADLS Gen2, AWS S3, MinIO and other S3-compatible stores that honour If-None-Match, or local disk)")]
+    NoWriteIfAbsent { what: String },
     #[error("storage {op} of '{path}' failed: {source}")]
     Storage {
         op: &'static str,
         path: String,
         #[source]
-        source: Box<opendal::Error>,
+        source: StoreError,
     },
 }
 
@@ -55,7 +62,9 @@ impl LakeError {
             }
             LakeError::CreateContainer { retryable, .. } => *retryable,
             LakeError::TimedOut { .. } => true,
-            LakeError::Fenced | LakeError::AssignmentLost => false,
+            LakeError::Fenced | LakeError::AssignmentLost | LakeError::NoWriteIfAbsent { .. } => {
+                false
+            }
         }
     }
 }
@@ -83,6 +92,41 @@ pub struct LakeFile {
 pub struct Lake {
     op: Operator,
     describe: String,
+    /// The destination's secrets, cut out of every error message (see `redact`).
+    secrets: std::sync::Arc<[String]>,
+    /// Local disk: the root and its staging directory, for atomic write-if-absent.
+    local: Option<std::sync::Arc<(std::path::PathBuf, std::path::PathBuf)>>,
+}
+
+/// Every secret of `dest`, for redaction: keys, tokens and a SAS token's signature alone.
+fn secrets_of(dest: &Destination) -> Vec<String> {
+    let mut out = Vec::new();
+    match dest {
+        Destination::Fs { .. } => {}
+        Destination::Azure(az) => match &az.auth {
+            AzureAuth::SharedKey(key) => out.push(key.expose().to_string()),
+            AzureAuth::Sas(token) => {
+                let token = token.expose();
+                out.push(token.to_string());
+                out.extend(
+                    token
+                        .split('&')
+                        .filter_map(|kv| kv.strip_prefix("sig="))
+                        .map(str::to_string),
+                );
+            }
+            AzureAuth::ServicePrincipal { client_secret, .. } => {
+                out.push(client_secret.expose().to_string())
+            }
+            AzureAuth::Environment => {}
+        },
+        Destination::S3(s3) => {
+            if let Some((_, key)) = &s3.credentials {
+                out.push(key.expose().to_string());
+            }
+        }
+    }
+    out
 }
 
 impl Lake {
@@ -94,6 +138,12 @@ impl Lake {
     pub async fn open(dest: &Destination) -> Result<Self, LakeError> {
         // The process-wide HTTP client of opendal's HTTP services; idempotent.
         opendal::install_default();
+        let secrets: std::sync::Arc<[String]> = secrets_of(dest).into();
+        let open_error = |what: &str, e: &opendal::Error| LakeError::Open {
+            what: what.to_string(),
+            source: StoreError::new(e, &secrets),
+        };
+        let mut local = None;
         let (op, describe) = match dest {
             Destination::Fs { root } => {
                 let abs = std::path::absolute(root).unwrap_or_else(|_| root.into());
@@ -101,22 +151,22 @@ impl Lake {
                 // Files are written here first and renamed into place, so a crash mid-write
                 // never leaves a partial file under its final (offset-bearing) name.
                 let staging = format!("{abs}/{FS_STAGING_DIR}");
-                std::fs::create_dir_all(&staging).map_err(|e| LakeError::Open {
-                    what: abs.clone(),
-                    source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
+                std::fs::create_dir_all(&staging).map_err(|e| {
+                    open_error(
+                        &abs,
+                        &opendal::Error::new(ErrorKind::Unexpected, e.to_string()),
+                    )
                 })?;
                 let builder = opendal::services::Fs::default()
                     .root(&abs)
                     .atomic_write_dir(&staging);
-                let op = Operator::new(builder).map_err(|e| LakeError::Open {
-                    what: abs.clone(),
-                    source: Box::new(e),
-                })?;
+                let op = Operator::new(builder).map_err(|e| open_error(&abs, &e))?;
+                local = Some(std::sync::Arc::new((abs.clone().into(), staging.into())));
                 (op, format!("file://{abs}"))
             }
             Destination::Azure(az) => {
-                azure::ensure_container(az).await?;
-                (azure::operator(az)?, azure::describe(az))
+                azure::ensure_container(az, &secrets).await?;
+                (azure::operator(az, &secrets)?, azure::describe(az))
             }
             Destination::S3(s3) => {
                 let mut builder = opendal::services::S3::default()
@@ -130,23 +180,56 @@ impl Lake {
                     builder = builder.access_key_id(id).secret_access_key(key.expose());
                 }
                 let describe = format!("s3://{}/{}", s3.bucket, s3.root);
-                let op = Operator::new(builder).map_err(|e| LakeError::Open {
-                    what: describe.clone(),
-                    source: Box::new(e),
-                })?;
+                let op = Operator::new(builder).map_err(|e| open_error(&describe, &e))?;
                 // A missing bucket or wrong credentials should stop the start, not the first
                 // landing an hour later.
                 op.list_with("")
                     .limit(1)
                     .await
-                    .map_err(|e| LakeError::Open {
-                        what: describe.clone(),
-                        source: Box::new(e),
-                    })?;
+                    .map_err(|e| open_error(&describe, &e))?;
                 (op, describe)
             }
         };
-        Ok(Self { op, describe })
+        let lake = Self {
+            op,
+            describe,
+            secrets,
+            local,
+        };
+        lake.probe_write_if_absent().await?;
+        Ok(lake)
+    }
+
+    /// Refuses a store on which write-if-absent does not hold (an S3-compatible store that
+    /// ignores `If-None-Match: *`): duplicate-free landing and the partition leases rest on it.
+    async fn probe_write_if_absent(&self) -> Result<(), LakeError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = format!("{PROBE_DIR}/{}-{nanos}.probe", std::process::id());
+        let first = self.land(&path, "first").await?;
+        let second = self.land(&path, "second").await;
+        let _ = self.op.delete(&path).await;
+        match (first, second?) {
+            (Landed::Written, Landed::AlreadyPresent) => Ok(()),
+            _ => Err(LakeError::NoWriteIfAbsent {
+                what: self.describe.clone(),
+            }),
+        }
+    }
+
+    /// The one place storage errors leave the lake layer: redacted (see `redact`).
+    pub(crate) fn storage_error(
+        &self,
+        op: &'static str,
+        path: &str,
+        e: &opendal::Error,
+    ) -> LakeError {
+        LakeError::Storage {
+            op,
+            path: path.to_string(),
+            source: StoreError::new(e, &self.secrets),
+        }
     }
 
     /// Writes `body` at `path` unless a file is already there.
@@ -156,14 +239,22 @@ impl Lake {
         body: impl Into<bytes::Bytes>,
     ) -> Result<Landed, LakeError> {
         let body: bytes::Bytes = body.into();
+        if let Some(local) = &self.local {
+            let (local, owned_path) = (local.clone(), path.to_string());
+            let landed = tokio::task::spawn_blocking(move || {
+                local::land(&local.0, &local.1, &owned_path, &body)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            // Classified as opendal classifies disk errors (most are temporary).
+            return landed.map_err(|e| {
+                self.storage_error("write", path, &opendal::raw::new_std_io_error(e))
+            });
+        }
         match self.op.write_with(path, body).if_not_exists(true).await {
             Ok(_) => Ok(Landed::Written),
             Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(Landed::AlreadyPresent),
-            Err(e) => Err(LakeError::Storage {
-                op: "write",
-                path: path.to_string(),
-                source: Box::new(e),
-            }),
+            Err(e) => Err(self.storage_error("write", path, &e)),
         }
     }
 
@@ -179,11 +270,7 @@ impl Lake {
             .write(path, body)
             .await
             .map(|_| ())
-            .map_err(|e| LakeError::Storage {
-                op: "write",
-                path: path.to_string(),
-                source: Box::new(e),
-            })
+            .map_err(|e| self.storage_error("write", path, &e))
     }
 
     /// The file at `path`, or `None` when there is none.
@@ -191,11 +278,7 @@ impl Lake {
         match self.op.read(path).await {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LakeError::Storage {
-                op: "read",
-                path: path.to_string(),
-                source: Box::new(e),
-            }),
+            Err(e) => Err(self.storage_error("read", path, &e)),
         }
     }
 
@@ -204,31 +287,21 @@ impl Lake {
             .read(path)
             .await
             .map(|b| b.to_vec())
-            .map_err(|e| LakeError::Storage {
-                op: "read",
-                path: path.to_string(),
-                source: Box::new(e),
-            })
+            .map_err(|e| self.storage_error("read", path, &e))
     }
 
     /// Every file under `prefix` (`""` for the whole lake), sorted by path. Partition leases
     /// and progress show only when `prefix` asks for them.
     pub async fn list(&self, prefix: &str) -> Result<Vec<LakeFile>, LakeError> {
         let hidden = |path: &str| {
-            [LEASE_DIR, PROGRESS_DIR]
+            [LEASE_DIR, PROGRESS_DIR, PROBE_DIR]
                 .into_iter()
                 .any(|dir| path.starts_with(dir) && !prefix.starts_with(dir))
         };
         let entries = match self.op.list_with(prefix).recursive(true).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(LakeError::Storage {
-                    op: "list",
-                    path: prefix.to_string(),
-                    source: Box::new(e),
-                })
-            }
+            Err(e) => return Err(self.storage_error("list", prefix, &e)),
         };
         let mut files: Vec<LakeFile> = entries
             .into_iter()
