@@ -8,8 +8,9 @@ const KEEP_WHEN_CUT: usize = 80;
 ///
 /// Signal names come from untrusted record payloads, so they must never escape the
 /// configured prefix. The rule is reversible for short names (distinct inputs stay distinct):
-/// ASCII letters, digits, `-` and `_` are kept, and `.` is kept except in the first position;
-/// every other byte (including `/`, `\`, `~`, control and non-ASCII bytes) becomes `~XX` (hex).
+/// ASCII letters, digits and `-` are kept, and `.` and `_` are kept except in the first
+/// position (Spark and Hive hide paths starting with either, and Sluice's own bookkeeping
+/// lives under `_` names such as `_windows/` and `_dead_letter/`); every other byte (including `/`, `\`, `~`, control and non-ASCII bytes) becomes `~XX` (hex).
 /// An empty name becomes `~`. A result longer than 100 bytes is cut to 80 and suffixed with
 /// `~` and a 64-bit FNV-1a hash of the original, so it stays unique in practice and bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,7 +23,8 @@ impl SignalName {
         }
         let mut out = String::with_capacity(raw.len());
         for (i, b) in raw.bytes().enumerate() {
-            let keep = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
+            let keep =
+                b.is_ascii_alphanumeric() || b == b'-' || ((b == b'.' || b == b'_') && i > 0);
             if keep {
                 out.push(b as char);
             } else {
@@ -34,6 +36,27 @@ impl SignalName {
             out.push_str(&format!("~{:016x}", fnv1a(raw.as_bytes())));
         }
         Self(out)
+    }
+
+    /// A name read back from the lake or from progress, already sanitized: kept as it is
+    /// when `sanitize` could have made it, else sanitized (so it still cannot escape).
+    pub fn from_sanitized(name: &str) -> Self {
+        let could_be_output = !name.is_empty()
+            && name.len() <= MAX_LEN
+            && !name.starts_with(['.', '_'])
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+        if could_be_output {
+            Self(name.to_string())
+        } else {
+            Self::sanitize(name)
+        }
+    }
+
+    /// The name dead-letter files carry; no record's signal can sanitize to it.
+    pub fn dead_letter() -> Self {
+        Self("_dead_letter".to_string())
     }
 
     pub fn as_str(&self) -> &str {
@@ -82,6 +105,30 @@ mod tests {
     }
 
     #[test]
+    fn names_hidden_by_spark_or_taken_by_bookkeeping_are_escaped() {
+        assert_eq!(SignalName::sanitize("_windows").as_str(), "~5Fwindows");
+        assert_eq!(
+            SignalName::sanitize("_dead_letter").as_str(),
+            "~5Fdead_letter"
+        );
+        assert_ne!(
+            SignalName::sanitize("_dead_letter"),
+            SignalName::dead_letter()
+        );
+        assert_eq!(SignalName::sanitize("a_b").as_str(), "a_b");
+    }
+
+    #[test]
+    fn sanitized_names_read_back_unchanged() {
+        for raw in ["hum/x", "engine.temp", &"é".repeat(80), "_x", ""] {
+            let once = SignalName::sanitize(raw);
+            assert_eq!(SignalName::from_sanitized(once.as_str()), once, "{raw}");
+        }
+        // Whatever is read back still cannot escape a prefix.
+        assert_eq!(SignalName::from_sanitized("../x").as_str(), "~2E.~2Fx");
+    }
+
+    #[test]
     fn long_names_are_bounded_and_distinct() {
         let a = SignalName::sanitize(&"x".repeat(4096));
         let b = SignalName::sanitize(&format!("{}y", "x".repeat(4095)));
@@ -95,7 +142,8 @@ mod tests {
             let s = SignalName::sanitize(&raw);
             let s = s.as_str();
             prop_assert!(!s.is_empty() && s.len() <= MAX_LEN);
-            prop_assert!(!s.starts_with('.'));
+            prop_assert!(!s.starts_with('.') && !s.starts_with('_'));
+            prop_assert_eq!(SignalName::from_sanitized(s).as_str().to_string(), s);
             prop_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)));
         }
 

@@ -403,7 +403,8 @@ impl Sealer {
         let mut written = 0;
         let mut all_files = Vec::new();
         for signal in signals {
-            let name = SignalName::sanitize(signal);
+            // Progress and `named_signals` hold names as the paths do: sanitized already.
+            let name = SignalName::from_sanitized(signal);
             let dirs: BTreeSet<String> = partitions
                 .iter()
                 .map(|tp| {
@@ -604,6 +605,62 @@ mod tests {
         );
         let capped = windows_to_seal(Some(H), 5000 * H, None, g);
         assert_eq!(capped.len(), MAX_WINDOWS_PER_ROUND);
+    }
+
+    /// Names that sanitizing changes (`hum/x` is `hum~2Fx` in paths) get their marker in the
+    /// directory their files are in, and the marker lists those files.
+    #[tokio::test]
+    async fn markers_of_escaped_signal_names_sit_beside_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&sluice_config::Destination::Fs {
+            root: dir.path().to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
+        let w = Window::containing(10 * H, Granularity::Hour);
+        let data = "hum~2Fx/1970/01/01/10/t-0-000000000001-000000000002.json";
+        lake.land(data, "{}\n").await.unwrap();
+        let sealer = Sealer {
+            lake: lake.clone(),
+            pipeline: "p".into(),
+            path: PathTemplate::parse(
+                "{signal}/{YYYY}/{MM}/{dd}/{hh}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}",
+            )
+            .unwrap(),
+            granularity: Granularity::Hour,
+            lateness_ms: 0,
+            named_signals: vec![SignalName::sanitize("door/open").as_str().to_string()],
+            topics: vec!["t".into()],
+            idle_partition: std::time::Duration::from_secs(1),
+        };
+        let mut signals = BTreeSet::new();
+        signals.insert(SignalName::sanitize("hum/x").as_str().to_string());
+        signals.extend(sealer.named_signals.iter().cloned());
+        let written = sealer
+            .seal(w, &signals, &[TopicPartition::new("t", 0)])
+            .await
+            .unwrap();
+        assert_eq!(written, 3, "two signal markers and the window's");
+        let marker: serde_json::Value = serde_json::from_slice(
+            &lake
+                .read("hum~2Fx/1970/01/01/10/_SUCCESS")
+                .await
+                .expect("the marker beside the data"),
+        )
+        .unwrap();
+        assert_eq!(marker["files"][0]["path"], data);
+        assert!(lake
+            .read("door~2Fopen/1970/01/01/10/_SUCCESS")
+            .await
+            .is_ok());
+        let window: serde_json::Value =
+            serde_json::from_slice(&lake.read(&window_marker_path(w)).await.unwrap()).unwrap();
+        assert_eq!(window["files"].as_array().unwrap().len(), 1);
+        let stray = lake.list("").await.unwrap();
+        assert!(
+            stray.iter().all(|f| !f.path.contains("~7E")),
+            "nothing escaped twice: {stray:?}"
+        );
     }
 
     #[test]
