@@ -39,6 +39,10 @@ pub struct SourceSection {
     /// Extra librdkafka properties, passed through as they are.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties that are credentials, each from an environment variable (or
+    /// `<VAR>_FILE`): `{ "sasl.password" = "KAFKA_PASSWORD" }`.
+    #[serde(default)]
+    pub secret_properties_env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -62,8 +66,14 @@ pub struct WindowSection {
     /// `event` (a time inside the record) or `ingestion` (the Kafka timestamp).
     pub time: String,
     pub event_time_field: Option<String>,
-    /// `auto` (default), `rfc3339`, `epoch_ms` or `epoch_s`.
+    /// `auto` (default), `rfc3339`, `epoch_s`, `epoch_ms`, `epoch_us` or `epoch_ns`.
     pub event_time_format: Option<String>,
+    /// Records timed further than this ahead of their Kafka timestamp are dead-lettered as
+    /// `implausible_timestamp` (default 86400: one day).
+    pub max_future_secs: Option<u64>,
+    /// Records timed before this RFC 3339 instant are dead-lettered as
+    /// `implausible_timestamp` (default 2000-01-01T00:00:00Z).
+    pub min_event_time: Option<String>,
     /// `minute`, `hour` or `day` (UTC).
     pub granularity: String,
     /// How long after a window's end its records still count as on time (default 0).

@@ -16,8 +16,8 @@ pub use schedule::Schedule;
 pub use secret::Secret;
 pub use validate::{
     ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData, MarkerSettings,
-    SignalFilter, SignalSource, SinkSettings, SourceSettings, TimeKey, ValidatedPipeline,
-    WindowSettings,
+    PlausibleTimes, SignalFilter, SignalSource, SinkSettings, SourceSettings, TimeKey,
+    ValidatedPipeline, WindowSettings,
 };
 
 /// Reads and validates a pipeline file; `env` resolves secrets (normally `std::env::var`).

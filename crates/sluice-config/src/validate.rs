@@ -103,11 +103,14 @@ impl SignalFilter {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventTimeFormat {
-    /// RFC 3339 strings, or numbers read as epoch milliseconds (seconds if below 10^11).
+    /// RFC 3339 strings, or numbers whose unit is told by their magnitude: seconds below
+    /// 10^11, milliseconds below 10^14, microseconds below 10^17, nanoseconds above.
     Auto,
     Rfc3339,
-    EpochMillis,
     EpochSeconds,
+    EpochMillis,
+    EpochMicros,
+    EpochNanos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,12 +126,41 @@ pub enum TimeKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowSettings {
     pub time: TimeKey,
+    /// Record times outside these bounds are dead-lettered, never windowed.
+    pub plausible: PlausibleTimes,
     pub granularity: Granularity,
     pub allowed_lateness: Duration,
     pub late_data: LateData,
     /// Window-complete markers, when the pipeline writes them.
     pub markers: Option<MarkerSettings>,
 }
+
+/// Which record times can be meant: a time far ahead of the record's own Kafka timestamp, or
+/// before `min_ms`, is a broken clock or a wrong unit, and would poison the watermark (every
+/// later record late) and open windows nobody can seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlausibleTimes {
+    /// How far (ms) a record's time may be ahead of its Kafka timestamp.
+    pub max_future_ms: i64,
+    /// The earliest record time (ms since the epoch).
+    pub min_ms: i64,
+}
+
+impl Default for PlausibleTimes {
+    fn default() -> Self {
+        Self {
+            max_future_ms: DEFAULT_MAX_FUTURE_SECS as i64 * 1000,
+            min_ms: DEFAULT_MIN_EVENT_TIME_MS,
+        }
+    }
+}
+
+/// Default `window.max_future_secs`: one day.
+const DEFAULT_MAX_FUTURE_SECS: u64 = 86_400;
+/// Default `window.min_event_time`: 2000-01-01T00:00:00Z.
+const DEFAULT_MIN_EVENT_TIME_MS: i64 = 946_684_800_000;
+/// Larger bounds than a century would let the year-2999 record through.
+const MAX_FUTURE_SECS_LIMIT: u64 = 100 * 365 * 86_400;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MarkerSettings {
@@ -212,6 +244,18 @@ fn default_path(g: Granularity) -> &'static str {
 
 const DEFAULT_DEAD_LETTER_PATH: &str =
     "_dead_letter/{topic}/{partition}/{YYYY}/{MM}/{dd}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}";
+
+/// librdkafka properties whose values are credentials: never accepted in clear text.
+fn is_credential_property(key: &str) -> bool {
+    matches!(
+        key,
+        "sasl.password"
+            | "sasl.oauthbearer.client.secret"
+            | "ssl.key.password"
+            | "ssl.keystore.password"
+            | "ssl.key.pem"
+    )
+}
 
 /// Collects problems so that one run of `validate` reports all of them.
 #[derive(Default)]
@@ -446,6 +490,25 @@ impl PipelineFile {
         };
         // The pipeline's own properties win over the Event Hubs defaults.
         properties.extend(s.properties.clone());
+        for key in s.properties.keys().filter(|k| is_credential_property(k)) {
+            p.add(
+                &format!("source.properties.\"{key}\""),
+                "holds a credential in clear text, in a file that is committed and shown",
+                format!("move it to an environment variable and name it: secret_properties_env = {{ \"{key}\" = \"KAFKA_SECRET\" }}"),
+            );
+        }
+        for (key, var) in &s.secret_properties_env {
+            match env(var).filter(|v| !v.is_empty()) {
+                Some(value) => {
+                    secret_properties.insert(key.clone(), Secret::new(value));
+                }
+                None => p.add(
+                    &format!("source.secret_properties_env.\"{key}\""),
+                    format!("environment variable {var} is not set (nor {var}_FILE)"),
+                    format!("export {var}=... (the value of librdkafka's {key}), or mount it as a file named by {var}_FILE"),
+                ),
+            }
+        }
         if topics.is_empty() {
             p.add(
                 "source.topics",
@@ -575,13 +638,15 @@ impl PipelineFile {
                 let format = match w.event_time_format.as_deref().unwrap_or("auto") {
                     "auto" => Some(EventTimeFormat::Auto),
                     "rfc3339" => Some(EventTimeFormat::Rfc3339),
-                    "epoch_ms" => Some(EventTimeFormat::EpochMillis),
                     "epoch_s" => Some(EventTimeFormat::EpochSeconds),
+                    "epoch_ms" => Some(EventTimeFormat::EpochMillis),
+                    "epoch_us" => Some(EventTimeFormat::EpochMicros),
+                    "epoch_ns" => Some(EventTimeFormat::EpochNanos),
                     other => {
                         p.add(
                             "window.event_time_format",
                             format!("'{other}' is not a time format"),
-                            "use \"auto\", \"rfc3339\", \"epoch_ms\" or \"epoch_s\"",
+                            "use \"auto\", \"rfc3339\", \"epoch_s\", \"epoch_ms\", \"epoch_us\" or \"epoch_ns\"",
                         );
                         None
                     }
@@ -620,6 +685,31 @@ impl PipelineFile {
                 None
             }
         };
+
+        let mut plausible = PlausibleTimes::default();
+        match w.max_future_secs {
+            Some(0) | None => {
+                if w.max_future_secs == Some(0) {
+                    p.add("window.max_future_secs", "is 0, so a record timed one millisecond after its Kafka timestamp would be refused", "allow for clock skew: use e.g. 3600, or remove it for the default 86400 (one day)");
+                }
+            }
+            Some(s) if s > MAX_FUTURE_SECS_LIMIT => p.add(
+                "window.max_future_secs",
+                format!("is {s}, more than a century"),
+                "use a bound that tells a broken clock from a real one, e.g. 86400 (one day)",
+            ),
+            Some(s) => plausible.max_future_ms = s as i64 * 1000,
+        }
+        if let Some(raw) = &w.min_event_time {
+            match chrono::DateTime::parse_from_rfc3339(raw) {
+                Ok(t) => plausible.min_ms = t.timestamp_millis(),
+                Err(_) => p.add(
+                    "window.min_event_time",
+                    format!("'{raw}' is not an RFC 3339 time"),
+                    "write it like \"2000-01-01T00:00:00Z\", or remove it for that default",
+                ),
+            }
+        }
 
         let late_data = match w.late_data.as_deref().unwrap_or("append") {
             "append" => Some(LateData::Append),
@@ -763,6 +853,7 @@ impl PipelineFile {
                     max_record_bytes: r.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
                     window: WindowSettings {
                         time,
+                        plausible,
                         granularity,
                         allowed_lateness,
                         late_data,
@@ -785,40 +876,63 @@ impl PipelineFile {
     ) -> Option<SinkSettings> {
         let k: &SinkSection = &self.sink;
         let encoding = crate::encoding::validate(self, base, env, p);
-        let template = |field: &str, raw: &str, p: &mut Problems| match PathTemplate::parse(raw) {
-            Ok(t) => {
-                // Two workers (or two flushes) must never write the same path.
-                let missing: Vec<_> = ["topic", "partition", "first_offset"]
-                    .into_iter()
-                    .filter(|f| !t.uses(f))
-                    .collect();
-                if missing.is_empty() && t.is_offset_named() {
-                    Some(t)
-                } else if missing.is_empty() {
-                    p.add(field, format!("'{raw}' does not end in the file name {OFFSET_FILE_NAME} (or uses an offset in a directory), so after a crash Sluice could not find which records already landed"), format!("end the path with /{OFFSET_FILE_NAME}; directories may use {{signal}} and the time fields"));
-                    None
-                } else {
-                    let list = missing
+        // A directory must hold the files of one buffer key only: replays read the landed
+        // offset ranges of a key from its directory's file names.
+        let time_fields = |g: Granularity| match g {
+            Granularity::Minute => &["YYYY", "MM", "dd", "hh", "mm"][..],
+            Granularity::Hour => &["YYYY", "MM", "dd", "hh"][..],
+            Granularity::Day => &["YYYY", "MM", "dd"][..],
+        };
+        let data_key: Vec<&str> = std::iter::once("signal")
+            .chain(time_fields(granularity).iter().copied())
+            .collect();
+        let dead_letter_key = time_fields(Granularity::Day);
+        let template = |field: &str, raw: &str, key: &[&str], p: &mut Problems| {
+            match PathTemplate::parse(raw) {
+                Ok(t) => {
+                    // Two workers (or two flushes) must never write the same path.
+                    let missing: Vec<_> = ["topic", "partition", "first_offset"]
+                        .into_iter()
+                        .filter(|f| !t.uses(f))
+                        .collect();
+                    let unpinned: Vec<String> = key
                         .iter()
-                        .map(|m| format!("{{{m}}}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    p.add(field, format!("'{raw}' lacks {list}, so two files could get the same name and overwrite each other"), format!("add {list} to the file name, e.g. {{topic}}-{{partition}}-{{first_offset}}-{{last_offset}}.{{ext}}"));
+                        .filter(|f| !t.directory_uses(f))
+                        .map(|f| format!("{{{f}}}"))
+                        .collect();
+                    if missing.is_empty() && t.is_offset_named() && !unpinned.is_empty() {
+                        let unpinned = unpinned.join(", ");
+                        p.add(field, format!("'{raw}': its directories lack {unpinned}, so files of different signals or windows would share a directory, and after a crash records of one could be taken for landed in another's file"), format!("put {unpinned} in the directories (each key's files in a directory of their own), e.g. {}", if key.len() == dead_letter_key.len() { DEFAULT_DEAD_LETTER_PATH } else { default_path(granularity) }));
+                        None
+                    } else if missing.is_empty() && t.is_offset_named() {
+                        Some(t)
+                    } else if missing.is_empty() {
+                        p.add(field, format!("'{raw}' does not end in the file name {OFFSET_FILE_NAME} (or uses an offset in a directory), so after a crash Sluice could not find which records already landed"), format!("end the path with /{OFFSET_FILE_NAME}; directories may use {{signal}} and the time fields"));
+                        None
+                    } else {
+                        let list = missing
+                            .iter()
+                            .map(|m| format!("{{{m}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        p.add(field, format!("'{raw}' lacks {list}, so two files could get the same name and overwrite each other"), format!("add {list} to the file name, e.g. {{topic}}-{{partition}}-{{first_offset}}-{{last_offset}}.{{ext}}"));
+                        None
+                    }
+                }
+                Err(e) => {
+                    p.add(
+                        field,
+                        format!("'{raw}': {e}"),
+                        "fix the template; pipelines/README.md lists the placeholders",
+                    );
                     None
                 }
-            }
-            Err(e) => {
-                p.add(
-                    field,
-                    format!("'{raw}': {e}"),
-                    "fix the template; pipelines/README.md lists the placeholders",
-                );
-                None
             }
         };
         let path = template(
             "sink.path",
             k.path.as_deref().unwrap_or(default_path(granularity)),
+            &data_key,
             p,
         );
         if k.write_timeout_secs == Some(0) {
@@ -833,6 +947,7 @@ impl PipelineFile {
             k.dead_letter_path
                 .as_deref()
                 .unwrap_or(DEFAULT_DEAD_LETTER_PATH),
+            dead_letter_key,
             p,
         );
 
@@ -1111,6 +1226,85 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
         let e = &errors(&bad)[0];
         assert_eq!(e.field, "sink.path");
         assert!(e.fix.contains(OFFSET_FILE_NAME), "{e}");
+    }
+
+    /// An hourly pipeline with daily directories, or one directory for every signal, lets a
+    /// replay take one key's files for another's: rejected, for data and dead letters alike.
+    #[test]
+    fn templates_whose_directories_mix_keys_are_rejected() {
+        let with = |field: &str, path: &str| {
+            GOOD.replace(
+                "compression = \"gzip\"",
+                &format!("compression = \"gzip\"\n{field} = \"{path}\""),
+            )
+        };
+        let name = "{topic}-{partition}-{first_offset}-{last_offset}.{ext}";
+        for (field, dir, lacks) in [
+            ("path", "{signal}/{YYYY}/{MM}/{dd}", "{hh}"),
+            ("path", "all/{YYYY}/{MM}/{dd}/{hh}", "{signal}"),
+            ("path", "{YYYY}/{MM}/{dd}/{hh}/{signal}-x", "{signal}"),
+            ("dead_letter_path", "_dead_letter/{YYYY}/{MM}", "{dd}"),
+        ] {
+            let path = if dir.ends_with("-x") {
+                format!(
+                    "{}/{{signal}}-{name}",
+                    &dir[..dir.len() - "/{signal}-x".len()]
+                )
+            } else {
+                format!("{dir}/{name}")
+            };
+            let errs = errors(&with(field, &path));
+            let e = errs
+                .iter()
+                .find(|e| e.field == format!("sink.{field}"))
+                .unwrap_or_else(|| panic!("{path} accepted: {errs:?}"));
+            assert!(e.problem.contains(lacks), "{path}: {e}");
+            assert!(e.fix.contains("directories"), "{e}");
+        }
+        // What the shipped pipelines use stays valid.
+        assert!(crate::parse(
+            &with(
+                "path",
+                &format!("{{signal}}/x/{{YYYY}}/{{MM}}/{{dd}}/{{hh}}/{name}")
+            ),
+            &env
+        )
+        .is_ok());
+        assert!(crate::parse(
+            &with(
+                "dead_letter_path",
+                &format!("dl/{{YYYY}}/{{MM}}/{{dd}}/{name}")
+            ),
+            &env
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn kafka_credentials_come_from_the_environment_never_the_file() {
+        let clear = GOOD.replace(
+            "group_id = \"g\"",
+            "group_id = \"g\"\nproperties = { \"sasl.password\" = \"hunter2\" }",
+        );
+        let e = &errors(&clear)[0];
+        assert_eq!(e.field, "source.properties.\"sasl.password\"");
+        assert!(e.fix.contains("secret_properties_env"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let named = GOOD.replace(
+            "group_id = \"g\"",
+            "group_id = \"g\"\nsecret_properties_env = { \"sasl.password\" = \"KEY\" }",
+        );
+        let v = crate::parse(&named, &env).unwrap();
+        assert_eq!(
+            v.source.secret_properties["sasl.password"].expose(),
+            "c2VjcmV0"
+        );
+        assert!(!format!("{v:?}").contains("c2VjcmV0"));
+        let missing = named.replace("= \"KEY\" }", "= \"NOPE\" }");
+        assert_eq!(
+            errors(&missing)[0].field,
+            "source.secret_properties_env.\"sasl.password\""
+        );
     }
 
     #[test]

@@ -127,6 +127,12 @@ impl PathTemplate {
         }
     }
 
+    /// Whether `field` is used in the directories (not only in the file name).
+    pub fn directory_uses(&self, field: &str) -> bool {
+        let dir = self.source.rsplit_once('/').map_or("", |(d, _)| d);
+        dir.contains(&format!("{{{field}}}"))
+    }
+
     pub fn uses(&self, field: &str) -> bool {
         self.parts
             .iter()
