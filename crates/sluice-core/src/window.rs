@@ -27,10 +27,19 @@ pub struct Window {
     pub granularity: Granularity,
 }
 
+/// The times a window can hold: within what chrono can show as a calendar date (about
+/// ±250,000 years), so that every window has a real path and no arithmetic on it overflows.
+/// Routing refuses implausible times long before these bounds; they guard the rest (a
+/// dead letter's Kafka timestamp, say) from a silent fallback to 1970.
+pub const MIN_WINDOW_MS: i64 = -8_000_000_000_000_000;
+pub const MAX_WINDOW_MS: i64 = 8_000_000_000_000_000;
+
 impl Window {
-    /// The window holding `ts_ms` (milliseconds since the epoch; negative values floor too).
+    /// The window holding `ts_ms` (milliseconds since the epoch; negative values floor too),
+    /// with `ts_ms` first clamped into [`MIN_WINDOW_MS`, `MAX_WINDOW_MS`].
     pub fn containing(ts_ms: i64, granularity: Granularity) -> Self {
         let width = granularity.millis();
+        let ts_ms = ts_ms.clamp(MIN_WINDOW_MS, MAX_WINDOW_MS);
         Self {
             start_ms: ts_ms.div_euclid(width) * width,
             granularity,
@@ -38,11 +47,13 @@ impl Window {
     }
 
     pub fn end_ms(&self) -> i64 {
-        self.start_ms + self.granularity.millis()
+        self.start_ms.saturating_add(self.granularity.millis())
     }
 
     pub fn start(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.start_ms).unwrap_or_default()
+        // Every start `containing` makes is representable; a hand-built one is clamped.
+        DateTime::from_timestamp_millis(self.start_ms.clamp(MIN_WINDOW_MS, MAX_WINDOW_MS))
+            .expect("within chrono's range")
     }
 
     /// The zero-padded calendar parts a path template uses: YYYY, MM, dd, hh, mm.
@@ -77,6 +88,19 @@ mod tests {
         assert_eq!(parts[0].1, "2024");
         assert_eq!(parts[1].1, "03");
         assert_eq!(parts[4].1, "37");
+    }
+
+    #[test]
+    fn times_past_the_calendar_clamp_instead_of_falling_back_to_1970() {
+        for ts in [i64::MAX, i64::MIN, MAX_WINDOW_MS + 1] {
+            let w = Window::containing(ts, Granularity::Minute);
+            assert!(
+                w.start().timestamp_millis().abs() > 7_000_000_000_000_000,
+                "{ts}"
+            );
+            assert!(w.end_ms() > w.start_ms);
+            assert_ne!(w.calendar_parts()[0].1, "1970");
+        }
     }
 
     #[test]

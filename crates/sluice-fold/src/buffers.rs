@@ -31,6 +31,9 @@ pub struct Buffer {
     pub records: u64,
     /// Newline-terminated lines.
     pub ndjson: Vec<u8>,
+    /// The offset of each line, in order: a record the format refuses is dead-lettered
+    /// under its own offset.
+    pub offsets: Vec<i64>,
     opened_at: Instant,
 }
 
@@ -72,6 +75,7 @@ impl Buffers {
                 last_offset: offset,
                 records: 0,
                 ndjson: Vec::with_capacity(line.len() * 16),
+                offsets: Vec::with_capacity(16),
                 opened_at: now,
             };
             self.open.insert(key.clone(), buffer);
@@ -82,6 +86,7 @@ impl Buffers {
             "offsets arrive in order"
         );
         buf.last_offset = offset;
+        buf.offsets.push(offset);
         buf.records += 1;
         buf.ndjson.extend_from_slice(line);
         buf.ndjson.push(b'\n');
@@ -206,6 +211,7 @@ mod tests {
             (0, 3, 3)
         );
         assert_eq!(full.ndjson, b"{}\n{}\n{\"x\":1}\n");
+        assert_eq!(full.offsets, [0, 2, 3]);
         assert_eq!(b.buffered_bytes(), 3);
         assert!(b.take_expired(t0 + Duration::from_secs(9)).is_empty());
         assert_eq!(b.next_due(t0), Some(Duration::from_secs(10)));

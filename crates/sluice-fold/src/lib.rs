@@ -2,7 +2,10 @@
 //! (collecting each partition's records per signal and window until a buffer is due to land).
 
 mod buffers;
+mod event_time;
+mod nesting;
 mod route;
 
 pub use buffers::{Appended, Buffer, BufferKey, Buffers, Target};
-pub use route::{dead_letter_line, DeadReason, Routed, Router};
+pub use nesting::{nests_deeper_than, MAX_NESTING};
+pub use route::{dead_letter_line, refused_line, DeadReason, Routed, Router};

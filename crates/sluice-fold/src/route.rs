@@ -6,9 +6,11 @@ use std::sync::Arc;
 use base64::Engine;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use sluice_config::{EventTimeFormat, SignalFilter, SignalSource, TimeKey, ValidatedPipeline};
-use sluice_core::{Granularity, Record, SignalName, Window};
+use sluice_config::{PlausibleTimes, SignalFilter, SignalSource, TimeKey, ValidatedPipeline};
+use sluice_core::{Granularity, Record, SignalName, TopicPartition, Window};
 use sluice_format::{DeclaredSchema, TimeUnit};
+
+use crate::{event_time, nesting};
 
 /// Why a record cannot be exported. The label is bounded (a metric label); the detail is not.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +56,7 @@ pub struct Router {
     filter: SignalFilter,
     max_record_bytes: u64,
     time: TimeKey,
+    plausible: PlausibleTimes,
     granularity: Granularity,
     /// Declared schemas: records of these signals that do not fit are dead-lettered.
     schemas: HashMap<SignalName, Arc<DeclaredSchema>>,
@@ -120,6 +123,7 @@ impl Router {
             filter: p.filter.clone(),
             max_record_bytes: p.max_record_bytes,
             time: p.window.time.clone(),
+            plausible: p.window.plausible,
             granularity: p.window.granularity,
             schemas: p.sink.encoding.schemas.clone(),
             timestamp_unit: p.sink.encoding.options.timestamp_unit,
@@ -147,6 +151,15 @@ impl Router {
                         "the payload has {} bytes, over route.max_record_bytes = {}",
                         p.len(),
                         self.max_record_bytes
+                    ),
+                ))
+            }
+            Some(p) if nesting::nests_deeper_than(p, nesting::MAX_NESTING) => {
+                return Err(DeadReason::new(
+                    "too_deep",
+                    format!(
+                        "arrays and objects nest deeper than {} levels",
+                        nesting::MAX_NESTING
                     ),
                 ))
             }
@@ -191,11 +204,11 @@ impl Router {
             return Ok(Routed::Skipped);
         }
 
+        // What a record's time is checked against: its Kafka timestamp (the same on every
+        // replay), else the clock.
+        let kafka_ms = record.timestamp_ms.filter(|t| *t >= 0);
         let ts_ms = match &self.time {
-            TimeKey::Ingestion => record
-                .timestamp_ms
-                .filter(|t| *t >= 0)
-                .unwrap_or(arrival_ms),
+            TimeKey::Ingestion => kafka_ms.unwrap_or(arrival_ms),
             TimeKey::Event { path, format } => {
                 let field = path.join(".");
                 let raw = lookup(&object, path)?.ok_or_else(|| {
@@ -204,7 +217,7 @@ impl Router {
                         format!("no event time field '{field}'"),
                     )
                 })?;
-                parse_time(raw, *format).ok_or_else(|| {
+                event_time::parse(raw.get(), *format).ok_or_else(|| {
                     DeadReason::new(
                         "bad_timestamp",
                         format!(
@@ -215,6 +228,14 @@ impl Router {
                 })?
             }
         };
+        // For ingestion time the reference is the clock: a producer's CreateTime can be wrong.
+        let reference = match self.time {
+            TimeKey::Ingestion => arrival_ms,
+            TimeKey::Event { .. } => kafka_ms.unwrap_or(arrival_ms),
+        };
+        if let Some(why) = event_time::implausible(ts_ms, reference, &self.plausible) {
+            return Err(DeadReason::new("implausible_timestamp", why));
+        }
 
         let signal = SignalName::sanitize(&raw_signal);
         if let Some(schema) = self.schemas.get(&signal) {
@@ -269,38 +290,6 @@ fn scalar_text(raw: &RawValue, field: &str) -> Result<String, DeadReason> {
     }
 }
 
-fn parse_time(raw: &RawValue, format: EventTimeFormat) -> Option<i64> {
-    let value: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
-    let rfc3339 = |s: &str| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| t.timestamp_millis())
-    };
-    let number = |v: &serde_json::Value| -> Option<f64> {
-        match v {
-            serde_json::Value::Number(n) => n.as_f64(),
-            serde_json::Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    };
-    match format {
-        EventTimeFormat::Rfc3339 => rfc3339(value.as_str()?),
-        EventTimeFormat::EpochMillis => number(&value).map(|n| n as i64),
-        EventTimeFormat::EpochSeconds => number(&value).map(|n| (n * 1000.0) as i64),
-        EventTimeFormat::Auto => match &value {
-            serde_json::Value::String(s) if s.contains('-') || s.contains('T') => rfc3339(s),
-            v => number(v).map(|n| {
-                // Epoch seconds stay below 10^11 until the year 5138; milliseconds pass it in 1973.
-                if n.abs() < 1e11 {
-                    (n * 1000.0) as i64
-                } else {
-                    n as i64
-                }
-            }),
-        },
-    }
-}
-
 fn clip(s: &str) -> String {
     if s.len() <= 64 {
         s.to_string()
@@ -349,9 +338,29 @@ pub fn dead_letter_line(record: &Record, reason: &DeadReason) -> Vec<u8> {
     serde_json::to_vec(&line).expect("a JSON value always serializes")
 }
 
+/// The dead-letter line of a record that routing passed but its file's format refused: the
+/// record as it was buffered (its payload on one line, or the envelope line), without the
+/// key and headers, which buffers do not keep.
+pub fn refused_line(tp: &TopicPartition, offset: i64, line: &[u8], reason: &DeadReason) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let line = serde_json::json!({
+        "topic": tp.topic,
+        "partition": tp.partition,
+        "offset": offset,
+        "timestamp_ms": null,
+        "reason": reason.label,
+        "detail": reason.detail,
+        "key_base64": null,
+        "headers_base64": {},
+        "payload_base64": b64.encode(line),
+    });
+    serde_json::to_vec(&line).expect("a JSON value always serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MAX_NESTING;
 
     fn pipeline(extra_route: &str, window: &str) -> ValidatedPipeline {
         let text = format!(
@@ -466,23 +475,88 @@ url = "/tmp/x"
         );
     }
 
+    /// Nesting past the pipeline's limit is refused here, once, so no encoder meets it.
+    #[test]
+    fn records_nested_past_the_limit_are_dead_lettered() {
+        let r = event_router();
+        let deep = |levels: usize| {
+            format!(
+                r#"{{"meta":{{"name":"temp"}},"ts":1709649432,"v":{}1{}}}"#,
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        assert!(matches!(
+            r.route(&record(deep(MAX_NESTING).as_bytes()), 0),
+            Routed::Data { .. }
+        ));
+        for levels in [MAX_NESTING + 1, 300, 100_000] {
+            match r.route(&record(deep(levels).as_bytes()), 0) {
+                Routed::Dead(d) => assert_eq!(d.label, "too_deep", "{levels}"),
+                other => panic!("{levels}: {other:?}"),
+            }
+        }
+    }
+
+    /// A time no clock can mean is refused instead of windowed: a year-2999 record would
+    /// make every later record of its partition late, an epoch in nanoseconds read as
+    /// milliseconds would land in 1970.
+    #[test]
+    fn implausible_event_times_are_dead_lettered() {
+        let r = event_router();
+        let route = |ts: &str| {
+            r.route(
+                &record(format!(r#"{{"meta":{{"name":"temp"}},"ts":{ts}}}"#).as_bytes()),
+                0,
+            )
+        };
+        let label = |ts: &str| match route(ts) {
+            Routed::Dead(d) => d.label,
+            Routed::Data { window, .. } => panic!("{ts} windowed at {}", window.start()),
+            Routed::Skipped => panic!("skipped"),
+        };
+        // The record's Kafka timestamp is 2024-03-05T14:37:12.345Z.
+        assert_eq!(label(r#""2999-01-01T00:00:00Z""#), "implausible_timestamp");
+        assert_eq!(label("0"), "implausible_timestamp");
+        assert_eq!(label(r#""1970-01-01T00:00:00Z""#), "implausible_timestamp");
+        assert_eq!(label(r#""NaN""#), "bad_timestamp");
+        assert_eq!(label(r#""inf""#), "bad_timestamp");
+        assert_eq!(label("1e400"), "bad_timestamp");
+        assert_eq!(label("9223372036854775807"), "implausible_timestamp");
+        let Routed::Data { window, .. } = route("1709649432345000000") else {
+            panic!("nanoseconds are a plausible time")
+        };
+        assert_eq!(window.start().to_rfc3339(), "2024-03-05T14:00:00+00:00");
+        // Ingestion time: a producer clock far ahead of the worker's is refused too.
+        let ingest = Router::new(&pipeline(
+            "signal_header = \"sig\"",
+            "time = \"ingestion\"\ngranularity = \"hour\"",
+        ));
+        let mut ahead = record(b"{}");
+        ahead.timestamp_ms = Some(32_503_680_000_000); // 3000-01-01
+        match ingest.route(&ahead, 1_709_649_432_345) {
+            Routed::Dead(d) => assert_eq!(d.label, "implausible_timestamp"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn ingestion_time_and_header_signals() {
         let r = Router::new(&pipeline(
             "signal_header = \"sig\"",
             "time = \"ingestion\"\ngranularity = \"day\"",
         ));
-        let Routed::Data { signal, window, .. } = r.route(&record(b"{}"), 0) else {
+        let Routed::Data { signal, window, .. } = r.route(&record(b"{}"), 1_709_649_432_345) else {
             panic!()
         };
         assert_eq!(signal.as_str(), "from-header");
         assert_eq!(window.start().to_rfc3339(), "2024-03-05T00:00:00+00:00");
         let mut no_ts = record(b"{}");
         no_ts.timestamp_ms = None;
-        let Routed::Data { window, .. } = r.route(&no_ts, 86_400_000 * 2 + 5) else {
+        let Routed::Data { window, .. } = r.route(&no_ts, 1_709_649_432_345 + 86_400_000) else {
             panic!()
         };
-        assert_eq!(window.start_ms, 86_400_000 * 2);
+        assert_eq!(window.start().to_rfc3339(), "2024-03-06T00:00:00+00:00");
     }
 
     #[test]
@@ -491,7 +565,8 @@ url = "/tmp/x"
             "default_signal = \"unknown\"",
             "time = \"ingestion\"\ngranularity = \"hour\"",
         ));
-        let Routed::Data { signal, .. } = r.route(&record(b"{\"v\":1}"), 0) else {
+        // Arriving when it was produced.
+        let Routed::Data { signal, .. } = r.route(&record(b"{\"v\":1}"), 1_709_649_432_345) else {
             panic!()
         };
         assert_eq!(signal.as_str(), "unknown");
