@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
@@ -359,9 +359,40 @@ impl KafkaSource {
         Lease(self.consumer.clone())
     }
 
-    /// Leaves the group cleanly so the partitions move to other workers at once.
-    pub fn close(&self) {
+    /// Leaves the group cleanly so the partitions move to other workers at once, within
+    /// `patience` whatever the group is doing.
+    ///
+    /// librdkafka can block forever destroying a consumer while a cooperative rebalance is in
+    /// flight (the revocation's `incremental_unassign` waits with no timeout: librdkafka
+    /// #4884, rust-rdkafka #509). So the consumer first unsubscribes and is polled until its
+    /// assignment is empty (the revocation callback commits what landed), and is then
+    /// destroyed on a thread of its own that is waited for until `patience` runs out.
+    /// Call it once every other holder of the consumer (`Lease`) is gone.
+    pub async fn close(self, patience: Duration) {
+        let deadline = Instant::now() + patience;
         self.consumer.unsubscribe();
+        while !self.assignment().is_empty() && Instant::now() < deadline {
+            // Rebalance callbacks run inside `recv`; records still arriving are dropped.
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.consumer.recv()).await;
+        }
+        let _ = self.take_events();
+        let consumer = self.consumer;
+        let runtime = tokio::runtime::Handle::current();
+        let (closed, closing) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _runtime = runtime.enter();
+            drop(consumer);
+            let _ = closed.send(());
+        });
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        if tokio::time::timeout(left, closing).await.is_err() {
+            tracing::warn!(
+                ?patience,
+                "the Kafka client did not close in time; leaving it behind"
+            );
+        }
     }
 }
 

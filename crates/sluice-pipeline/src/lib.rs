@@ -5,6 +5,8 @@
 mod inflight;
 mod markers;
 mod ownership;
+mod refusals;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,7 @@ use sluice_telemetry::Metrics;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use write::{Refusals, WriteGuard};
 
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
@@ -45,6 +48,8 @@ const MAX_STORAGE_BACKOFF: Duration = Duration::from_secs(30);
 const REVOKE_PATIENCE: Duration = Duration::from_secs(3);
 /// How long storage retries go on once shutdown was requested.
 const SHUTDOWN_STORAGE_PATIENCE: Duration = Duration::from_secs(10);
+/// How long leaving the consumer group may take at shutdown.
+const KAFKA_CLOSE_PATIENCE: Duration = Duration::from_secs(10);
 /// How long shutdown keeps retrying the last commit.
 const FINAL_COMMIT_PATIENCE: Duration = Duration::from_secs(10);
 /// Added to the write timeout: how long a worker taking over a partition that its previous
@@ -96,7 +101,9 @@ struct LandedFile {
     run: Option<i64>,
     generation: u64,
     first_offset: i64,
+    /// Records in the file, and records its format refused (dead-lettered instead).
     records: u64,
+    refused: u64,
     dead_letter: bool,
     signal: String,
     bytes: u64,
@@ -197,7 +204,10 @@ pub async fn run(
                 granularity: pipeline.window.granularity,
                 lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
                 named_signals: match &pipeline.filter {
-                    SignalFilter::Only(names) => names.iter().cloned().collect(),
+                    SignalFilter::Only(names) => names
+                        .iter()
+                        .map(|n| SignalName::sanitize(n).as_str().to_string())
+                        .collect(),
                     SignalFilter::All => Vec::new(),
                 },
                 topics: pipeline.source.topics.clone(),
@@ -248,10 +258,13 @@ pub async fn run(
         let held: Vec<_> = worker.epochs.lock().expect("epochs lock").drain().collect();
         release_all(&worker.lake, &held, SHUTDOWN_STORAGE_PATIENCE).await;
     }
-    source.close();
+    let summary = std::mem::take(&mut worker.summary);
+    // The worker holds the consumer too (its `Lease`): gone first, so closing destroys it.
+    drop(worker);
+    source.close(KAFKA_CLOSE_PATIENCE).await;
     result.and(drained)?;
-    tracing::info!(summary = ?worker.summary, "stopped");
-    Ok(worker.summary)
+    tracing::info!(?summary, "stopped");
+    Ok(summary)
 }
 
 /// Runs `pipeline` until `stop` holds (checked every 50 ms) or `timeout` passes, then shuts
@@ -891,7 +904,7 @@ impl Worker {
             Target::DeadLetter { window } => Layout {
                 template: &self.dead_letter_path,
                 prefix: "",
-                signal: SignalName::sanitize(DEAD_LETTER),
+                signal: SignalName::dead_letter(),
                 window: *window,
                 ext: FileFormat::Ndjson.extension(Codec::None),
                 options: EncodeOptions::new(FileFormat::Ndjson, Codec::None),
@@ -943,6 +956,7 @@ impl Worker {
         let layout = self.layout(&buffer.key);
         let dead_letter = layout.dead_letter;
         let options = layout.options.clone();
+        let refusal_day = Window::containing(layout.window.start_ms, Granularity::Day);
         let path = format!(
             "{}{}",
             layout.prefix,
@@ -985,6 +999,12 @@ impl Worker {
         let held = buffer.ndjson.len() as u64;
         self.landing_bytes += held;
         let task_tp = tp.clone();
+        // A record the format refuses is dead-lettered beside the others, in the day of its
+        // data window, under its own offset.
+        let refusals = Refusals {
+            template: self.dead_letter_path.clone(),
+            window: refusal_day,
+        };
         let handle = self.landings.spawn(
             async move {
                 let _landing = landing;
@@ -994,6 +1014,7 @@ impl Worker {
                     last_offset,
                     records,
                     ndjson,
+                    offsets,
                     ..
                 } = buffer;
                 let encode_error = |detail: String| PipelineError::Encode {
@@ -1006,63 +1027,67 @@ impl Worker {
                     .map_err(|e| encode_error(e.to_string()))?;
                 let encoded = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    sluice_format::encode(&ndjson, &options)
+                    refusals::encode_or_refuse(&ndjson, &offsets, &options, sluice_format::encode)
                 })
                 .await
-                .map_err(|e| encode_error(e.to_string()))?
                 .map_err(|e| encode_error(e.to_string()))?;
-                if !encoded.conflicts.is_empty() {
-                    tracing::warn!(fields = ?encoded.conflicts, "fields with conflicting types were written as JSON text");
-                    metrics
-                        .columns_as_json
-                        .with_label_values(&[signal_label.as_str()])
-                        .inc_by(encoded.conflicts.len() as u64);
-                }
-                let body = bytes::Bytes::from(encoded.bytes);
-                let bytes = body.len() as u64;
-                let outcome = with_storage_retries(&metrics, "write", Some(&shutdown), || {
-                    let (lake, path, body, lease, tp) =
-                        (&lake, &path, body.clone(), &lease, &task_tp);
-                    async move {
-                        // Checked before every attempt: a worker that lost its assignment
-                        // while the lake was slow must not land what the new owner writes.
-                        if lease.lost() {
-                            return Err(LakeError::AssignmentLost);
-                        }
-                        if let Some(epoch) = epoch {
-                            if lake.superseded(&tp.topic, tp.partition, epoch).await? {
-                                return Err(LakeError::Fenced);
-                            }
-                        }
-                        // Bounded, so that a takeover's grace outlasts any write begun
-                        // before it (see `ownership`).
-                        tokio::time::timeout(write_timeout, lake.land(path, body))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(LakeError::TimedOut {
-                                    op: "write",
-                                    path: path.to_string(),
-                                    after: write_timeout,
-                                })
-                            })
-                    }
-                })
-                .await
-                .map_err(|source| PipelineError::Land {
+                let guard = WriteGuard {
+                    lake: &lake,
+                    metrics: &metrics,
+                    shutdown: &shutdown,
+                    lease: &lease,
+                    epoch,
+                    tp: &task_tp,
+                    write_timeout,
+                };
+                let land_error = |source: LakeError| PipelineError::Land {
                     path: path.clone(),
                     tp: key.tp.clone(),
                     first: first_offset,
                     last: last_offset,
                     source: Box::new(source),
-                })?;
-                tracing::info!(records, bytes, ?outcome, "landed");
+                };
+                // Dead letters first: once the file lands, a replay skips these offsets.
+                for refused in &encoded.refused {
+                    tracing::warn!(offset = refused.offset, reason = refused.reason.label, detail = %refused.reason.detail, "dead-lettering a record its format refused");
+                    metrics
+                        .records_dead_lettered
+                        .with_label_values(&[refused.reason.label])
+                        .inc();
+                    let line = sluice_fold::refused_line(&key.tp, refused.offset, &refused.line, &refused.reason);
+                    let mut body = line;
+                    body.push(b'\n');
+                    guard
+                        .land(&refusals.path(&key.tp, refused.offset), body.into())
+                        .await
+                        .map_err(land_error)?;
+                }
+                let refused = encoded.refused.len() as u64;
+                let (bytes, outcome) = match encoded.file {
+                    Some(file) => {
+                        if !file.conflicts.is_empty() {
+                            tracing::warn!(fields = ?file.conflicts, "fields with conflicting types were written as JSON text");
+                            metrics
+                                .columns_as_json
+                                .with_label_values(&[signal_label.as_str()])
+                                .inc_by(file.conflicts.len() as u64);
+                        }
+                        let body = bytes::Bytes::from(file.bytes);
+                        let bytes = body.len() as u64;
+                        (bytes, guard.land(&path, body).await.map_err(land_error)?)
+                    }
+                    // Nothing left to write: the dead letters hold every record.
+                    None => (0, Landed::Written),
+                };
+                tracing::info!(records, refused, bytes, ?outcome, "landed");
                 Ok(LandedFile {
                     tp: key.tp,
                     path: path.clone(),
                     run,
                     generation,
                     first_offset,
-                    records,
+                    records: records - refused,
+                    refused,
                     dead_letter,
                     signal: signal_label,
                     bytes,
@@ -1134,7 +1159,11 @@ impl Worker {
         } else {
             self.encoding.options.format.name()
         };
-        self.metrics.files_landed.with_label_values(&[format]).inc();
+        // A buffer whose every record its format refused has no file: dead letters only.
+        let wrote_file = file.records > 0 || file.refused == 0;
+        if wrote_file {
+            self.metrics.files_landed.with_label_values(&[format]).inc();
+        }
         self.metrics
             .bytes_landed
             .with_label_values(&[format])
@@ -1150,11 +1179,12 @@ impl Worker {
         if file.outcome == Landed::AlreadyPresent {
             self.metrics.files_already_present.inc();
         }
-        self.summary.files_landed += 1;
+        self.summary.files_landed += u64::from(wrote_file);
         if let (Some(window), Some(p)) = (file.window, self.progress.get_mut(&file.tp)) {
             p.landed_in(window, &file.signal);
         }
         self.on_run_file(&file);
+        self.summary.records_dead_lettered += file.refused;
         if !file.dead_letter {
             self.metrics
                 .records_landed

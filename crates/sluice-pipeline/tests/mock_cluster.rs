@@ -1,98 +1,17 @@
 //! The run loop against librdkafka's mock cluster (real Kafka protocol, in-process) and a
 //! local-disk lake.
 
+mod support;
+
 use std::time::Duration;
 
 use sluice_config::ValidatedPipeline;
-use sluice_pipeline::RunSummary;
 use sluice_telemetry::Metrics;
-use sluice_testkit::lake_files::{assert_each_exported_once, hour_prefix, read_ndjson_tree};
+use sluice_testkit::lake_files::{hour_prefix, read_ndjson_tree};
 use sluice_testkit::sample::{generate, outgoing, signal_at, SampleRecord, SampleSpec};
 use sluice_testkit::services::MockKafka;
 use sluice_testkit::{produce, Outgoing};
-
-const TOPIC: &str = "signals";
-
-fn pipeline(
-    bootstrap: &str,
-    lake: &std::path::Path,
-    group: &str,
-    extra: &str,
-) -> ValidatedPipeline {
-    let text = format!(
-        r#"
-name = "mock"
-[source]
-bootstrap_servers = "{bootstrap}"
-topics = ["{TOPIC}"]
-group_id = "{group}"
-# The mock cluster makes a rejoining group wait out the old member's session.
-properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
-[route]
-signals = ["engine.temperature", "cabin.humidity", "battery.voltage", "gps.position", "door.opened"]
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
-url = "{}"
-compression = "gzip"
-{extra}
-"#,
-        lake.display()
-    );
-    sluice_config::parse(&text, &|_| None).unwrap()
-}
-
-/// A mock cluster whose 4-partition topic holds `records` sample signals over 2 hours, and
-/// an empty lake directory.
-fn loaded_topic(records: usize) -> (MockKafka, Vec<SampleRecord>, tempfile::TempDir) {
-    let kafka = MockKafka::start(1);
-    kafka.create_topic(TOPIC, 4);
-    let samples = generate(&SampleSpec::new(records, 4, 2));
-    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
-    (kafka, samples, tempfile::tempdir().unwrap())
-}
-
-/// Reads the lake back and checks that every sample of an exported signal landed exactly
-/// once, in its hour's directory. Returns the files and how many samples were exported.
-fn assert_hourly_once(
-    samples: &[SampleRecord],
-    lake: &std::path::Path,
-    p: &ValidatedPipeline,
-) -> (Vec<(String, Vec<serde_json::Value>)>, u64) {
-    let files = read_ndjson_tree(lake);
-    let exported = assert_each_exported_once(
-        samples,
-        &files,
-        |s| p.filter.admits(s),
-        |s| hour_prefix(&s.signal, s.event_ms),
-    );
-    (files, exported)
-}
-
-/// Whether `group` has committed every partition of the topic to its end.
-fn drained(bootstrap: &str, group: &str) -> bool {
-    sluice_kafka::group_progress(bootstrap, group, TOPIC, Duration::from_secs(5))
-        .map(|g| g.values().all(|(c, end)| *c == Some(*end)))
-        .unwrap_or(false)
-}
-
-fn committed(kafka: &MockKafka, group: &str) -> Vec<(Option<i64>, i64)> {
-    sluice_kafka::group_progress(&kafka.bootstrap, group, TOPIC, Duration::from_secs(10))
-        .unwrap()
-        .into_values()
-        .collect()
-}
-
-/// Runs the pipeline until `done` says so (or 90 s pass), then shuts it down.
-async fn run_until(
-    p: &ValidatedPipeline,
-    done: impl Fn(&Metrics) -> bool,
-) -> Result<RunSummary, sluice_pipeline::PipelineError> {
-    sluice_telemetry::init_logging(false, "warn");
-    sluice_pipeline::run_until(p, Metrics::new(&p.name), Duration::from_secs(90), done).await
-}
+use support::*;
 
 fn poison(partition: i32) -> Vec<Outgoing> {
     let rec = |payload: Option<&[u8]>| Outgoing {
@@ -567,17 +486,6 @@ fn with_markers(mut p: ValidatedPipeline, idle_partition: Duration) -> Validated
     p.window.late_data = sluice_config::LateData::Divert;
     p.window.allowed_lateness = Duration::from_secs(3600);
     p
-}
-
-async fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn hour_marker(lake: &std::path::Path, hour: u32) -> std::path::PathBuf {
