@@ -99,3 +99,111 @@ fn every_format_decrypts_to_its_unencrypted_encoding() {
         }
     }
 }
+
+/// Files are encrypted to the subkey the key's owner meant for it: not a subkey flagged for
+/// signing only (though its algorithm could encrypt), not one that expired; a key without
+/// such a subkey is refused at start.
+#[test]
+fn files_go_to_the_valid_encryption_subkey_only() {
+    use sluice_e2e::gpg;
+    use sluice_format::pgp::PgpRecipient;
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let run = |args: &[&str]| {
+        let out = gpg(&home).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let uid = "Subkeys <subkeys@example.com>";
+    // Made in 2020, so that a subkey made then can have expired since.
+    let in_2020 = ["--faked-system-time", "20200101T000000"];
+    run(&[
+        &in_2020[..],
+        &[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    ]
+    .concat());
+    let listing = String::from_utf8(run(&["--with-colons", "--list-keys", uid])).unwrap();
+    let fpr = listing
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .map(|l| l.trim_matches(':').to_string())
+        .unwrap();
+    // An RSA subkey for signing only, and an encryption subkey that expired in 2020.
+    run(&[
+        "--passphrase",
+        "",
+        "--quick-add-key",
+        &fpr,
+        "rsa2048",
+        "sign",
+        "never",
+    ]);
+    run(&[
+        &in_2020[..],
+        &[
+            "--passphrase",
+            "",
+            "--quick-add-key",
+            &fpr,
+            "cv25519",
+            "encr",
+            "1d",
+        ],
+    ]
+    .concat());
+    let export = || String::from_utf8(run(&["--armor", "--export", &fpr])).unwrap();
+    let e = PgpRecipient::from_armored(&export()).expect_err("no usable encryption subkey");
+    assert!(e.contains("encryption subkey"), "{e}");
+
+    run(&[
+        "--passphrase",
+        "",
+        "--quick-add-key",
+        &fpr,
+        "cv25519",
+        "encr",
+        "never",
+    ]);
+    let recipient = PgpRecipient::from_armored(&export()).unwrap();
+    let mut opts = sluice_format::EncodeOptions::new(
+        sluice_format::FileFormat::Ndjson,
+        sluice_format::Codec::None,
+    );
+    opts.pgp = Some(recipient);
+    let file = work.path().join("f.json.gpg");
+    std::fs::write(
+        &file,
+        sluice_format::encode(b"{\"a\":1}\n", &opts).unwrap().bytes,
+    )
+    .unwrap();
+    assert_eq!(gpg_decrypt(&home, &file), b"{\"a\":1}\n");
+    // Addressed to the newest (valid) encryption subkey alone.
+    let keys = String::from_utf8(run(&["--with-colons", "--list-keys", &fpr])).unwrap();
+    let valid_sub = keys
+        .lines()
+        .filter(|l| l.starts_with("sub:u:") && l.contains(":e:"))
+        .filter_map(|l| l.split(':').nth(4))
+        .next()
+        .expect("a valid encryption subkey");
+    let packets = String::from_utf8(run(&["--list-packets", file.to_str().unwrap()])).unwrap();
+    let addressed: Vec<_> = packets
+        .lines()
+        .filter(|l| l.contains("pubkey enc packet"))
+        .collect();
+    assert_eq!(addressed.len(), 1, "{packets}");
+    assert!(addressed[0].contains(valid_sub), "{packets}");
+}

@@ -1281,6 +1281,37 @@ endpoint = "http://127.0.0.1:10000/devstoreaccount1/"
     }
 
     #[test]
+    fn event_time_bounds_have_defaults_and_are_checked() {
+        let v = crate::parse(GOOD, &env).unwrap();
+        assert_eq!(v.window.plausible, PlausibleTimes::default());
+        assert_eq!(v.window.plausible.min_ms, 946_684_800_000);
+        let set = |extra: &str| {
+            GOOD.replace(
+                "granularity = \"hour\"",
+                &format!("granularity = \"hour\"\n{extra}"),
+            )
+        };
+        let v = crate::parse(
+            &set("max_future_secs = 60\nmin_event_time = \"2020-01-01T00:00:00Z\"\nevent_time_format = \"epoch_ns\""),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(v.window.plausible.max_future_ms, 60_000);
+        assert_eq!(v.window.plausible.min_ms, 1_577_836_800_000);
+        for (extra, field) in [
+            ("max_future_secs = 0", "window.max_future_secs"),
+            ("max_future_secs = 9999999999", "window.max_future_secs"),
+            ("min_event_time = \"2020\"", "window.min_event_time"),
+            (
+                "event_time_format = \"epoch_fortnights\"",
+                "window.event_time_format",
+            ),
+        ] {
+            assert_eq!(errors(&set(extra))[0].field, field, "{extra}");
+        }
+    }
+
+    #[test]
     fn kafka_credentials_come_from_the_environment_never_the_file() {
         let clear = GOOD.replace(
             "group_id = \"g\"",

@@ -39,6 +39,19 @@ pub enum EncodeError {
         format: &'static str,
         detail: String,
     },
+    #[error("encrypting the file failed: {0}")]
+    Encrypt(String),
+}
+
+impl EncodeError {
+    /// Whether the records are what the format refused (so that others may still be
+    /// written), not the file's compression or encryption, which would fail any file.
+    pub fn is_about_records(&self) -> bool {
+        matches!(
+            self,
+            EncodeError::Line { .. } | EncodeError::Schema(_) | EncodeError::Writer { .. }
+        )
+    }
 }
 
 /// A file body and what writing it found.

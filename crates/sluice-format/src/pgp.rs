@@ -5,9 +5,10 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use pgp::composed::{Deserializable, MessageBuilder, SignedPublicKey};
+use pgp::composed::{Deserializable, MessageBuilder, SignedPublicKey, SignedPublicSubKey};
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
-use pgp::types::KeyDetails;
+use pgp::packet::SignatureType;
+use pgp::types::{KeyDetails, Timestamp};
 
 use crate::{EncodeError, Sink};
 
@@ -23,14 +24,10 @@ impl PgpRecipient {
     pub fn from_armored(text: &str) -> Result<Self, String> {
         let (key, _) = SignedPublicKey::from_string(text)
             .map_err(|e| format!("not an ASCII-armored OpenPGP public key: {e}"))?;
-        let can_encrypt = key.primary_key.algorithm().can_encrypt()
-            || key
-                .public_subkeys
-                .iter()
-                .any(|s| s.algorithm().can_encrypt());
-        if !can_encrypt {
-            return Err("the key has no encryption (sub)key".into());
+        if !key.details.revocation_signatures.is_empty() {
+            return Err("the key is revoked".into());
         }
+        encryption_key(&key, Timestamp::now().as_secs())?;
         let fingerprint = format!("{:?}", key.primary_key.fingerprint());
         Ok(Self {
             key: Arc::new(key),
@@ -39,28 +36,22 @@ impl PgpRecipient {
     }
 
     /// Runs `write` with a sink whose bytes are encrypted (SEIPD v1, AES-256) to the key's
-    /// first encryption-capable subkey (or the primary key, when it can encrypt and no subkey
-    /// can) as they come: `write` runs here, the encryptor on a second thread, and a bounded
+    /// encryption subkey (see `encryption_key`) as they come: `write` runs here, the encryptor on a second thread, and a bounded
     /// pipe of `PIPE_CHUNK` pieces joins them, so the plaintext never exists whole. Returns
     /// the encrypted file and what `write` returned.
     pub(crate) fn encrypt_streaming<T>(
         &self,
         write: impl FnOnce(Sink) -> Result<T, EncodeError>,
     ) -> Result<(Vec<u8>, T), EncodeError> {
-        let err = |e: pgp::errors::Error| EncodeError::Writer {
-            format: "pgp",
-            detail: e.to_string(),
-        };
+        let err = |e: pgp::errors::Error| EncodeError::Encrypt(e.to_string());
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
         std::thread::scope(|scope| {
             let encryptor = scope.spawn(move || {
                 let mut builder = MessageBuilder::from_reader("", PipeReader::new(rx))
                     .seipd_v1(rand::thread_rng(), SymmetricKeyAlgorithm::AES256);
-                match self
-                    .key
-                    .public_subkeys
-                    .iter()
-                    .find(|s| s.algorithm().can_encrypt())
+                // Chosen per file: a subkey can expire while a worker runs.
+                match encryption_key(&self.key, Timestamp::now().as_secs())
+                    .map_err(EncodeError::Encrypt)?
                 {
                     Some(sub) => builder.encrypt_to_key(rand::thread_rng(), sub),
                     None => builder.encrypt_to_key(rand::thread_rng(), &self.key.primary_key),
@@ -79,10 +70,9 @@ impl PgpRecipient {
             });
             // Closing the pipe ends the plaintext (or, after an error, cuts it short).
             drop(pipe);
-            let encrypted = encryptor.join().map_err(|_| EncodeError::Writer {
-                format: "pgp",
-                detail: "the encryption thread panicked".into(),
-            })?;
+            let encrypted = encryptor
+                .join()
+                .map_err(|_| EncodeError::Encrypt("the encryption thread panicked".into()))?;
             match (written, encrypted) {
                 (Ok(t), Ok(out)) => Ok((out, t)),
                 // A failed encryptor closes the pipe, which fails the writer too: its error
@@ -90,6 +80,51 @@ impl PgpRecipient {
                 (_, Err(e)) | (Err(e), _) => Err(e),
             }
         })
+    }
+}
+
+/// The subkey files are encrypted to: the newest one whose binding signature verifies, flags
+/// it for encryption, and has not expired by `now` (seconds), and that is not revoked; `None`
+/// for the primary key, when no subkey is usable and the primary key can encrypt (old keys).
+fn encryption_key(key: &SignedPublicKey, now: u32) -> Result<Option<&SignedPublicSubKey>, String> {
+    let usable = |sub: &&SignedPublicSubKey| {
+        if !sub.algorithm().can_encrypt() || sub.verify_bindings(&key.primary_key).is_err() {
+            return None;
+        }
+        let typed = |t: SignatureType| sub.signatures.iter().filter(move |s| s.typ() == Some(t));
+        if typed(SignatureType::SubkeyRevocation).next().is_some() {
+            return None;
+        }
+        let binding = typed(SignatureType::SubkeyBinding)
+            .max_by_key(|s| s.created().map(Timestamp::as_secs))?;
+        let flags = binding.key_flags();
+        if !(flags.encrypt_comms() || flags.encrypt_storage()) {
+            return None;
+        }
+        let created = sub.created_at().as_secs();
+        let expired = binding
+            .key_expiration_time()
+            .map(|d| d.as_secs())
+            .filter(|secs| *secs > 0)
+            .is_some_and(|secs| u64::from(created) + u64::from(secs) <= u64::from(now));
+        (!expired).then_some(created)
+    };
+    let newest = key
+        .public_subkeys
+        .iter()
+        .filter_map(|sub| usable(&sub).map(|created| (created, sub)))
+        .max_by_key(|(created, _)| *created)
+        .map(|(_, sub)| sub);
+    match newest {
+        Some(sub) => Ok(Some(sub)),
+        None if key.public_subkeys.is_empty() && key.primary_key.algorithm().can_encrypt() => {
+            Ok(None)
+        }
+        None => Err(
+            "the key has no usable encryption subkey (one flagged for encryption, \
+                     validly bound, not revoked and not expired)"
+                .into(),
+        ),
     }
 }
 

@@ -1030,6 +1030,7 @@ impl Worker {
                     refusals::encode_or_refuse(&ndjson, &offsets, &options, sluice_format::encode)
                 })
                 .await
+                .map_err(|e| encode_error(e.to_string()))?
                 .map_err(|e| encode_error(e.to_string()))?;
                 let guard = WriteGuard {
                     lake: &lake,

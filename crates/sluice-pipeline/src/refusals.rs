@@ -26,19 +26,22 @@ fn refusal(e: &EncodeError) -> DeadReason {
 }
 
 /// Encodes `ndjson` (one line per offset in `offsets`), setting aside what `encode` refuses.
+/// An error that is not about the records (compression, encryption) would fail any file: it
+/// is returned, and the buffer stays unlanded.
 pub(crate) fn encode_or_refuse(
     ndjson: &[u8],
     offsets: &[i64],
     options: &EncodeOptions,
     encode: impl Fn(&[u8], &EncodeOptions) -> Result<Encoded, EncodeError>,
-) -> Encoding {
+) -> Result<Encoding, EncodeError> {
     let whole = match encode(ndjson, options) {
         Ok(file) => {
-            return Encoding {
+            return Ok(Encoding {
                 file: Some(file),
                 refused: Vec::new(),
-            }
+            })
         }
+        Err(e) if !e.is_about_records() => return Err(e),
         Err(e) => e,
     };
     tracing::warn!(error = %whole, "the format refused a buffer; trying its records one by one");
@@ -51,6 +54,7 @@ pub(crate) fn encode_or_refuse(
         alone.push(b'\n');
         match encode(&alone, options) {
             Ok(_) => kept.extend_from_slice(&alone),
+            Err(e) if !e.is_about_records() => return Err(e),
             Err(e) => refused.push(Refused {
                 offset: *offset,
                 line: line.to_vec(),
@@ -67,16 +71,17 @@ pub(crate) fn encode_or_refuse(
             .collect()
     };
     if kept.is_empty() {
-        return Encoding {
+        return Ok(Encoding {
             file: None,
             refused,
-        };
+        });
     }
     match encode(&kept, options) {
-        Ok(file) if !refused.is_empty() => Encoding {
+        Ok(file) if !refused.is_empty() => Ok(Encoding {
             file: Some(file),
             refused,
-        },
+        }),
+        Err(e) if !e.is_about_records() => Err(e),
         // Every record encodes alone but not together (or still not): none can be kept with
         // certainty, so all go to the dead letters with the buffer's error.
         other => {
@@ -88,10 +93,10 @@ pub(crate) fn encode_or_refuse(
                 reason: reason.clone(),
             }));
             refused.sort_by_key(|r| r.offset);
-            Encoding {
+            Ok(Encoding {
                 file: None,
                 refused,
-            }
+            })
         }
     }
 }
@@ -112,7 +117,8 @@ mod tests {
         let ndjson = format!("{{\"v\":[1]}}\n{deep}\n{{\"v\":[2]}}\n");
         let out = encode_or_refuse(ndjson.as_bytes(), &[10, 11, 12], &parquet(), |b, o| {
             sluice_format::encode(b, o)
-        });
+        })
+        .unwrap();
         assert_eq!(out.file.expect("the others land").rows, 2);
         assert_eq!(out.refused.len(), 1);
         assert_eq!(out.refused[0].offset, 11);
@@ -130,7 +136,8 @@ mod tests {
             } else {
                 sluice_format::encode(b, o)
             }
-        });
+        })
+        .unwrap();
         assert!(out.file.is_none());
         assert_eq!(
             out.refused.iter().map(|r| r.offset).collect::<Vec<_>>(),
@@ -145,8 +152,19 @@ mod tests {
         let out = encode_or_refuse(b"{\"a\":1}\n", &[5], &parquet(), |b, o| {
             calls.set(calls.get() + 1);
             sluice_format::encode(b, o)
-        });
+        })
+        .unwrap();
         assert!(out.file.is_some() && out.refused.is_empty());
         assert_eq!(calls.get(), 1);
+    }
+
+    /// Encryption or compression failing would fail every file: no record is dead-lettered
+    /// for it, the buffer stays unlanded.
+    #[test]
+    fn a_failure_of_the_file_not_the_records_refuses_nothing() {
+        let out = encode_or_refuse(b"{\"a\":1}\n{\"a\":2}\n", &[1, 2], &parquet(), |_, _| {
+            Err(EncodeError::Encrypt("the key expired".into()))
+        });
+        assert!(matches!(out, Err(EncodeError::Encrypt(_))));
     }
 }
