@@ -1,10 +1,12 @@
 //! The pipeline's one nesting limit, checked once at routing: every encoder after it can take
-//! any record that passed (serde_json stops at 128 levels, and columnar schemas grow a column
-//! level per nesting level).
+//! any record that passed. What sets it: an Avro schema nests about four JSON levels per
+//! nested record, and apache-avro parses it with serde_json's 128-level limit (objects 32 deep
+//! fail); Parquet's writer recurses per level (debug builds overflow a 2 MiB stack near 60).
 
 /// The deepest nesting of arrays and objects a record may have; the record's own top-level
-/// object is level 1.
-pub const MAX_NESTING: usize = 64;
+/// object is level 1. `fuzz_tests` in sluice-pipeline encodes records this deep in every
+/// format.
+pub const MAX_NESTING: usize = 24;
 
 /// Whether `json` nests arrays and objects deeper than `limit`. Scans bytes once, skipping
 /// strings; stops at the first level past the limit. Meant for text that is valid JSON (a

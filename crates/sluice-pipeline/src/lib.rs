@@ -2,6 +2,8 @@
 //! that is full, old enough, or pending at shutdown is encoded and landed in the lake; and
 //! offsets are committed only up to the first record not yet inside a landed file.
 
+#[cfg(test)]
+mod fuzz_tests;
 mod inflight;
 mod markers;
 mod ownership;

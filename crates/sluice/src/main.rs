@@ -99,6 +99,9 @@ fn main() -> ExitCode {
     sluice_telemetry::init_logging(cli.json_logs, default_level);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Encoders recurse per nesting level (arrow, parquet, apache-avro): headroom far past
+        // what `sluice_fold::MAX_NESTING` needs, so no record can overflow a stack.
+        .thread_stack_size(8 << 20)
         .build()
         .expect("tokio runtime");
     match cli.command {
