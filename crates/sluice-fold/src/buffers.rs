@@ -136,6 +136,11 @@ impl Buffers {
         self.take_where(|_| true)
     }
 
+    /// Whether a buffer of `key` is open.
+    pub fn contains(&self, key: &BufferKey) -> bool {
+        self.open.contains_key(key)
+    }
+
     pub fn buffered_bytes(&self) -> u64 {
         self.bytes
     }

@@ -165,6 +165,35 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// A map keyed by device id would make a column per device: past the cap it is one JSON
+    /// text column, and every value is still there.
+    #[test]
+    fn maps_with_many_keys_become_one_json_column() {
+        let mut lines = Vec::new();
+        for i in 0..400 {
+            lines.extend(format!("{{\"id\":{i},\"by_device\":{{\"dev-{i}\":{i}}}}}\n").bytes());
+        }
+        let opts = EncodeOptions::new(FileFormat::Parquet, Codec::Snappy);
+        let file = encode(&lines, &opts).unwrap();
+        let report = inspect::inspect(&file.bytes, "f.parquet", 400).unwrap();
+        assert_eq!(report.rows, 400);
+        assert!(!report.schema.contains("dev-1"), "{}", report.schema);
+        assert!(
+            report.first_rows[399].contains("dev-399"),
+            "{}",
+            report.first_rows[399]
+        );
+        // Narrow maps stay columns.
+        let narrow = b"{\"by_device\":{\"a\":1,\"b\":2}}\n";
+        let report =
+            inspect::inspect(&encode(narrow, &opts).unwrap().bytes, "f.parquet", 1).unwrap();
+        assert!(
+            report.schema.contains("Struct(\"a\": Int64, \"b\": Int64)"),
+            "{}",
+            report.schema
+        );
+    }
+
     #[test]
     fn gzip_and_zstd_round_trip_and_are_deterministic() {
         let lines = b"{\"a\":1}\n{\"a\":2}\n".repeat(100);

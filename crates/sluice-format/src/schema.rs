@@ -421,17 +421,33 @@ impl<'de> serde::de::Visitor<'de> for KindSeed<'_, '_> {
 /// Replaces what a file format cannot hold: objects without fields become JSON text (Parquet
 /// has no empty groups), and `flat` turns every nested column into JSON text (CSV).
 pub fn finalize(kind: Kind, flat: bool) -> Kind {
+    finalize_with(kind, flat, usize::MAX)
+}
+
+/// The widest nested struct an inferred schema keeps as columns. A wider one — a map keyed by
+/// device id, say — is one JSON text column: as columns, every key of every record would be
+/// one, each costing a slot per row of every chunk, and memory would grow with the keys.
+pub const MAX_INFERRED_STRUCT_FIELDS: usize = 256;
+
+/// `finalize` for inferred schemas: nested structs wider than `MAX_INFERRED_STRUCT_FIELDS`
+/// become JSON text.
+pub fn finalize_inferred(kind: Kind, flat: bool) -> Kind {
+    finalize_with(kind, flat, MAX_INFERRED_STRUCT_FIELDS)
+}
+
+fn finalize_with(kind: Kind, flat: bool, widest: usize) -> Kind {
     match kind {
         Kind::Struct(f) if f.is_empty() => Kind::Json,
+        Kind::Struct(f) if f.len() > widest => Kind::Json,
         Kind::Struct(_) | Kind::List(_) if flat => Kind::Json,
         Kind::Struct(f) => {
             let mut out = Fields::default();
             for (n, k) in f.entries {
-                out.push(n, finalize(k, false));
+                out.push(n, finalize_with(k, false, widest));
             }
             Kind::Struct(out)
         }
-        Kind::List(e) => Kind::List(Box::new(finalize(*e, false))),
+        Kind::List(e) => Kind::List(Box::new(finalize_with(*e, false, widest))),
         k => k,
     }
 }

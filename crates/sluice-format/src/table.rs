@@ -12,7 +12,7 @@ use arrow_schema::{DataType, Field, Fields as ArrowFields, Schema, SchemaRef};
 use serde_json::Value;
 
 use crate::options::{EncodeOptions, TimeUnit};
-use crate::schema::{finalize, parse_timestamp, Inference, Kind};
+use crate::schema::{finalize, finalize_inferred, parse_timestamp, Inference, Kind};
 use crate::EncodeError;
 
 /// Lines parsed at a time: bounds how many `serde_json::Value`s exist at once.
@@ -133,10 +133,15 @@ impl Table {
                 }
             }
         };
+        let declared = opts.schema.is_some();
         let columns = columns
             .into_iter()
             .map(|c| ColumnDef {
-                kind: finalize(c.kind, flat),
+                kind: if declared {
+                    finalize(c.kind, flat)
+                } else {
+                    finalize_inferred(c.kind, flat)
+                },
                 ..c
             })
             .collect();

@@ -64,6 +64,10 @@ const RELEASE_PATIENCE: Duration = Duration::from_secs(2);
 const MARKER_ROUND_EVERY: Duration = Duration::from_secs(5);
 /// How long the list of all partitions (from the brokers' metadata) is reused.
 const PARTITIONS_REFRESH: Duration = Duration::from_secs(60);
+/// Keys whose landed offset ranges are kept from their listing; past it, those without an
+/// open buffer are forgotten (and listed again if they come back), so high-cardinality signals
+/// cannot grow the cache without bound.
+const MAX_LANDED_KEYS: usize = 4096;
 /// The signal name dead-letter files are labelled with in metrics and logs.
 const DEAD_LETTER: &str = "_dead_letter";
 
@@ -77,6 +81,8 @@ pub enum PipelineError {
         tp: TopicPartition,
         first: i64,
         last: i64,
+        /// The lake epoch the landing wrote under.
+        epoch: Option<u64>,
         #[source]
         source: Box<LakeError>,
     },
@@ -717,6 +723,18 @@ impl Worker {
             }
             Some(_) => {}
         }
+        // Offsets arrive in order; one at or behind the last consumed is a second delivery of
+        // a record already accounted for (buffered, landed or skipped): dropped, not doubled.
+        let last = self
+            .ledgers
+            .lock()
+            .expect("ledger lock")
+            .get(&tp)
+            .and_then(|l| l.last_consumed());
+        if last.is_some_and(|last| record.offset <= last) {
+            tracing::warn!(record = %record.coordinates(), ?last, "a record arrived again behind its partition's position; skipped");
+            return Ok(None);
+        }
         let arrival = now_ms();
         let routed = self.router.route(&record, arrival);
         let (routed, late) = self.judge_lateness(&tp, record.offset, routed);
@@ -761,6 +779,12 @@ impl Worker {
             if !self.landed.contains_key(key) {
                 match self.landed_ranges(key).await {
                     Ok(ranges) => {
+                        if self.landed.len() >= MAX_LANDED_KEYS {
+                            // What the lake says is the truth: a key dropped here is listed
+                            // again when it comes back. Keys with open buffers stay.
+                            let buffers = &self.buffers;
+                            self.landed.retain(|k, _| buffers.contains(k));
+                        }
                         self.landed.insert(key.clone(), ranges);
                     }
                     Err(PipelineError::Lake(e)) if e.is_retryable() => return Ok(Some(record)),
@@ -1048,6 +1072,7 @@ impl Worker {
                     tp: key.tp.clone(),
                     first: first_offset,
                     last: last_offset,
+                    epoch,
                     source: Box::new(source),
                 };
                 // Dead letters first: once the file lands, a replay skips these offsets.
@@ -1072,7 +1097,7 @@ impl Worker {
                             tracing::warn!(fields = ?file.conflicts, "fields with conflicting types were written as JSON text");
                             metrics
                                 .columns_as_json
-                                .with_label_values(&[signal_label.as_str()])
+                                .with_label_values(&[metrics.signal_label(&signal_label)])
                                 .inc_by(file.conflicts.len() as u64);
                         }
                         let body = bytes::Bytes::from(file.bytes);
@@ -1125,10 +1150,17 @@ impl Worker {
                 tracing::warn!(%tp, "dropped a landing: the assignment was lost");
                 return Ok(());
             }
-            Ok((_, Err(PipelineError::Land { source, tp, .. })))
-                if matches!(*source, LakeError::Fenced) =>
-            {
-                self.fence(&tp);
+            Ok((
+                _,
+                Err(PipelineError::Land {
+                    source, tp, epoch, ..
+                }),
+            )) if matches!(*source, LakeError::Fenced) => {
+                // Only the ownership that wrote is fenced: a landing of an earlier one (the
+                // partition was lost and claimed again since) says nothing of the current.
+                if self.ownership.get(&tp).and_then(|o| o.epoch) == epoch {
+                    self.fence(&tp);
+                }
                 return Ok(());
             }
             Ok((_, Err(e))) => {
@@ -1191,7 +1223,7 @@ impl Worker {
         if !file.dead_letter {
             self.metrics
                 .records_landed
-                .with_label_values(&[&file.signal])
+                .with_label_values(&[self.metrics.signal_label(&file.signal)])
                 .inc_by(file.records);
             self.summary.records_landed += file.records;
         }

@@ -65,7 +65,16 @@ pub struct Metrics {
     /// 1 while the lake answered the last operation, 0 after a failure.
     pub lake_up: IntGauge,
     names: Vec<String>,
+    /// The `signal` label values handed out so far (see `signal_label`).
+    signal_labels: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
+
+/// How many distinct `signal` label values one worker exports; the signals after them count
+/// under [`OTHER_SIGNALS`], so a topic whose signal names are device ids cannot grow the
+/// metrics (and a Prometheus server) without bound.
+pub const MAX_SIGNAL_LABELS: usize = 200;
+/// The `signal` label of every signal past the first [`MAX_SIGNAL_LABELS`].
+pub const OTHER_SIGNALS: &str = "_other";
 
 /// Registers metrics and remembers their names (a vector without children renders nothing,
 /// so the names cannot be read back from the exposition).
@@ -247,6 +256,21 @@ impl Metrics {
             ),
             registry: r.registry,
             names: r.names,
+            signal_labels: Default::default(),
+        }
+    }
+
+    /// The `signal` label for `signal`: itself for the first `MAX_SIGNAL_LABELS` distinct
+    /// signals, `_other` after them.
+    pub fn signal_label<'a>(&self, signal: &'a str) -> &'a str {
+        let mut seen = self.signal_labels.lock().expect("signal labels lock");
+        if seen.contains(signal) {
+            signal
+        } else if seen.len() < MAX_SIGNAL_LABELS {
+            seen.insert(signal.to_string());
+            signal
+        } else {
+            OTHER_SIGNALS
         }
     }
 
@@ -269,6 +293,32 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signal_labels_are_bounded() {
+        let m = Metrics::new("p");
+        for i in 0..MAX_SIGNAL_LABELS + 50 {
+            let name = format!("device-{i}");
+            m.records_landed
+                .with_label_values(&[m.signal_label(&name)])
+                .inc();
+        }
+        assert_eq!(
+            m.signal_label("device-0"),
+            "device-0",
+            "a known one stays itself"
+        );
+        let text = m.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("sluice_lake_records_landed_total{"))
+            .count();
+        assert_eq!(series, MAX_SIGNAL_LABELS + 1);
+        assert!(
+            text.contains("{signal=\"_other\",pipeline=\"p\"} 50"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn renders_prefixed_metrics_with_the_pipeline_label() {
