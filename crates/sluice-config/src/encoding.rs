@@ -68,9 +68,9 @@ fn pgp_recipient(
         (None, Some(var)) => match env(var) {
             Some(t) => ("sink.pgp.public_key_env", t),
             None => {
-                p.add(
+                p.unset(
                     "sink.pgp.public_key_env",
-                    format!("environment variable {var} is not set (nor {var}_FILE)"),
+                    var,
                     format!("export {var}=\"$(gpg --armor --export <id>)\""),
                 );
                 return None;

@@ -18,6 +18,9 @@ pub struct ConfigError {
     pub field: String,
     pub problem: String,
     pub fix: String,
+    /// The environment variable a secret was to come from, when the problem is only that it
+    /// is not set (what `sluice validate --no-env` leaves out).
+    pub unset_env: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
@@ -36,6 +39,7 @@ impl ConfigErrors {
             field: field.into(),
             problem: problem.into(),
             fix: fix.into(),
+            unset_env: None,
         }])
     }
 }
@@ -267,6 +271,18 @@ impl Problems {
             field: field.into(),
             problem: problem.into(),
             fix: fix.into(),
+            unset_env: None,
+        });
+    }
+
+    /// The secret that `field` names is in neither environment variable `var` nor the file
+    /// `<var>_FILE` names.
+    pub(crate) fn unset(&mut self, field: &str, var: &str, fix: impl Into<String>) {
+        self.0.push(ConfigError {
+            field: field.into(),
+            problem: format!("environment variable {var} is not set (nor {var}_FILE)"),
+            fix: fix.into(),
+            unset_env: Some(var.to_string()),
         });
     }
 }
@@ -335,7 +351,7 @@ fn azure_auth(
                 None
             }
             None => {
-                p.add("sink.azure.sas_token_env", format!("environment variable {var} is not set (nor {var}_FILE)"), format!("export {var}='sv=...&sig=...' (a SAS with read, write, list and create permissions)"));
+                p.unset("sink.azure.sas_token_env", var, format!("export {var}='sv=...&sig=...' (a SAS with read, write, list and create permissions)"));
                 None
             }
         };
@@ -380,9 +396,9 @@ fn azure_auth(
                 authority_host: az.authority_host.clone(),
             }),
             None => {
-                p.add(
+                p.unset(
                     "sink.azure.client_secret_env",
-                    format!("environment variable {var} is not set (nor {var}_FILE)"),
+                    var,
                     format!("export {var}=<the client secret of the app registration>"),
                 );
                 None
@@ -403,7 +419,7 @@ fn azure_auth(
     match env(&key_env).filter(|v| !v.is_empty()) {
         Some(key) => Some(AzureAuth::SharedKey(Secret::new(key))),
         None => {
-            p.add("sink.azure.account_key_env", format!("environment variable {key_env} is not set (nor {key_env}_FILE)"), format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env, or use sas_token_env, a service principal or credential = \"environment\""));
+            p.unset("sink.azure.account_key_env", &key_env, format!("export {key_env}=<the storage account's access key>, or name another variable in account_key_env, or use sas_token_env, a service principal or credential = \"environment\""));
             None
         }
     }
@@ -450,9 +466,7 @@ impl PipelineFile {
             }
             (Some(var), None) => match env(var).filter(|v| !v.trim().is_empty()) {
                 None => {
-                    p.add(
-                        "source.event_hubs_connection_string_env",
-                        format!("environment variable {var} is not set (nor {var}_FILE)"),
+                    p.unset("source.event_hubs_connection_string_env", var,
                         format!("export {var}='Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key>' (Azure portal: Event Hubs namespace > Shared access policies)"),
                     );
                     None
@@ -502,14 +516,14 @@ impl PipelineFile {
                 Some(value) => {
                     secret_properties.insert(key.clone(), Secret::new(value));
                 }
-                None => p.add(
-                    &format!("source.secret_properties_env.\"{key}\""),
-                    format!("environment variable {var} is not set (nor {var}_FILE)"),
+                None => p.unset(&format!("source.secret_properties_env.\"{key}\""), var,
                     format!("export {var}=... (the value of librdkafka's {key}), or mount it as a file named by {var}_FILE"),
                 ),
             }
         }
-        if topics.is_empty() {
+        // Topics may come from the connection string's EntityPath: unknown while it is unset.
+        let topics_unknown = s.event_hubs_connection_string_env.is_some() && bootstrap.is_none();
+        if topics.is_empty() && !topics_unknown {
             p.add(
                 "source.topics",
                 "is empty",
@@ -980,9 +994,7 @@ impl PipelineFile {
                     (None, None) if !explicit => None,
                     (id, _) => {
                         let missing = if id.is_none() { &id_var } else { &key_var };
-                        p.add(
-                            if id.is_none() { "sink.s3.access_key_id_env" } else { "sink.s3.secret_access_key_env" },
-                            format!("environment variable {missing} is not set (nor {missing}_FILE)"),
+                        p.unset(if id.is_none() { "sink.s3.access_key_id_env" } else { "sink.s3.secret_access_key_env" }, missing,
                             format!("export {missing}, or remove the *_env settings to use the AWS credential chain"),
                         );
                         None
