@@ -78,6 +78,11 @@ impl OffsetLedger {
         self.committed = Some(offset);
     }
 
+    /// The offset last committed for this ownership, if any.
+    pub fn committed(&self) -> Option<i64> {
+        self.committed
+    }
+
     /// Commits of a gated ledger may go up to `offset` now.
     pub fn allow_commits_to(&mut self, offset: i64) {
         self.cap = self.cap.max(Some(offset));

@@ -347,6 +347,29 @@ impl KafkaSource {
         Ok(out)
     }
 
+    /// Where the group stands on `tp` and where the partition ends: the committed offset (if
+    /// any) and the low and high watermarks. Blocks for broker round trips.
+    pub fn committed_and_end(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<(Option<i64>, i64, i64), SourceError> {
+        let timeout = Duration::from_secs(10);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition);
+        let committed = self.consumer.committed_offsets(tpl, timeout)?;
+        let committed = match committed
+            .find_partition(&tp.topic, tp.partition)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(&tp.topic, tp.partition, timeout)?;
+        Ok((committed, low, high))
+    }
+
     /// The partitions the group currently assigns to this worker.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.consumer

@@ -2,6 +2,7 @@
 //! that is full, old enough, or pending at shutdown is encoded and landed in the lake; and
 //! offsets are committed only up to the first record not yet inside a landed file.
 
+mod catch_up;
 #[cfg(test)]
 mod fuzz_tests;
 mod inflight;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use write::{Refusals, WriteGuard};
 
+pub use catch_up::{PartitionEnd, RunMode};
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
 /// Files being encoded or written at once; past this, consumption waits (backpressure).
@@ -100,6 +102,19 @@ pub struct RunSummary {
     pub records_skipped: u64,
     pub records_dead_lettered: u64,
     pub files_landed: u64,
+    /// Records, files and bytes landed per signal (`_dead_letter` for dead letters).
+    pub signals: std::collections::BTreeMap<String, SignalTotals>,
+    /// With `RunMode::UntilCaughtUp`: whether every owned partition was landed and committed
+    /// to its end, and where each got to.
+    pub caught_up: Option<bool>,
+    pub partitions: std::collections::BTreeMap<TopicPartition, PartitionEnd>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SignalTotals {
+    pub records: u64,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// A landed buffer, reported back to the loop.
@@ -129,6 +144,16 @@ pub async fn run(
     pipeline: &ValidatedPipeline,
     metrics: Metrics,
     shutdown: CancellationToken,
+) -> Result<RunSummary, PipelineError> {
+    run_with(pipeline, metrics, shutdown, RunMode::Continuous).await
+}
+
+/// `run`, ending as `mode` says (or when `shutdown` is cancelled).
+pub async fn run_with(
+    pipeline: &ValidatedPipeline,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    mode: RunMode,
 ) -> Result<RunSummary, PipelineError> {
     // A lake that is down at start is waited for, as it is during a run.
     let lake = with_storage_retries(&metrics, "open", Some(&shutdown), || {
@@ -194,6 +219,10 @@ pub async fn run(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos())
         ),
+        catch_up: match mode {
+            RunMode::Continuous => None,
+            RunMode::UntilCaughtUp { lake_patience } => Some(catch_up::CatchUp::new(lake_patience)),
+        },
         schedule: pipeline.flush.schedule.clone(),
         manifest: pipeline.flush.manifest,
         last_run_ms: None,
@@ -261,6 +290,11 @@ pub async fn run(
     let drained = worker.drain().await;
     worker.final_marker_round(&source).await;
     worker.final_commit(&source).await;
+    if let Some(c) = &mut worker.catch_up {
+        let ledgers = worker.ledgers.lock().expect("ledger lock");
+        worker.summary.caught_up = Some(c.done(&ledgers));
+        worker.summary.partitions = c.summary();
+    }
     if drained.is_ok() {
         // Every landing has finished: the next owners may start at once.
         let held: Vec<_> = worker.epochs.lock().expect("epochs lock").drain().collect();
@@ -318,6 +352,8 @@ struct RunState {
 
 struct Worker {
     router: Router,
+    /// With `--until-caught-up`: the partitions' ends, and whether the run is done.
+    catch_up: Option<catch_up::CatchUp>,
     pipeline_name: String,
     /// Tells this worker's manifests from those of others in the group.
     worker_id: String,
@@ -452,6 +488,7 @@ impl Worker {
                     // A failed commit is retried on the next tick.
                     self.commit(source);
                     self.update_gauges();
+                    self.check_caught_up();
                 }
                 next = source.next() => {
                     let events = source.take_events();
@@ -473,9 +510,16 @@ impl Worker {
         for event in events {
             self.metrics.rebalances.inc();
             match event {
-                PartitionEvent::Assigned(tps) => self.own(source, tps),
+                PartitionEvent::Assigned(tps) => {
+                    self.note_ends(source, &tps);
+                    self.own(source, tps)
+                }
                 PartitionEvent::Revoked(tps) => {
                     for tp in tps {
+                        if let Some(c) = &mut self.catch_up {
+                            c.rebalanced();
+                            c.revoked(&tp);
+                        }
                         self.fenced.remove(&tp);
                         if let Some(epoch) = self.forget(&tp).and_then(|o| o.epoch) {
                             self.own_previous.insert(tp, epoch);
@@ -484,6 +528,37 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// With `--until-caught-up`: where newly assigned partitions end (a broker round trip
+    /// each). A partition whose end cannot be read is taken to end where it is now.
+    fn note_ends(&mut self, source: &KafkaSource, tps: &[TopicPartition]) {
+        let Some(c) = &mut self.catch_up else { return };
+        c.rebalanced();
+        for tp in tps {
+            match tokio::task::block_in_place(|| source.committed_and_end(tp)) {
+                Ok((committed, low, high)) => c.assigned(tp.clone(), committed, low, high),
+                Err(e) => {
+                    tracing::warn!(%tp, error = %e, "cannot read where the partition ends; it counts as caught up where its group is");
+                    c.assigned(tp.clone(), None, 0, 0);
+                }
+            }
+        }
+    }
+
+    /// With `--until-caught-up`: ends the run once every owned partition is landed and
+    /// committed to its end, or when the lake has been down past the patience.
+    fn check_caught_up(&mut self) {
+        let Some(c) = &mut self.catch_up else { return };
+        let done = c.done(&self.ledgers.lock().expect("ledger lock"));
+        if done {
+            tracing::info!("caught up: every owned partition is landed and committed to its end");
+            self.shutdown.cancel();
+        } else if c.lake_gave_out(self.metrics.lake_up.get() == 1) {
+            tracing::error!(patience = ?c.lake_patience, "the lake has been down too long; stopping without committing what did not land");
+            self.shutdown.cancel();
+        }
+        c.report(self.summary.records_consumed, self.summary.files_landed);
     }
 
     /// Drops everything this worker holds for `tp`: its ownership, and its buffers,
@@ -1215,6 +1290,10 @@ impl Worker {
             self.metrics.files_already_present.inc();
         }
         self.summary.files_landed += u64::from(wrote_file);
+        let totals = self.summary.signals.entry(file.signal.clone()).or_default();
+        totals.files += u64::from(wrote_file);
+        totals.bytes += file.bytes;
+        totals.records += file.records;
         if let (Some(window), Some(p)) = (file.window, self.progress.get_mut(&file.tp)) {
             p.landed_in(window, &file.signal);
         }

@@ -32,6 +32,14 @@ enum Command {
         /// Where to serve /metrics, /healthz and /readyz.
         #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:9898")]
         listen: SocketAddr,
+        /// A backfill or batch run: export each owned partition up to where it ended when
+        /// assigned, land, commit, print a summary and exit (0 only if everything landed).
+        #[arg(long)]
+        until_caught_up: bool,
+        /// With --until-caught-up: give up (exit 1, nothing unlanded committed) once the lake
+        /// has been down this long.
+        #[arg(long, default_value_t = 300)]
+        lake_patience_secs: u64,
     },
     /// Produce sample device signals to a topic (for trying Sluice out, e.g. in docker compose).
     Sample {
@@ -115,7 +123,21 @@ fn main() -> ExitCode {
             pipeline,
             rows,
         } => rt.block_on(inspect(&file, pipeline.as_deref(), rows)),
-        Command::Run { pipeline, listen } => rt.block_on(run(&pipeline, listen)),
+        Command::Run {
+            pipeline,
+            listen,
+            until_caught_up,
+            lake_patience_secs,
+        } => {
+            let mode = if until_caught_up {
+                sluice_pipeline::RunMode::UntilCaughtUp {
+                    lake_patience: std::time::Duration::from_secs(lake_patience_secs),
+                }
+            } else {
+                sluice_pipeline::RunMode::Continuous
+            };
+            rt.block_on(run(&pipeline, listen, mode))
+        }
         Command::Sample {
             bootstrap_servers,
             topic,
@@ -216,7 +238,11 @@ async fn inspect(file: &str, pipeline: Option<&std::path::Path>, rows: usize) ->
     }
 }
 
-async fn run(path: &std::path::Path, listen: SocketAddr) -> ExitCode {
+async fn run(
+    path: &std::path::Path,
+    listen: SocketAddr,
+    mode: sluice_pipeline::RunMode,
+) -> ExitCode {
     let pipeline = match sluice_config::load(path, &sluice_config::process_env) {
         Ok(p) => p,
         Err(errors) => {
@@ -235,10 +261,21 @@ async fn run(path: &std::path::Path, listen: SocketAddr) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    match sluice_pipeline::run(&pipeline, metrics, shutdown).await {
+    match sluice_pipeline::run_with(&pipeline, metrics, shutdown, mode).await {
         Ok(summary) => {
             tracing::info!(?summary, "clean shutdown");
-            ExitCode::SUCCESS
+            match summary.caught_up {
+                None => ExitCode::SUCCESS,
+                Some(caught_up) => {
+                    print_summary(&summary);
+                    if caught_up {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("sluice: stopped before every owned partition was caught up");
+                        ExitCode::from(3)
+                    }
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "pipeline stopped");
@@ -246,6 +283,38 @@ async fn run(path: &std::path::Path, listen: SocketAddr) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The end of a `--until-caught-up` run, as JSON on stdout: totals, per signal, and each
+/// partition's committed offset against its end.
+fn print_summary(summary: &sluice_pipeline::RunSummary) {
+    let signals: serde_json::Map<String, serde_json::Value> = summary
+        .signals
+        .iter()
+        .map(|(s, t)| {
+            let totals =
+                serde_json::json!({"records": t.records, "files": t.files, "bytes": t.bytes});
+            (s.clone(), totals)
+        })
+        .collect();
+    let partitions: Vec<_> = summary
+        .partitions
+        .iter()
+        .map(|(tp, p)| {
+            serde_json::json!({"topic": tp.topic, "partition": tp.partition, "committed": p.reached, "end": p.end})
+        })
+        .collect();
+    let out = serde_json::json!({
+        "caught_up": summary.caught_up,
+        "records_consumed": summary.records_consumed,
+        "records_landed": summary.records_landed,
+        "records_skipped": summary.records_skipped,
+        "records_dead_lettered": summary.records_dead_lettered,
+        "files_landed": summary.files_landed,
+        "signals": signals,
+        "partitions": partitions,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
 }
 
 async fn cancel_on_signal(shutdown: Shutdown) {
