@@ -6,8 +6,9 @@
 #   - a Python venv in .tools/venv with jsonschema and PyYAML, and the Compose specification
 #     schema (from the docker-compose 1.29.2 wheel) to validate docker-compose.yml; and the
 #     independent readers the format round-trip test uses: pyarrow, fastavro, pandavro,
-#     zstandard (+ cramjam, backports.zstd for fastavro's codecs), and avsc for Node; and moto's
-#     S3 server for S3 destinations
+#     zstandard (+ cramjam, backports.zstd for fastavro's codecs), and avsc for Node; moto's
+#     S3 server for S3 destinations; kubernetes-validate and the KEDA / Prometheus Operator CRD
+#     models (npm) for the Kubernetes manifests
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -57,8 +58,19 @@ if [ ! -f .tools/node_modules/avsc/package.json ] || ! grep -q "\"version\": \"$
   npm install --prefix .tools --no-audit --no-fund --loglevel=error "avsc@$AVSC_VERSION"
 fi
 
-PY_PACKAGES="jsonschema==4.23.0 PyYAML==6.0.2 pyarrow==26.0.1 fastavro==1.13.1 pandavro==1.9.0 zstandard==0.25.0 cramjam==2.14.0 backports.zstd==1.8.0 moto[server]==5.2.5"
-if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import jsonschema, yaml, pyarrow, fastavro, pandavro, zstandard, cramjam, backports.zstd, moto.server' 2>/dev/null; then
+# The CRD models of KEDA and the Prometheus Operator, for the Kubernetes manifests' check.
+KEDA_MODELS_VERSION=2.0.0
+PROM_MODELS_VERSION=6.0.0
+if [ ! -f .tools/node_modules/@kubernetes-models/keda/package.json ] \
+  || ! grep -q "\"version\": \"$KEDA_MODELS_VERSION\"" .tools/node_modules/@kubernetes-models/keda/package.json \
+  || [ ! -f .tools/node_modules/@kubernetes-models/prometheus-operator/package.json ]; then
+  step "installing the KEDA and Prometheus Operator CRD models into .tools/"
+  npm install --prefix .tools --no-audit --no-fund --loglevel=error \
+    "@kubernetes-models/keda@$KEDA_MODELS_VERSION" "@kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION"
+fi
+
+PY_PACKAGES="jsonschema==4.23.0 PyYAML==6.0.2 pyarrow==26.0.1 fastavro==1.13.1 pandavro==1.9.0 zstandard==0.25.0 cramjam==2.14.0 backports.zstd==1.8.0 moto[server]==5.2.5 kubernetes-validate==1.31.0"
+if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import jsonschema, yaml, pyarrow, fastavro, pandavro, zstandard, cramjam, backports.zstd, moto.server, kubernetes_validate' 2>/dev/null; then
   step "creating .tools/venv (schema checks and independent file readers)"
   python3 -m venv .tools/venv
   # shellcheck disable=SC2086
