@@ -1,0 +1,237 @@
+//! Partition ownership as the run loop sees it: claiming newly assigned partitions in the
+//! lake (and waiting out a takeover's grace), letting them flow once claimed, dropping what
+//! a revoked or fenced partition held, and claiming fenced ones again.
+
+use super::*;
+
+/// A finished claim: the partition, which assignment claimed it, and the claim with the
+/// previous owner's progress (with window markers).
+pub(crate) type ClaimDone = (
+    TopicPartition,
+    u64,
+    Result<(Claim, Option<Progress>), LakeError>,
+);
+
+/// Marks the given lake epochs released, giving up after `patience` (the next owners then
+/// wait out the takeover grace instead).
+pub(crate) async fn release_all(lake: &Lake, held: &[(TopicPartition, u64)], patience: Duration) {
+    let releases = async {
+        for (tp, epoch) in held {
+            match lake
+                .release_partition(&tp.topic, tp.partition, *epoch)
+                .await
+            {
+                Ok(()) => tracing::debug!(%tp, epoch, "released partition"),
+                Err(e) => tracing::warn!(%tp, error = %e, "could not release partition"),
+            }
+        }
+    };
+    if tokio::time::timeout(patience, releases).await.is_err() {
+        tracing::warn!("could not release partitions in time; their next owners wait");
+    }
+}
+
+impl Worker {
+    /// Drops everything this worker holds for `tp`: its ownership, and its buffers,
+    /// unlanded and uncommitted, so the partition's next owner reads those records again
+    /// (the next ownership lists the lake again too).
+    pub(crate) fn forget(&mut self, tp: &TopicPartition) -> Option<Ownership> {
+        let owned = self.ownership.remove(tp);
+        self.landed.retain(|key, _| &key.tp != tp);
+        self.progress.remove(tp);
+        self.pending
+            .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
+        let dropped = self.buffers.take_partition(tp);
+        if !dropped.is_empty() {
+            tracing::info!(%tp, buffers = dropped.len(), "dropped buffers of a partition no longer owned");
+        }
+        self.metrics
+            .assigned_partitions
+            .set(self.ownership.len() as i64);
+        owned
+    }
+
+    /// Takes on newly assigned partitions: each is paused until its lake claim is in (and,
+    /// after an unclean handover, the grace has passed).
+    pub(crate) fn own(&mut self, source: &KafkaSource, tps: Vec<TopicPartition>) {
+        if let Err(e) = source.pause(&tps) {
+            tracing::warn!(error = %e, "cannot pause newly assigned partitions");
+        }
+        for tp in tps {
+            self.assignments += 1;
+            let assignment = self.assignments;
+            self.ownership
+                .insert(tp.clone(), Ownership::new(assignment));
+            let (lake, metrics, shutdown) = (
+                self.lake.clone(),
+                self.metrics.clone(),
+                self.shutdown.clone(),
+            );
+            let owner = self.owner();
+            let markers = self.sealer.is_some();
+            self.claims.spawn(async move {
+                let claim = with_storage_retries(&metrics, "claim", Some(&shutdown), || {
+                    lake.claim_partition(&tp.topic, tp.partition, &owner)
+                })
+                .await;
+                // Read after the claim: the previous owner cannot write it any more.
+                let claim = match claim {
+                    Ok(claim) if markers => {
+                        let path = markers::progress_path(&tp);
+                        with_storage_retries(&metrics, "read", Some(&shutdown), || {
+                            lake.read_if_exists(&path)
+                        })
+                        .await
+                        .map(|body| {
+                            let previous = body.and_then(|b| serde_json::from_slice(&b).ok());
+                            (claim, previous)
+                        })
+                    }
+                    other => other.map(|claim| (claim, None)),
+                };
+                (tp, assignment, claim)
+            });
+        }
+        self.metrics
+            .assigned_partitions
+            .set(self.ownership.len() as i64);
+    }
+
+    pub(crate) fn on_claimed(
+        &mut self,
+        done: Result<ClaimDone, tokio::task::JoinError>,
+    ) -> Result<(), PipelineError> {
+        let Ok((tp, assignment, claim)) = done else {
+            return Ok(());
+        };
+        let (claim, previous) = claim?;
+        let Some(owned) = self
+            .ownership
+            .get_mut(&tp)
+            .filter(|o| o.assignment == assignment)
+        else {
+            // Revoked meanwhile: hand the epoch straight back.
+            let lake = self.lake.clone();
+            tokio::spawn(async move {
+                release_all(&lake, &[(tp, claim.epoch)], RELEASE_PATIENCE).await;
+            });
+            return Ok(());
+        };
+        let wait = ownership::must_wait(
+            &claim,
+            self.own_previous.get(&tp).copied(),
+            self.inflight.idle(&tp),
+        );
+        owned.epoch = Some(claim.epoch);
+        self.progress
+            .insert(tp.clone(), PartitionProgress::adopt(previous));
+        owned.ready_at = Some(
+            Instant::now()
+                + if wait {
+                    self.takeover_grace
+                } else {
+                    Duration::ZERO
+                },
+        );
+        self.epochs
+            .lock()
+            .expect("epochs lock")
+            .insert(tp.clone(), claim.epoch);
+        if wait {
+            self.metrics.unclean_takeovers.inc();
+            tracing::info!(%tp, epoch = claim.epoch, grace = ?self.takeover_grace, "claimed a partition its previous owner did not release; waiting for its writes to finish");
+        } else {
+            tracing::info!(%tp, epoch = claim.epoch, handover = ?claim.handover, "claimed partition");
+        }
+        Ok(())
+    }
+
+    /// Lets records of partitions whose claim (and grace) is through flow: those that waited
+    /// are routed first, in order, then fetching resumes.
+    pub(crate) fn start_ready(&mut self, source: &KafkaSource) {
+        let now = Instant::now();
+        let mut started = Vec::new();
+        for (tp, owned) in &mut self.ownership {
+            if !owned.ready && owned.ready_at.is_some_and(|t| t <= now) {
+                owned.ready = true;
+                for record in std::mem::take(&mut owned.waiting).into_iter().rev() {
+                    self.pending.push_front(record);
+                }
+                started.push(tp.clone());
+            }
+        }
+        if started.is_empty() {
+            return;
+        }
+        self.pending_retry_at = now;
+        if !self.paused {
+            if let Err(e) = source.resume(&started) {
+                tracing::warn!(error = %e, "cannot resume partitions");
+            }
+        }
+    }
+
+    pub(crate) fn ready_partitions(&self) -> Vec<TopicPartition> {
+        self.ownership
+            .iter()
+            .filter(|(_, o)| o.ready)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    /// Another worker claimed `tp` in the lake: this worker's ownership is over whatever the
+    /// group says. Its buffers are dropped uncommitted, like on a revocation.
+    pub(crate) fn fence(&mut self, tp: &TopicPartition) {
+        if self.forget(tp).is_none() {
+            return;
+        }
+        tracing::warn!(%tp, "another worker claimed this partition in the lake; dropping it");
+        self.metrics.fenced.inc();
+        // What the rebalance callback does on a revocation.
+        self.epochs.lock().expect("epochs lock").remove(tp);
+        self.ledgers.lock().expect("ledger lock").remove(tp);
+        self.fenced
+            .insert(tp.clone(), Instant::now() + 2 * self.takeover_grace);
+    }
+
+    /// A fenced partition that the group still says is this worker's is claimed again after
+    /// a while: otherwise a broker that never moves it would leave it unread.
+    pub(crate) fn reclaim_fenced(&mut self, source: &KafkaSource) {
+        let now = Instant::now();
+        let due: Vec<_> = self
+            .fenced
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let assignment = source.assignment();
+        for tp in &due {
+            self.fenced.remove(tp);
+        }
+        let again: Vec<_> = due
+            .into_iter()
+            .filter(|tp| assignment.contains(tp))
+            .collect();
+        if again.is_empty() {
+            return;
+        }
+        tracing::info!(
+            ?again,
+            "claiming fenced partitions again: the group still assigns them here"
+        );
+        for tp in again {
+            // Records fetched while fenced, or dropped with its buffers, were never landed
+            // here; the new ownership starts at the last commit, like any other.
+            match tokio::task::block_in_place(|| source.rewind_to_committed(&tp)) {
+                Ok(()) => self.own(source, vec![tp]),
+                Err(e) => {
+                    tracing::warn!(%tp, error = %e, "cannot rewind to the committed offset; trying later");
+                    self.fenced.insert(tp, now + self.takeover_grace);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Landing buffers: where a buffer's file goes, which of its key's offsets already landed
+//! (read from the lake), encoding and writing it in the background, and what the loop does
+//! when a landing ends (release the offsets, count, fence or stop).
+
+use super::*;
+
+/// A landed buffer, reported back to the loop.
+pub(crate) struct LandedFile {
+    pub(crate) tp: TopicPartition,
+    pub(crate) path: String,
+    pub(crate) run: Option<i64>,
+    pub(crate) generation: u64,
+    pub(crate) first_offset: i64,
+    /// Records in the file, and records its format refused (dead-lettered instead).
+    pub(crate) records: u64,
+    pub(crate) refused: u64,
+    pub(crate) dead_letter: bool,
+    pub(crate) signal: String,
+    pub(crate) bytes: u64,
+    pub(crate) outcome: Landed,
+    /// From taking the buffer out to the file having landed.
+    pub(crate) took: Duration,
+    /// The window of an on-time signal file (for window markers).
+    pub(crate) window: Option<Window>,
+}
+
+/// Where and how the files of one buffer key are written.
+pub(crate) struct Layout<'a> {
+    template: &'a PathTemplate,
+    /// Prepended to the rendered path (`_late/` for diverted late records).
+    prefix: &'static str,
+    signal: SignalName,
+    window: Window,
+    options: EncodeOptions,
+    /// File extension, compression included.
+    ext: String,
+    dead_letter: bool,
+}
+
+impl Layout<'_> {
+    fn values<'v>(&'v self, key: &'v BufferKey, first: i64, last: i64) -> PathValues<'v> {
+        PathValues {
+            signal: &self.signal,
+            window: self.window,
+            topic: &key.tp.topic,
+            partition: key.tp.partition,
+            first_offset: first,
+            last_offset: last,
+            ext: &self.ext,
+        }
+    }
+}
+
+impl Worker {
+    /// Where and how the files of `key` are written.
+    pub(crate) fn layout(&self, key: &BufferKey) -> Layout<'_> {
+        match &key.target {
+            Target::Signal {
+                signal,
+                window,
+                late,
+            } => Layout {
+                template: &self.path,
+                prefix: if *late { LATE_PREFIX } else { "" },
+                signal: signal.clone(),
+                window: *window,
+                ext: self.encoding.options.extension(),
+                options: self.encoding.for_signal(signal),
+                dead_letter: false,
+            },
+            // Dead letters are always NDJSON: they carry raw bytes, not the signal's columns.
+            Target::DeadLetter { window } => Layout {
+                template: &self.dead_letter_path,
+                prefix: "",
+                signal: SignalName::dead_letter(),
+                window: *window,
+                ext: FileFormat::Ndjson.extension(Codec::None),
+                options: EncodeOptions::new(FileFormat::Ndjson, Codec::None),
+                dead_letter: true,
+            },
+        }
+    }
+
+    /// The offset ranges of `key` already in landed files, read from the file names in its
+    /// directory (the templates are offset-named, see `sluice_config`).
+    pub(crate) async fn landed_ranges(
+        &self,
+        key: &BufferKey,
+    ) -> Result<LandedRanges, PipelineError> {
+        let layout = self.layout(key);
+        let dir = format!(
+            "{}{}",
+            layout.prefix,
+            layout.template.directory(&layout.values(key, 0, 0))
+        );
+        let files = match self.lake.list(&dir).await {
+            Ok(files) => files,
+            Err(e) => {
+                if e.is_retryable() {
+                    self.metrics.lake_up.set(0);
+                    self.metrics
+                        .storage_errors
+                        .with_label_values(&["list"])
+                        .inc();
+                    self.metrics.storage_retries.inc();
+                }
+                return Err(PipelineError::Lake(e));
+            }
+        };
+        let mut ranges = LandedRanges::default();
+        for f in files {
+            let name = f.path.rsplit('/').next().unwrap_or_default();
+            // Only this directory's own files: a recursive listing also shows deeper ones.
+            if f.path.len() == dir.len() + name.len() {
+                if let Some((first, last)) =
+                    parse_offset_file_name(name, &key.tp.topic, key.tp.partition)
+                {
+                    ranges.insert(first, last);
+                }
+            }
+        }
+        Ok(ranges)
+    }
+
+    /// `run`: the scheduled run (its time, ms) this landing belongs to, for its manifest.
+    pub(crate) fn spawn_landing(&mut self, buffer: Buffer, run: Option<i64>) {
+        let layout = self.layout(&buffer.key);
+        let dead_letter = layout.dead_letter;
+        let options = layout.options.clone();
+        let refusal_day = Window::containing(layout.window.start_ms, Granularity::Day);
+        let path = format!(
+            "{}{}",
+            layout.prefix,
+            layout.template.render(&layout.values(
+                &buffer.key,
+                buffer.first_offset,
+                buffer.last_offset,
+            ))
+        );
+        let signal_label = if dead_letter {
+            DEAD_LETTER.to_string()
+        } else {
+            layout.signal.as_str().to_string()
+        };
+        let marked_window = match &buffer.key.target {
+            Target::Signal {
+                window,
+                late: false,
+                ..
+            } => Some(*window),
+            _ => None,
+        };
+        let span = tracing::info_span!("flush", signal = %signal_label, window = %layout.window.start().to_rfc3339(), tp = %buffer.key.tp, first = buffer.first_offset, last = buffer.last_offset, path = %path);
+        let lake = self.lake.clone();
+        let metrics = self.metrics.clone();
+        let shutdown = self.shutdown.clone();
+        let lease = self.lease.clone();
+        let started = Instant::now();
+        let generation = self
+            .ledgers
+            .lock()
+            .expect("ledger lock")
+            .get(&buffer.key.tp)
+            .map_or(0, |l| l.generation());
+        let epoch = self.ownership.get(&buffer.key.tp).and_then(|o| o.epoch);
+        let write_timeout = self.write_timeout;
+        let landing = self.inflight.start(&buffer.key.tp);
+        let encode_permits = self.encode_permits.clone();
+        let tp = buffer.key.tp.clone();
+        let held = buffer.ndjson.len() as u64;
+        self.landing_bytes += held;
+        let task_tp = tp.clone();
+        // A record the format refuses is dead-lettered beside the others, in the day of its
+        // data window, under its own offset.
+        let refusals = Refusals {
+            template: self.dead_letter_path.clone(),
+            window: refusal_day,
+        };
+        let handle = self.landings.spawn(
+            async move {
+                let _landing = landing;
+                let Buffer {
+                    key,
+                    first_offset,
+                    last_offset,
+                    records,
+                    ndjson,
+                    offsets,
+                    ..
+                } = buffer;
+                let encode_error = |detail: String| PipelineError::Encode {
+                    path: path.clone(),
+                    detail,
+                };
+                let permit = encode_permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| encode_error(e.to_string()))?;
+                let encoded = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    refusals::encode_or_refuse(&ndjson, &offsets, &options, sluice_format::encode)
+                })
+                .await
+                .map_err(|e| encode_error(e.to_string()))?
+                .map_err(|e| encode_error(e.to_string()))?;
+                let guard = WriteGuard {
+                    lake: &lake,
+                    metrics: &metrics,
+                    shutdown: &shutdown,
+                    lease: &lease,
+                    epoch,
+                    tp: &task_tp,
+                    write_timeout,
+                };
+                let land_error = |source: LakeError| PipelineError::Land {
+                    path: path.clone(),
+                    tp: key.tp.clone(),
+                    first: first_offset,
+                    last: last_offset,
+                    epoch,
+                    source: Box::new(source),
+                };
+                // Dead letters first: once the file lands, a replay skips these offsets.
+                for refused in &encoded.refused {
+                    tracing::warn!(offset = refused.offset, reason = refused.reason.label, detail = %refused.reason.detail, "dead-lettering a record its format refused");
+                    metrics
+                        .records_dead_lettered
+                        .with_label_values(&[refused.reason.label])
+                        .inc();
+                    let line = sluice_fold::refused_line(&key.tp, refused.offset, &refused.line, &refused.reason);
+                    let mut body = line;
+                    body.push(b'\n');
+                    guard
+                        .land(&refusals.path(&key.tp, refused.offset), body.into())
+                        .await
+                        .map_err(land_error)?;
+                }
+                let refused = encoded.refused.len() as u64;
+                let (bytes, outcome) = match encoded.file {
+                    Some(file) => {
+                        if !file.conflicts.is_empty() {
+                            tracing::warn!(fields = ?file.conflicts, "fields with conflicting types were written as JSON text");
+                            metrics
+                                .columns_as_json
+                                .with_label_values(&[metrics.signal_label(&signal_label)])
+                                .inc_by(file.conflicts.len() as u64);
+                        }
+                        let body = bytes::Bytes::from(file.bytes);
+                        let bytes = body.len() as u64;
+                        (bytes, guard.land(&path, body).await.map_err(land_error)?)
+                    }
+                    // Nothing left to write: the dead letters hold every record.
+                    None => (0, Landed::Written),
+                };
+                tracing::info!(records, refused, bytes, ?outcome, "landed");
+                Ok(LandedFile {
+                    tp: key.tp,
+                    path: path.clone(),
+                    run,
+                    generation,
+                    first_offset,
+                    records: records - refused,
+                    refused,
+                    dead_letter,
+                    signal: signal_label,
+                    bytes,
+                    outcome,
+                    took: started.elapsed(),
+                    window: marked_window,
+                })
+            }
+            .instrument(span),
+        );
+        self.held_by_task.insert(handle.id(), held);
+        self.inflight.register(&tp, handle);
+    }
+
+    pub(crate) fn on_landed(
+        &mut self,
+        done: Result<(tokio::task::Id, Result<LandedFile, PipelineError>), tokio::task::JoinError>,
+    ) -> Result<(), PipelineError> {
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        self.landing_bytes -= self.held_by_task.remove(&id).unwrap_or(0);
+        let file = match done {
+            Ok((_, Ok(file))) => file,
+            // Cancelled on revocation: the partition's next owner lands these records.
+            Err(e) if e.is_cancelled() => return Ok(()),
+            // librdkafka revokes the partitions next; their next owner lands these records.
+            Ok((_, Err(PipelineError::Land { source, tp, .. })))
+                if matches!(*source, LakeError::AssignmentLost) =>
+            {
+                tracing::warn!(%tp, "dropped a landing: the assignment was lost");
+                return Ok(());
+            }
+            Ok((
+                _,
+                Err(PipelineError::Land {
+                    source, tp, epoch, ..
+                }),
+            )) if matches!(*source, LakeError::Fenced) => {
+                // Only the ownership that wrote is fenced: a landing of an earlier one (the
+                // partition was lost and claimed again since) says nothing of the current.
+                if self.ownership.get(&tp).and_then(|o| o.epoch) == epoch {
+                    self.fence(&tp);
+                }
+                return Ok(());
+            }
+            Ok((_, Err(e))) => {
+                if let PipelineError::Land { .. } = e {
+                    self.metrics
+                        .storage_errors
+                        .with_label_values(&["write"])
+                        .inc();
+                    self.metrics.lake_up.set(0);
+                }
+                return Err(e);
+            }
+            Err(e) => {
+                return Err(PipelineError::Encode {
+                    path: "(landing task)".into(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        self.metrics.lake_up.set(1);
+        self.metrics
+            .last_landing_timestamp_seconds
+            .set(now_ms() as f64 / 1000.0);
+        self.ledgers.lock().expect("ledger lock").release(
+            &file.tp,
+            file.generation,
+            file.first_offset,
+        );
+        let format = if file.dead_letter {
+            "ndjson"
+        } else {
+            self.encoding.options.format.name()
+        };
+        // A buffer whose every record its format refused has no file: dead letters only.
+        let wrote_file = file.records > 0 || file.refused == 0;
+        if wrote_file {
+            self.metrics.files_landed.with_label_values(&[format]).inc();
+        }
+        self.metrics
+            .bytes_landed
+            .with_label_values(&[format])
+            .inc_by(file.bytes);
+        self.metrics
+            .flush_duration_seconds
+            .with_label_values(&[format])
+            .observe(file.took.as_secs_f64());
+        self.metrics
+            .file_size_bytes
+            .with_label_values(&[format])
+            .observe(file.bytes as f64);
+        if file.outcome == Landed::AlreadyPresent {
+            self.metrics.files_already_present.inc();
+        }
+        self.summary.files_landed += u64::from(wrote_file);
+        let totals = self.summary.signals.entry(file.signal.clone()).or_default();
+        totals.files += u64::from(wrote_file);
+        totals.bytes += file.bytes;
+        totals.records += file.records;
+        if let (Some(window), Some(p)) = (file.window, self.progress.get_mut(&file.tp)) {
+            p.landed_in(window, &file.signal);
+        }
+        self.on_run_file(&file);
+        self.summary.records_dead_lettered += file.refused;
+        if !file.dead_letter {
+            self.metrics
+                .records_landed
+                .with_label_values(&[self.metrics.signal_label(&file.signal)])
+                .inc_by(file.records);
+            self.summary.records_landed += file.records;
+        }
+        Ok(())
+    }
+
+    /// Lands every open buffer and waits for all landings.
+    pub(crate) async fn drain(&mut self) -> Result<(), PipelineError> {
+        for buffer in self.buffers.take_all() {
+            self.spawn_landing(buffer, None);
+        }
+        let mut first_error = None;
+        while let Some(done) = self.landings.join_next_with_id().await {
+            if let Err(e) = self.on_landed(done) {
+                tracing::error!(error = %e, "landing failed during shutdown");
+                first_error.get_or_insert(e);
+            }
+        }
+        while self.manifests.join_next().await.is_some() {}
+        first_error.map_or(Ok(()), Err)
+    }
+}
