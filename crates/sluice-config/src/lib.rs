@@ -1,6 +1,7 @@
 //! Pipeline files: what a user writes (`PipelineFile`, deserialized strictly) and what the
 //! pipeline runs (`ValidatedPipeline`, every field checked, secrets resolved).
 
+mod azure_auth;
 mod destination;
 mod encoding;
 pub mod event_hubs;
