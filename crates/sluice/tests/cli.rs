@@ -95,14 +95,20 @@ fn validate_names_the_field_and_the_fix_for_each_broken_file() {
     }
 }
 
-#[test]
-fn validate_accepts_the_shipped_pipelines() {
+/// Every pipeline file under `pipelines/`, sorted.
+fn shipped_pipelines() -> Vec<PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(repo("pipelines"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn validate_accepts_the_shipped_pipelines() {
+    let files = shipped_pipelines();
     assert!(files.len() >= 2, "{files:?}");
     let out = sluice()
         .arg("validate")
@@ -130,12 +136,7 @@ fn validate_accepts_the_shipped_pipelines() {
 /// it did not read, and still names every other mistake.
 #[test]
 fn validate_without_the_environment_checks_all_but_the_secrets() {
-    let mut files: Vec<_> = std::fs::read_dir(repo("pipelines"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
+    let files = shipped_pipelines();
     let out = sluice()
         .arg("validate")
         .arg("--no-env")
