@@ -230,7 +230,9 @@ fn fold_memory() {
                 timestamp_ms: None,
             };
             payload_bytes += r.payload.as_ref().map_or(0, |p| p.len()) as u64;
-            let Routed::Data { signal, line, .. } = router.route(&r, 0) else {
+            // Arriving now: the samples' event times are checked against it.
+            let arrival = chrono::Utc::now().timestamp_millis();
+            let Routed::Data { signal, line, .. } = router.route(&r, arrival) else {
                 panic!("routes")
             };
             r.payload = None;
