@@ -190,6 +190,9 @@ fn partition_list(tps: &[TopicPartition]) -> Result<TopicPartitionList, SourceEr
     Ok(tpl)
 }
 
+/// How long a blocking broker request (committed offsets, watermarks, seek) may take.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct KafkaSource {
     consumer: Arc<StreamConsumer<SourceContext>>,
     /// `auto.offset.reset` is `latest`.
@@ -309,22 +312,31 @@ impl KafkaSource {
     /// `auto.offset.reset` says when none is committed), so that records this worker fetched
     /// but never landed are read again. Blocks for a broker round trip.
     pub fn rewind_to_committed(&self, tp: &TopicPartition) -> Result<(), SourceError> {
-        let timeout = Duration::from_secs(10);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&tp.topic, tp.partition);
-        let committed = self.consumer.committed_offsets(tpl, timeout)?;
-        let offset = match committed
-            .find_partition(&tp.topic, tp.partition)
-            .map(|e| e.offset())
-        {
-            Some(Offset::Offset(o)) => Offset::Offset(o),
+        let offset = match self.committed(tp)? {
+            Some(o) => Offset::Offset(o),
             // Nothing committed: start where a new member would.
-            _ if self.reset_to_end => Offset::End,
-            _ => Offset::Beginning,
+            None if self.reset_to_end => Offset::End,
+            None => Offset::Beginning,
         };
         Ok(self
             .consumer
-            .seek(&tp.topic, tp.partition, offset, timeout)?)
+            .seek(&tp.topic, tp.partition, offset, BROKER_TIMEOUT)?)
+    }
+
+    /// The group's committed offset of `tp`, if any. Blocks for a broker round trip.
+    fn committed(&self, tp: &TopicPartition) -> Result<Option<i64>, SourceError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition);
+        let committed = self.consumer.committed_offsets(tpl, BROKER_TIMEOUT)?;
+        Ok(
+            match committed
+                .find_partition(&tp.topic, tp.partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
     }
 
     /// Every partition of `topics` as the brokers know them (not only this worker's). Blocks
@@ -353,20 +365,10 @@ impl KafkaSource {
         &self,
         tp: &TopicPartition,
     ) -> Result<(Option<i64>, i64, i64), SourceError> {
-        let timeout = Duration::from_secs(10);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&tp.topic, tp.partition);
-        let committed = self.consumer.committed_offsets(tpl, timeout)?;
-        let committed = match committed
-            .find_partition(&tp.topic, tp.partition)
-            .map(|e| e.offset())
-        {
-            Some(Offset::Offset(o)) => Some(o),
-            _ => None,
-        };
-        let (low, high) = self
-            .consumer
-            .fetch_watermarks(&tp.topic, tp.partition, timeout)?;
+        let committed = self.committed(tp)?;
+        let (low, high) =
+            self.consumer
+                .fetch_watermarks(&tp.topic, tp.partition, BROKER_TIMEOUT)?;
         Ok((committed, low, high))
     }
 
