@@ -106,6 +106,19 @@ impl CatchUp {
             && progress.iter().all(|(_, p)| p.caught_up())
     }
 
+    /// Whether every owned partition has been read to its end (not necessarily landed): then
+    /// nothing more will join the open buffers, and waiting for them to age only delays.
+    pub(crate) fn read_to_end(&self, ledgers: &PartitionLedgers) -> bool {
+        !self.targets.is_empty()
+            && self.targets.iter().all(|(tp, (start, end))| {
+                let next = ledgers
+                    .get(tp)
+                    .and_then(|l| l.last_consumed())
+                    .map_or(*start, |last| (last + 1).max(*start));
+                next >= *end
+            })
+    }
+
     /// Whether the lake has been down (`up` false) for longer than the patience.
     pub(crate) fn lake_gave_out(&mut self, up: bool) -> bool {
         match (up, self.lake_down_since) {

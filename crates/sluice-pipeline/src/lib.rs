@@ -529,7 +529,17 @@ impl Worker {
     /// committed to its end, or when the lake has been down past the patience.
     fn check_caught_up(&mut self) {
         let Some(c) = &mut self.catch_up else { return };
-        let done = c.done(&self.ledgers.lock().expect("ledger lock"));
+        let (done, read_to_end) = {
+            let ledgers = self.ledgers.lock().expect("ledger lock");
+            (c.done(&ledgers), c.read_to_end(&ledgers))
+        };
+        if !done && read_to_end && !self.buffers.is_empty() {
+            // Everything is read: land what is open now instead of waiting for it to age.
+            for buffer in self.buffers.take_all() {
+                self.spawn_landing(buffer, None);
+            }
+        }
+        let Some(c) = &mut self.catch_up else { return };
         if done {
             tracing::info!("caught up: every owned partition is landed and committed to its end");
             self.shutdown.cancel();
