@@ -69,8 +69,8 @@ if [ ! -f .tools/node_modules/@kubernetes-models/keda/package.json ] \
     "@kubernetes-models/keda@$KEDA_MODELS_VERSION" "@kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION"
 fi
 
-PY_PACKAGES="jsonschema==4.23.0 PyYAML==6.0.2 pyarrow==26.0.1 fastavro==1.13.1 pandavro==1.9.0 zstandard==0.25.0 cramjam==2.14.0 backports.zstd==1.8.0 moto[server]==5.2.5 kubernetes-validate==1.31.0"
-if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import jsonschema, yaml, pyarrow, fastavro, pandavro, zstandard, cramjam, backports.zstd, moto.server, kubernetes_validate' 2>/dev/null; then
+PY_PACKAGES="jsonschema==4.23.0 PyYAML==6.0.2 pyarrow==26.0.1 fastavro==1.13.1 pandavro==1.9.0 zstandard==0.25.0 cramjam==2.14.0 backports.zstd==1.8.0 moto[server]==5.2.5 kubernetes-validate==1.31.0 deltalake==1.6.6"
+if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import jsonschema, yaml, pyarrow, fastavro, pandavro, zstandard, cramjam, backports.zstd, moto.server, kubernetes_validate, deltalake' 2>/dev/null; then
   step "creating .tools/venv (schema checks and independent file readers)"
   python3 -m venv .tools/venv
   # shellcheck disable=SC2086

@@ -4,9 +4,11 @@
 mod azure;
 mod leases;
 mod local;
+mod objects;
 mod redact;
 
 pub use leases::{Claim, Handover, LEASE_DIR};
+pub use objects::{LakeObject, Listing};
 pub use redact::{redact, StoreError};
 
 /// Where window markers keep each partition's progress (see `sluice_pipeline`'s markers).

@@ -155,3 +155,29 @@ pub fn assert_each_exported_once(
     }
     count
 }
+
+/// The Delta tables at `tables`, as the independent reader (the Python `deltalake` package,
+/// `tests/readers/read_delta.py`) sees them: one JSON object per table path, keyed by it,
+/// with version, schema, partition columns, rows, sorted `id`s and the txn version of each
+/// of `app_ids`.
+pub fn read_delta(tables: &[std::path::PathBuf], app_ids: &[&str]) -> serde_json::Value {
+    let root = crate::services::workspace_root();
+    let python = std::env::var_os("SLUICE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".tools/venv/bin/python"));
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(root.join("tests/readers/read_delta.py"))
+        .args(tables);
+    for app in app_ids {
+        cmd.args(["--app-id", app]);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python:?} (scripts/test installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "the Delta reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the Delta reader prints JSON")
+}

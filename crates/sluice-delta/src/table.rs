@@ -1,0 +1,344 @@
+//! One Delta table in the lake: created from the first schema it is given, grown by nullable
+//! columns, and committed to with per-partition `txn` marks that make commits exactly-once
+//! and fence a worker that lost its partition (see `commit`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake_core::arrow::datatypes::Schema as ArrowSchema;
+use deltalake_core::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
+use deltalake_core::kernel::{Action, Add, Metadata, MetadataExt, StructType, Transaction};
+use deltalake_core::logstore::{
+    default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
+};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
+use sluice_lake::Lake;
+use url::Url;
+
+use crate::store::LakeStore;
+use crate::TableError;
+
+/// The URL scheme under which tables are opened: paths in it are relative to the lake root,
+/// which `LakeStore` serves.
+const SCHEME: &str = "lake";
+
+/// How often a commit that lost a race to another writer of the table is tried again.
+const COMMIT_ATTEMPTS: usize = 20;
+
+/// delta-rs's plain log store (commits are put-if-absent objects) for `lake://` tables.
+struct LakeLogStores;
+
+impl LogStoreFactory for LakeLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_scheme() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let scheme = Url::parse(&format!("{SCHEME}://")).expect("scheme URL");
+        logstore_factories().insert(scheme, Arc::new(LakeLogStores));
+    });
+}
+
+/// A data file that has landed under the table's directory and is ready to be committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataFile {
+    /// Relative to the table's root, e.g. `date=2026-12-01/hour=10/t+0+0-99.parquet`.
+    pub path: String,
+    pub size: u64,
+    pub records: u64,
+    /// Partition column values, e.g. `[("date", "2026-12-01"), ("hour", "10")]`.
+    pub partition_values: Vec<(String, String)>,
+}
+
+/// Where a Kafka partition stands after a commit: every record of it below `next_offset`
+/// that routes to this table is in the table. `epoch` is the writer's claim on the partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMark {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    pub epoch: u64,
+}
+
+/// What one commit adds to the table.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    pub files: Vec<DataFile>,
+    /// The table's schema after this commit, when it grew.
+    pub schema: Option<ArrowSchema>,
+    pub marks: Vec<PartitionMark>,
+}
+
+/// The `txn` application ids of one Kafka partition in a table written by `app`.
+pub fn offset_app_id(app: &str, topic: &str, partition: i32) -> String {
+    format!("{app}:{topic}:{partition}")
+}
+fn epoch_app_id(app: &str, topic: &str, partition: i32) -> String {
+    format!("{app}:{topic}:{partition}:epoch")
+}
+
+pub struct Table {
+    table: DeltaTable,
+    path: String,
+    app: String,
+}
+
+fn table_url(path: &str) -> Result<Url, TableError> {
+    let url = format!("{SCHEME}:///{}/", path.trim_matches('/'));
+    Url::parse(&url).map_err(|e| TableError::Path {
+        path: path.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn builder(lake: &Lake, path: &str) -> Result<DeltaTableBuilder, TableError> {
+    register_scheme();
+    let url = table_url(path)?;
+    Ok(DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_backend(Arc::new(LakeStore::new(lake.clone())), url))
+}
+
+impl Table {
+    /// The table at `path` (relative to the lake root), or `None` when there is none yet.
+    pub async fn open(lake: &Lake, path: &str, app: &str) -> Result<Option<Self>, TableError> {
+        let mut table = builder(lake, path)?.build()?;
+        match table.load().await {
+            Ok(()) => Ok(Some(Self {
+                table,
+                path: path.to_string(),
+                app: app.to_string(),
+            })),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The table at `path`, created with `schema` and `partition_columns` when missing. Two
+    /// workers creating it at once both end with the one table (the log's first version is
+    /// written only if absent).
+    pub async fn open_or_create(
+        lake: &Lake,
+        path: &str,
+        app: &str,
+        schema: &ArrowSchema,
+        partition_columns: &[String],
+    ) -> Result<Self, TableError> {
+        if let Some(table) = Self::open(lake, path, app).await? {
+            return Ok(table);
+        }
+        let schema: StructType = schema.try_into_kernel().map_err(DeltaTableError::from)?;
+        let table = builder(lake, path)?.build()?;
+        let created = CreateBuilder::new()
+            .with_log_store(table.log_store())
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(partition_columns.iter().cloned())
+            .with_save_mode(SaveMode::Ignore)
+            .await;
+        match created {
+            Ok(_)
+            | Err(DeltaTableError::Transaction {
+                source: TransactionError::VersionAlreadyExists(0),
+            }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Self::open(lake, path, app)
+            .await?
+            .ok_or_else(|| TableError::Path {
+                path: path.to_string(),
+                detail: "the table vanished right after it was created".into(),
+            })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn version(&self) -> i64 {
+        self.table.version().map_or(-1, |v| v as i64)
+    }
+
+    /// The table's schema, as Arrow sees it (partition columns included).
+    pub fn schema(&self) -> Result<ArrowSchema, TableError> {
+        let schema = self.table.snapshot()?.schema();
+        Ok(schema
+            .as_ref()
+            .try_into_arrow()
+            .map_err(DeltaTableError::from)?)
+    }
+
+    pub fn partition_columns(&self) -> Result<Vec<String>, TableError> {
+        Ok(self
+            .table
+            .snapshot()?
+            .metadata()
+            .partition_columns()
+            .to_vec())
+    }
+
+    /// Reads the newest version of the table.
+    pub async fn refresh(&mut self) -> Result<(), TableError> {
+        Ok(self.table.update_state().await?)
+    }
+
+    /// Every record of the partition below this offset that routes to this table is in it.
+    pub async fn next_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, TableError> {
+        self.txn(&offset_app_id(&self.app, topic, partition)).await
+    }
+
+    /// The highest claim epoch that has committed to the partition's marks.
+    pub async fn epoch(&self, topic: &str, partition: i32) -> Result<Option<i64>, TableError> {
+        self.txn(&epoch_app_id(&self.app, topic, partition)).await
+    }
+
+    async fn txn(&self, app_id: &str) -> Result<Option<i64>, TableError> {
+        Ok(self
+            .table
+            .snapshot()?
+            .transaction_version(self.table.log_store().as_ref(), app_id)
+            .await?)
+    }
+
+    /// The paths (relative to the table root) of the files in the table now.
+    pub fn files(&self) -> Result<Vec<String>, TableError> {
+        let snapshot = self.table.snapshot()?;
+        Ok(snapshot
+            .log_data()
+            .iter()
+            .map(|f| f.path().to_string())
+            .collect())
+    }
+
+    /// Commits `commit` as one new version, after checking that no writer with a newer claim
+    /// has committed for any of its partitions and that none of its marks would move back.
+    /// A race with another writer of the same partition makes delta-rs fail the commit
+    /// (both commits carry that partition's `txn`); the check then runs again on the newer
+    /// version and the loser sees it is fenced. Races with writers of other partitions are
+    /// retried by delta-rs: appends do not conflict.
+    pub async fn commit(&mut self, commit: &Commit) -> Result<i64, TableError> {
+        for _ in 0..COMMIT_ATTEMPTS {
+            self.refresh().await?;
+            self.check_marks(&commit.marks).await?;
+            let actions = self.actions(commit)?;
+            let snapshot = self.table.snapshot()?.clone();
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: Some(self.partition_columns()?),
+                predicate: None,
+            };
+            let result = CommitBuilder::default()
+                .with_actions(actions)
+                .with_app_metadata(HashMap::from([(
+                    "sluice".to_string(),
+                    serde_json::json!({"files": commit.files.len()}),
+                )]))
+                .with_max_retries(COMMIT_ATTEMPTS)
+                .build(Some(&snapshot), self.table.log_store(), operation)
+                .await;
+            match result {
+                Ok(done) => {
+                    let version = done.version() as i64;
+                    self.refresh().await?;
+                    return Ok(version);
+                }
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_),
+                }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TableError::Contended {
+            path: self.path.clone(),
+            attempts: COMMIT_ATTEMPTS,
+        })
+    }
+
+    async fn check_marks(&self, marks: &[PartitionMark]) -> Result<(), TableError> {
+        for mark in marks {
+            let epoch = self.epoch(&mark.topic, mark.partition).await?;
+            let next = self.next_offset(&mark.topic, mark.partition).await?;
+            let newer_claim = epoch.is_some_and(|e| e > mark.epoch as i64);
+            let behind = next.is_some_and(|n| n > mark.next_offset);
+            if newer_claim || behind {
+                return Err(TableError::Fenced {
+                    path: self.path.clone(),
+                    topic: mark.topic.clone(),
+                    partition: mark.partition,
+                    epoch: mark.epoch,
+                    table_epoch: epoch,
+                    table_next_offset: next,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn actions(&self, commit: &Commit) -> Result<Vec<Action>, TableError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut actions = Vec::new();
+        if let Some(schema) = &commit.schema {
+            let grown: StructType = schema.try_into_kernel().map_err(DeltaTableError::from)?;
+            let metadata: Metadata = self
+                .table
+                .snapshot()?
+                .metadata()
+                .clone()
+                .with_schema(&grown)
+                .map_err(DeltaTableError::from)?;
+            actions.push(Action::Metadata(metadata));
+        }
+        for file in &commit.files {
+            actions.push(Action::Add(Add {
+                path: file.path.clone(),
+                partition_values: file
+                    .partition_values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect(),
+                size: file.size as i64,
+                modification_time: now,
+                data_change: true,
+                stats: Some(serde_json::json!({"numRecords": file.records}).to_string()),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+                clustering_provider: None,
+            }));
+        }
+        for mark in &commit.marks {
+            let (topic, partition) = (&mark.topic, mark.partition);
+            actions.push(Action::Txn(Transaction::new_with_last_update(
+                offset_app_id(&self.app, topic, partition),
+                mark.next_offset,
+                Some(now),
+            )));
+            actions.push(Action::Txn(Transaction::new_with_last_update(
+                epoch_app_id(&self.app, topic, partition),
+                mark.epoch as i64,
+                Some(now),
+            )));
+        }
+        Ok(actions)
+    }
+}

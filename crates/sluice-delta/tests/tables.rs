@@ -1,0 +1,266 @@
+//! Delta tables over the lake, read back by the independent reader (Python `deltalake`).
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use deltalake_core::arrow::datatypes::{DataType, Field, Schema};
+use sluice_config::Destination;
+use sluice_delta::{Commit, DataFile, PartitionMark, Table, TableError};
+use sluice_lake::Lake;
+
+const APP: &str = "pipe";
+
+fn schema(extra: bool) -> Schema {
+    let mut fields = vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+    ];
+    if extra {
+        fields.push(Field::new("extra", DataType::Utf8, true));
+    }
+    fields.push(Field::new("date", DataType::Utf8, true));
+    Schema::new(fields)
+}
+
+/// A Parquet file of `ids` (the partition column is in the path, not the file).
+fn parquet(ids: std::ops::Range<i64>, extra: bool) -> Vec<u8> {
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(ids.clone())),
+        Arc::new(StringArray::from_iter_values(
+            ids.clone().map(|i| format!("n{i}")),
+        )),
+    ];
+    let mut fields = vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+    ];
+    if extra {
+        columns.push(Arc::new(StringArray::from_iter_values(
+            ids.map(|i| format!("x{i}")),
+        )));
+        fields.push(Field::new("extra", DataType::Utf8, true));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+async fn land(
+    lake: &Lake,
+    table: &str,
+    partition: i32,
+    ids: std::ops::Range<i64>,
+    extra: bool,
+) -> DataFile {
+    let body = parquet(ids.clone(), extra);
+    let path = format!(
+        "date=2026-12-01/t+{partition}+{}-{}.parquet",
+        ids.start,
+        ids.end - 1
+    );
+    lake.land(&format!("{table}/{path}"), body.clone())
+        .await
+        .unwrap();
+    DataFile {
+        path,
+        size: body.len() as u64,
+        records: (ids.end - ids.start) as u64,
+        partition_values: vec![("date".into(), "2026-12-01".into())],
+    }
+}
+
+fn mark(partition: i32, next_offset: i64, epoch: u64) -> PartitionMark {
+    PartitionMark {
+        topic: "t".into(),
+        partition,
+        next_offset,
+        epoch,
+    }
+}
+
+async fn lake(dir: &tempfile::TempDir) -> Lake {
+    Lake::open(&Destination::Fs {
+        root: dir.path().to_string_lossy().into(),
+    })
+    .await
+    .unwrap()
+}
+
+async fn create(lake: &Lake, path: &str) -> Table {
+    Table::open_or_create(lake, path, APP, &schema(false), &["date".to_string()])
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_carry_partition_marks_and_read_back_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    let mut table = create(&lake, "tables/temperature").await;
+    assert_eq!(table.version(), 0);
+    let a = land(&lake, "tables/temperature", 0, 0..100, false).await;
+    let b = land(&lake, "tables/temperature", 1, 0..50, false).await;
+    let version = table
+        .commit(&Commit {
+            files: vec![a, b],
+            schema: None,
+            marks: vec![mark(0, 100, 1), mark(1, 50, 1)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(table.next_offset("t", 0).await.unwrap(), Some(100));
+    assert_eq!(table.files().unwrap().len(), 2);
+
+    let read = sluice_testkit::lake_files::read_delta(
+        &[dir.path().join("tables/temperature")],
+        &["pipe:t:0", "pipe:t:1", "pipe:t:0:epoch"],
+    );
+    let t = &read[dir
+        .path()
+        .join("tables/temperature")
+        .to_string_lossy()
+        .as_ref()];
+    assert_eq!(t["version"], 1);
+    assert_eq!(t["rows"], 150);
+    assert_eq!(t["partition_columns"], serde_json::json!(["date"]));
+    assert_eq!(t["partitions"], serde_json::json!([{"date": "2026-12-01"}]));
+    assert_eq!(
+        t["txn"],
+        serde_json::json!({"pipe:t:0": 100, "pipe:t:1": 50, "pipe:t:0:epoch": 1})
+    );
+    let mut want: Vec<i64> = (0..100).chain(0..50).collect();
+    want.sort();
+    assert_eq!(t["ids"], serde_json::json!(want));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_partition_moved_on_is_fenced_and_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    let mut zombie = create(&lake, "tables/x").await;
+    let mut owner = Table::open(&lake, "tables/x", APP).await.unwrap().unwrap();
+    // The zombie read the table, then the new owner (a newer claim) committed.
+    let first = land(&lake, "tables/x", 0, 0..10, false).await;
+    owner
+        .commit(&Commit {
+            files: vec![first],
+            schema: None,
+            marks: vec![mark(0, 10, 2)],
+        })
+        .await
+        .unwrap();
+    let late = land(&lake, "tables/x", 0, 0..7, false).await;
+    let refused = zombie
+        .commit(&Commit {
+            files: vec![late.clone()],
+            schema: None,
+            marks: vec![mark(0, 7, 1)],
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(TableError::Fenced {
+                partition: 0,
+                epoch: 1,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // Same claim, but behind what the table already holds (a replay): fenced too.
+    let behind = owner
+        .commit(&Commit {
+            files: vec![late],
+            schema: None,
+            marks: vec![mark(0, 7, 2)],
+        })
+        .await;
+    assert!(
+        matches!(behind, Err(TableError::Fenced { .. })),
+        "{behind:?}"
+    );
+    owner.refresh().await.unwrap();
+    assert_eq!(owner.files().unwrap().len(), 1);
+    assert_eq!(owner.version(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_field_grows_the_table_by_a_nullable_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    let mut table = create(&lake, "t").await;
+    let old = land(&lake, "t", 0, 0..5, false).await;
+    table
+        .commit(&Commit {
+            files: vec![old],
+            schema: None,
+            marks: vec![mark(0, 5, 1)],
+        })
+        .await
+        .unwrap();
+    let new = land(&lake, "t", 0, 5..9, true).await;
+    table
+        .commit(&Commit {
+            files: vec![new],
+            schema: Some(schema(true)),
+            marks: vec![mark(0, 9, 1)],
+        })
+        .await
+        .unwrap();
+    assert!(table.schema().unwrap().field_with_name("extra").is_ok());
+    let read = sluice_testkit::lake_files::read_delta(&[dir.path().join("t")], &[]);
+    let t = &read[dir.path().join("t").to_string_lossy().as_ref()];
+    assert_eq!(t["rows"], 9);
+    assert_eq!(t["schema"]["extra"], "string");
+    assert_eq!(t["ids"], serde_json::json!((0..9).collect::<Vec<_>>()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_of_other_partitions_race_without_loss_and_creators_share_one_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    let creators = (0..2).map(|_| {
+        let lake = lake.clone();
+        tokio::spawn(async move { create(&lake, "shared").await.version() })
+    });
+    for c in creators {
+        assert_eq!(c.await.unwrap(), 0);
+    }
+    let writers = (0..2).map(|partition| {
+        let lake = lake.clone();
+        tokio::spawn(async move {
+            let mut table = Table::open(&lake, "shared", APP).await.unwrap().unwrap();
+            for round in 0..8i64 {
+                let ids = round * 10..round * 10 + 10;
+                let file = land(&lake, "shared", partition, ids, false).await;
+                table
+                    .commit(&Commit {
+                        files: vec![file],
+                        schema: None,
+                        marks: vec![mark(partition, round * 10 + 10, 1)],
+                    })
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    for w in writers {
+        w.await.unwrap();
+    }
+    let read = sluice_testkit::lake_files::read_delta(
+        &[dir.path().join("shared")],
+        &["pipe:t:0", "pipe:t:1"],
+    );
+    let t = &read[dir.path().join("shared").to_string_lossy().as_ref()];
+    assert_eq!(t["version"], 16);
+    assert_eq!(t["rows"], 160);
+    assert_eq!(
+        t["txn"],
+        serde_json::json!({"pipe:t:0": 80, "pipe:t:1": 80})
+    );
+}

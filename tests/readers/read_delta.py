@@ -1,0 +1,36 @@
+"""The independent reader of Sluice's Delta tables: the Python `deltalake` package (delta-rs's
+Python binding, with its own log replay). Prints one JSON object per table path given:
+version, schema, partition columns, row count, the rows' `id` values (sorted), the partition
+values seen, and the txn version of every app id passed with --app-id."""
+import argparse
+import json
+
+from deltalake import DeltaTable
+
+parser = argparse.ArgumentParser()
+parser.add_argument("tables", nargs="+")
+parser.add_argument("--app-id", action="append", default=[])
+parser.add_argument("--version", type=int)
+args = parser.parse_args()
+
+out = {}
+for path in args.tables:
+    dt = DeltaTable(path, version=args.version)
+    table = dt.to_pyarrow_table()
+    md = dt.metadata()
+    partitions = sorted(
+        {tuple((c, str(v)) for c, v in zip(md.partition_columns, row)) for row in
+         zip(*[table.column(c).to_pylist() for c in md.partition_columns])}
+    ) if md.partition_columns else []
+    ids = table.column("id").to_pylist() if "id" in table.column_names else []
+    out[path] = {
+        "version": dt.version(),
+        "schema": {f.name: str(f.type) for f in table.schema},
+        "partition_columns": md.partition_columns,
+        "rows": table.num_rows,
+        "ids": sorted(i for i in ids if i is not None),
+        "partitions": [dict(p) for p in partitions],
+        "files": len(dt.file_uris()),
+        "txn": {a: dt.transaction_version(a) for a in args.app_id},
+    }
+print(json.dumps(out))
