@@ -11,11 +11,14 @@ parser = argparse.ArgumentParser()
 parser.add_argument("tables", nargs="+")
 parser.add_argument("--app-id", action="append", default=[])
 parser.add_argument("--version", type=int)
+parser.add_argument("--storage-option", action="append", default=[],
+                    help="key=value, for a table in Azure Blob or S3")
 args = parser.parse_args()
 
 out = {}
 for path in args.tables:
-    dt = DeltaTable(path, version=args.version)
+    options = dict(o.split("=", 1) for o in args.storage_option)
+    dt = DeltaTable(path, version=args.version, storage_options=options or None)
     table = dt.to_pyarrow_table()
     md = dt.metadata()
     partitions = sorted(

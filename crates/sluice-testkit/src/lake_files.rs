@@ -161,6 +161,16 @@ pub fn assert_each_exported_once(
 /// with version, schema, partition columns, rows, sorted `id`s and the txn version of each
 /// of `app_ids`.
 pub fn read_delta(tables: &[std::path::PathBuf], app_ids: &[&str]) -> serde_json::Value {
+    let tables: Vec<String> = tables
+        .iter()
+        .map(|t| t.to_string_lossy().to_string())
+        .collect();
+    read_delta_at(&tables, &[], app_ids)
+}
+
+/// `read_delta` for tables named by URL (`az://…`, `s3://…`), with the reader's
+/// `storage_options` (`key=value`).
+pub fn read_delta_at(tables: &[String], options: &[String], app_ids: &[&str]) -> serde_json::Value {
     let root = crate::services::workspace_root();
     let python = std::env::var_os("SLUICE_PYTHON")
         .map(std::path::PathBuf::from)
@@ -168,6 +178,9 @@ pub fn read_delta(tables: &[std::path::PathBuf], app_ids: &[&str]) -> serde_json
     let mut cmd = std::process::Command::new(&python);
     cmd.arg(root.join("tests/readers/read_delta.py"))
         .args(tables);
+    for o in options {
+        cmd.args(["--storage-option", o]);
+    }
     for app in app_ids {
         cmd.args(["--app-id", app]);
     }
