@@ -119,7 +119,7 @@ async fn tables_in_azure_blob_storage() {
     exercise(&lake).await;
     let url = "az://lake/root/tables/x".to_string();
     let read = read_delta_at(
-        &[url.clone()],
+        std::slice::from_ref(&url),
         &[
             format!("account_name={AZURITE_ACCOUNT}"),
             format!("account_key={AZURITE_KEY}"),
@@ -147,7 +147,7 @@ async fn tables_in_s3() {
     exercise(&lake).await;
     let url = "s3://lake/root/tables/x".to_string();
     let read = read_delta_at(
-        &[url.clone()],
+        std::slice::from_ref(&url),
         &[
             format!("endpoint={}", s3.endpoint),
             "access_key_id=test".into(),
