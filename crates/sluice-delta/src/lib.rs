@@ -1,9 +1,12 @@
 //! Delta Lake tables in the lake: delta-rs over the lake's own storage (`store`), and one
-//! table's create / grow / commit with exactly-once partition marks (`table`).
+//! table's create / grow / commit with exactly-once partition marks (`table`), and its
+//! compaction and vacuum (`compact`).
 
+mod compact;
 mod store;
 mod table;
 
+pub use compact::Compaction;
 pub use store::LakeStore;
 pub use table::{offset_app_id, Commit, DataFile, PartitionMark, Table};
 

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use deltalake_core::arrow::datatypes::Schema as ArrowSchema;
 use deltalake_core::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
-use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake_core::kernel::{Action, Add, Metadata, MetadataExt, StructType, Transaction};
 use deltalake_core::logstore::{
     default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
 };
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake_core::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use sluice_lake::Lake;
 use url::Url;
 
@@ -95,9 +95,20 @@ fn epoch_app_id(app: &str, topic: &str, partition: i32) -> String {
 }
 
 pub struct Table {
-    table: DeltaTable,
+    pub(crate) table: DeltaTable,
+    pub(crate) lake: Lake,
     path: String,
     app: String,
+}
+
+/// Commits retry races with other writers and write a checkpoint when the table's
+/// `delta.checkpointInterval` (10, set at creation) says so.
+pub(crate) fn commit_builder() -> CommitBuilder {
+    CommitBuilder::from(
+        CommitProperties::default()
+            .with_max_retries(COMMIT_ATTEMPTS)
+            .with_create_checkpoint(true),
+    )
 }
 
 fn table_url(path: &str) -> Result<Url, TableError> {
@@ -122,6 +133,7 @@ impl Table {
         match table.load().await {
             Ok(()) => Ok(Some(Self {
                 table,
+                lake: lake.clone(),
                 path: path.to_string(),
                 app: app.to_string(),
             })),
@@ -149,6 +161,7 @@ impl Table {
             .with_log_store(table.log_store())
             .with_columns(schema.fields().cloned())
             .with_partition_columns(partition_columns.iter().cloned())
+            .with_configuration_property(TableProperty::CheckpointInterval, Some("10"))
             .with_save_mode(SaveMode::Ignore)
             .await;
         match created {
@@ -168,6 +181,11 @@ impl Table {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Where a file of the table (a path relative to its root) is in the lake.
+    pub(crate) fn object_path(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.path.trim_matches('/'))
     }
 
     pub fn version(&self) -> i64 {
@@ -246,13 +264,12 @@ impl Table {
                 partition_by: Some(self.partition_columns()?),
                 predicate: None,
             };
-            let result = CommitBuilder::default()
+            let result = commit_builder()
                 .with_actions(actions)
                 .with_app_metadata(HashMap::from([(
                     "sluice".to_string(),
                     serde_json::json!({"files": commit.files.len()}),
                 )]))
-                .with_max_retries(COMMIT_ATTEMPTS)
                 .build(Some(&snapshot), self.table.log_store(), operation)
                 .await;
             match result {

@@ -127,6 +127,7 @@ async fn tables_in_azure_blob_storage() {
             "allow_http=true".into(),
         ],
         &["pipe:t:0", "pipe:t:1"],
+        None,
     );
     check(&read, &url);
 }
@@ -156,6 +157,7 @@ async fn tables_in_s3() {
             "allow_http=true".into(),
         ],
         &["pipe:t:0", "pipe:t:1"],
+        None,
     );
     check(&read, &url);
 }

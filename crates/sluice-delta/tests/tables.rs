@@ -55,9 +55,20 @@ async fn land(
     ids: std::ops::Range<i64>,
     extra: bool,
 ) -> DataFile {
+    land_in(lake, table, "2026-12-01", partition, ids, extra).await
+}
+
+async fn land_in(
+    lake: &Lake,
+    table: &str,
+    date: &str,
+    partition: i32,
+    ids: std::ops::Range<i64>,
+    extra: bool,
+) -> DataFile {
     let body = parquet(ids.clone(), extra);
     let path = format!(
-        "date=2026-12-01/t+{partition}+{}-{}.parquet",
+        "date={date}/t+{partition}+{}-{}.parquet",
         ids.start,
         ids.end - 1
     );
@@ -68,7 +79,7 @@ async fn land(
         path,
         size: body.len() as u64,
         records: (ids.end - ids.start) as u64,
-        partition_values: vec![("date".into(), "2026-12-01".into())],
+        partition_values: vec![("date".into(), date.into())],
     }
 }
 
@@ -263,4 +274,75 @@ async fn writers_of_other_partitions_race_without_loss_and_creators_share_one_ta
         t["txn"],
         serde_json::json!({"pipe:t:0": 80, "pipe:t:1": 80})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_packs_small_files_and_vacuum_removes_them_after_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    let mut table = create(&lake, "c").await;
+    // 240 files of 5 records, in two date partitions, over 4 commits; the last two
+    // commits' files have a column the first ones lack.
+    let mut next = 0i64;
+    for commit in 0..4 {
+        let extra = commit >= 2;
+        let mut files = Vec::new();
+        for date in ["2026-12-01", "2026-12-02"] {
+            for _ in 0..30 {
+                files.push(land_in(&lake, "c", date, 0, next..next + 5, extra).await);
+                next += 5;
+            }
+        }
+        table
+            .commit(&Commit {
+                files,
+                schema: extra.then(|| schema(true)),
+                marks: vec![mark(0, next, 1)],
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(table.files().unwrap().len(), 240);
+    let before = table.version();
+
+    let done = table.compact(1 << 20, |_| true).await.unwrap();
+    assert_eq!(done.files_removed, 240);
+    assert_eq!(done.files_added, 2, "{done:?}");
+    assert_eq!(done.records, 1200);
+    assert_eq!(table.files().unwrap().len(), 2);
+    // Compaction changes no data and no partition mark.
+    assert_eq!(table.next_offset("t", 0).await.unwrap(), Some(1200));
+
+    let path = dir.path().join("c");
+    let key = path.to_string_lossy().to_string();
+    let now = sluice_testkit::lake_files::read_delta(std::slice::from_ref(&path), &[]);
+    assert_eq!(now[&key]["rows"], 1200);
+    assert_eq!(now[&key]["files"], 2);
+    assert_eq!(
+        now[&key]["ids"],
+        serde_json::json!((0..1200).collect::<Vec<_>>())
+    );
+    assert_eq!(now[&key]["schema"]["extra"], "string");
+    // A reader at the version before compaction still reads the small files.
+    let old = sluice_testkit::lake_files::read_delta_at(
+        std::slice::from_ref(&key),
+        &[],
+        &[],
+        Some(before),
+    );
+    assert_eq!(old[&key]["rows"], 1200);
+    assert_eq!(old[&key]["files"], 240);
+
+    // Within the retention period nothing goes; past it, the 240 compacted-away files do.
+    assert!(table
+        .vacuum(chrono::Duration::hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+    let deleted = table.vacuum(chrono::Duration::zero()).await.unwrap();
+    assert_eq!(deleted.len(), 240);
+    let parquet_files = sluice_testkit::lake_files::files_under(&path, ".parquet");
+    assert_eq!(parquet_files.len(), 2, "{parquet_files:?}");
+    let after = sluice_testkit::lake_files::read_delta(std::slice::from_ref(&path), &[]);
+    assert_eq!(after[&key]["rows"], 1200);
 }

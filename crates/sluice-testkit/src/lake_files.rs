@@ -165,12 +165,17 @@ pub fn read_delta(tables: &[std::path::PathBuf], app_ids: &[&str]) -> serde_json
         .iter()
         .map(|t| t.to_string_lossy().to_string())
         .collect();
-    read_delta_at(&tables, &[], app_ids)
+    read_delta_at(&tables, &[], app_ids, None)
 }
 
 /// `read_delta` for tables named by URL (`az://…`, `s3://…`), with the reader's
-/// `storage_options` (`key=value`).
-pub fn read_delta_at(tables: &[String], options: &[String], app_ids: &[&str]) -> serde_json::Value {
+/// `storage_options` (`key=value`), at `version` or the newest.
+pub fn read_delta_at(
+    tables: &[String],
+    options: &[String],
+    app_ids: &[&str],
+    version: Option<i64>,
+) -> serde_json::Value {
     let root = crate::services::workspace_root();
     let python = std::env::var_os("SLUICE_PYTHON")
         .map(std::path::PathBuf::from)
@@ -180,6 +185,9 @@ pub fn read_delta_at(tables: &[String], options: &[String], app_ids: &[&str]) ->
         .args(tables);
     for o in options {
         cmd.args(["--storage-option", o]);
+    }
+    if let Some(v) = version {
+        cmd.args(["--version", &v.to_string()]);
     }
     for app in app_ids {
         cmd.args(["--app-id", app]);
