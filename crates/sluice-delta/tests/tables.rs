@@ -269,6 +269,14 @@ async fn writers_of_other_partitions_race_without_loss_and_creators_share_one_ta
     );
     let t = &read[dir.path().join("shared").to_string_lossy().as_ref()];
     assert_eq!(t["version"], 16);
+    // A checkpoint every 10 commits (after versions 0-9, ...) keeps a long-lived table quick
+    // to open; the reader above started from it.
+    let log = sluice_testkit::lake_files::files_under(&dir.path().join("shared/_delta_log"), "");
+    assert!(
+        log.iter()
+            .any(|f| f.ends_with("00000000000000000009.checkpoint.parquet")),
+        "{log:?}"
+    );
     assert_eq!(t["rows"], 160);
     assert_eq!(
         t["txn"],
