@@ -54,7 +54,12 @@ impl SaslGateway {
             .collect::<Result<_, _>>()
             .expect("PEM certificates");
         let key = PrivateKeyDer::from_pem_file(key).expect("PEM private key");
-        let tls = tokio_rustls::rustls::ServerConfig::builder()
+        // The provider is named: delta-rs's HTTP client enables rustls's `ring` beside our
+        // `aws-lc-rs`, and with both there is no process default.
+        let provider = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider();
+        let tls = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .expect("server certificate");
