@@ -2,82 +2,25 @@
 //! storage: the log's put-if-absent commits, concurrent writers and fencing hold on each,
 //! and Python `deltalake` (object_store's Azure and S3 clients) reads the tables back.
 
-use std::sync::Arc;
+mod support;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch};
-use deltalake_core::arrow::datatypes::{DataType, Field, Schema};
+use deltalake_core::arrow::datatypes::Schema;
 use sluice_config::{AzureAuth, AzureDestination, Destination, S3Destination, Secret};
-use sluice_delta::{Commit, DataFile, PartitionMark, Table, TableError};
+use sluice_delta::{Commit, Table, TableError};
 use sluice_lake::Lake;
 use sluice_testkit::lake_files::read_delta_at;
 use sluice_testkit::services::{Azurite, S3Server, AZURITE_ACCOUNT, AZURITE_KEY};
-
-fn parquet(ids: std::ops::Range<i64>) -> Vec<u8> {
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
-    let column: ArrayRef = Arc::new(Int64Array::from_iter_values(ids));
-    let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
-    let mut out = Vec::new();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
-    out
-}
-
-fn mark(partition: i32, next_offset: i64, epoch: u64) -> PartitionMark {
-    PartitionMark {
-        topic: "t".into(),
-        partition,
-        next_offset,
-        epoch,
-    }
-}
+use support::{data_fields, mark, race_writers, APP};
 
 /// Two partitions' writers commit 5 files each, racing; then a stale owner is fenced.
 async fn exercise(lake: &Lake) {
-    let schema = Schema::new(vec![Field::new("id", DataType::Int64, true)]);
-    let table = Table::open_or_create(lake, "tables/x", "pipe", &schema, &[])
+    let schema = Schema::new(data_fields(false));
+    let table = Table::open_or_create(lake, "tables/x", APP, &schema, &[])
         .await
         .unwrap();
     assert_eq!(table.version(), 0);
-    let writers = (0..2).map(|partition| {
-        let lake = lake.clone();
-        tokio::spawn(async move {
-            let mut table = Table::open(&lake, "tables/x", "pipe")
-                .await
-                .unwrap()
-                .unwrap();
-            for round in 0..5i64 {
-                let ids =
-                    partition as i64 * 1000 + round * 10..partition as i64 * 1000 + round * 10 + 10;
-                let body = parquet(ids.clone());
-                let path = format!("t+{partition}+{}-{}.parquet", round * 10, round * 10 + 9);
-                lake.land(&format!("tables/x/{path}"), body.clone())
-                    .await
-                    .unwrap();
-                let file = DataFile {
-                    path,
-                    size: body.len() as u64,
-                    records: 10,
-                    partition_values: vec![],
-                };
-                table
-                    .commit(&Commit {
-                        files: vec![file],
-                        schema: None,
-                        marks: vec![mark(partition, round * 10 + 10, 2)],
-                    })
-                    .await
-                    .unwrap();
-            }
-        })
-    });
-    for w in writers {
-        w.await.unwrap();
-    }
-    let mut stale = Table::open(lake, "tables/x", "pipe")
-        .await
-        .unwrap()
-        .unwrap();
+    race_writers(lake, "tables/x", None, 5, 2).await;
+    let mut stale = Table::open(lake, "tables/x", APP).await.unwrap().unwrap();
     let refused = stale
         .commit(&Commit {
             files: vec![],

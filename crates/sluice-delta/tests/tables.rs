@@ -1,51 +1,17 @@
 //! Delta tables over the lake, read back by the independent reader (Python `deltalake`).
 
-use std::sync::Arc;
+mod support;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use deltalake_core::arrow::datatypes::{DataType, Field, Schema};
 use sluice_config::Destination;
-use sluice_delta::{Commit, DataFile, PartitionMark, Table, TableError};
+use sluice_delta::{Commit, DataFile, Table, TableError};
 use sluice_lake::Lake;
-
-const APP: &str = "pipe";
+use support::{data_fields, mark, race_writers, APP};
 
 fn schema(extra: bool) -> Schema {
-    let mut fields = vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("name", DataType::Utf8, true),
-    ];
-    if extra {
-        fields.push(Field::new("extra", DataType::Utf8, true));
-    }
+    let mut fields = data_fields(extra);
     fields.push(Field::new("date", DataType::Utf8, true));
     Schema::new(fields)
-}
-
-/// A Parquet file of `ids` (the partition column is in the path, not the file).
-fn parquet(ids: std::ops::Range<i64>, extra: bool) -> Vec<u8> {
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(ids.clone())),
-        Arc::new(StringArray::from_iter_values(
-            ids.clone().map(|i| format!("n{i}")),
-        )),
-    ];
-    let mut fields = vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("name", DataType::Utf8, true),
-    ];
-    if extra {
-        columns.push(Arc::new(StringArray::from_iter_values(
-            ids.map(|i| format!("x{i}")),
-        )));
-        fields.push(Field::new("extra", DataType::Utf8, true));
-    }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-    let mut out = Vec::new();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
-    out
 }
 
 async fn land(
@@ -66,30 +32,7 @@ async fn land_in(
     ids: std::ops::Range<i64>,
     extra: bool,
 ) -> DataFile {
-    let body = parquet(ids.clone(), extra);
-    let path = format!(
-        "date={date}/t+{partition}+{}-{}.parquet",
-        ids.start,
-        ids.end - 1
-    );
-    lake.land(&format!("{table}/{path}"), body.clone())
-        .await
-        .unwrap();
-    DataFile {
-        path,
-        size: body.len() as u64,
-        records: (ids.end - ids.start) as u64,
-        partition_values: vec![("date".into(), date.into())],
-    }
-}
-
-fn mark(partition: i32, next_offset: i64, epoch: u64) -> PartitionMark {
-    PartitionMark {
-        topic: "t".into(),
-        partition,
-        next_offset,
-        epoch,
-    }
+    support::land_in(lake, table, Some(date), partition, ids, 0, extra).await
 }
 
 async fn lake(dir: &tempfile::TempDir) -> Lake {
@@ -242,27 +185,7 @@ async fn writers_of_other_partitions_race_without_loss_and_creators_share_one_ta
     for c in creators {
         assert_eq!(c.await.unwrap(), 0);
     }
-    let writers = (0..2).map(|partition| {
-        let lake = lake.clone();
-        tokio::spawn(async move {
-            let mut table = Table::open(&lake, "shared", APP).await.unwrap().unwrap();
-            for round in 0..8i64 {
-                let ids = round * 10..round * 10 + 10;
-                let file = land(&lake, "shared", partition, ids, false).await;
-                table
-                    .commit(&Commit {
-                        files: vec![file],
-                        schema: None,
-                        marks: vec![mark(partition, round * 10 + 10, 1)],
-                    })
-                    .await
-                    .unwrap();
-            }
-        })
-    });
-    for w in writers {
-        w.await.unwrap();
-    }
+    race_writers(&lake, "shared", Some("2026-12-01"), 8, 1).await;
     let read = sluice_testkit::lake_files::read_delta(
         &[dir.path().join("shared")],
         &["pipe:t:0", "pipe:t:1"],
