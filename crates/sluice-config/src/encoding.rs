@@ -106,7 +106,13 @@ pub(crate) fn validate(
 ) -> Option<Encoding> {
     let pgp = pgp_recipient(file, base, env, p);
     let k = &file.sink;
-    let format = match FileFormat::parse(k.format.as_deref().unwrap_or("ndjson")) {
+    // Tables are Parquet: it is their default, and the only format `table` accepts.
+    let default_format = if k.table.is_some() {
+        "parquet"
+    } else {
+        "ndjson"
+    };
+    let format = match FileFormat::parse(k.format.as_deref().unwrap_or(default_format)) {
         Some(f) => Some(f),
         None => {
             p.add(

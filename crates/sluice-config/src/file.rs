@@ -110,6 +110,15 @@ pub struct SinkSection {
     pub csv: Option<CsvSection>,
     /// Selected and renamed columns, in order: `[[sink.columns]] from = "a.b", to = "B"`.
     pub columns: Option<Vec<ColumnSection>>,
+    /// `delta`: write Delta Lake tables (Parquet implied) instead of loose files.
+    pub table: Option<String>,
+    /// Where each table is, relative to `url` (default `{signal}`: one table per signal).
+    pub table_path: Option<String>,
+    /// Partition columns from the window: `hour` (date and hour), `date`, or `none`.
+    pub table_partition_by: Option<String>,
+    /// A table commit waits for at most this many landed files (default 100); it also goes
+    /// once its oldest file is `flush.max_age_secs` old.
+    pub table_commit_files: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

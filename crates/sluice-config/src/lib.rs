@@ -7,6 +7,7 @@ mod encoding;
 pub mod event_hubs;
 mod file;
 mod secret;
+mod table;
 mod validate;
 
 mod schedule;
@@ -15,6 +16,7 @@ pub use encoding::Encoding;
 pub use file::PipelineFile;
 pub use schedule::Schedule;
 pub use secret::Secret;
+pub use table::{TablePartitioning, TableSettings};
 pub use validate::{
     ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData, MarkerSettings,
     PlausibleTimes, SignalFilter, SignalSource, SinkSettings, SourceSettings, TimeKey,

@@ -199,6 +199,8 @@ pub struct SinkSettings {
     pub write_timeout: Duration,
     /// Format, compression and schemas of signal files.
     pub encoding: Encoding,
+    /// Delta tables instead of loose files (`sink.table`).
+    pub table: Option<crate::TableSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -773,6 +775,16 @@ impl PipelineFile {
     ) -> Option<SinkSettings> {
         let k: &SinkSection = &self.sink;
         let encoding = crate::encoding::validate(self, base, env, p);
+        let table = crate::table::validate(
+            k,
+            granularity,
+            encoding.as_ref().map(|e| e.options.format),
+            p,
+        );
+        let table_file_path = table
+            .as_ref()
+            .and_then(|t| t.as_ref())
+            .map(|t| t.file_path(granularity));
         // A directory must hold the files of one buffer key only: replays read the landed
         // offset ranges of a key from its directory's file names.
         let time_fields = |g: Granularity| match g {
@@ -828,7 +840,12 @@ impl PipelineFile {
         };
         let path = template(
             "sink.path",
-            k.path.as_deref().unwrap_or(default_path(granularity)),
+            match (&table_file_path, k.table.is_some()) {
+                (Some(derived), _) => derived,
+                // A table with problems has them reported already: sink.path is not its.
+                (None, true) => default_path(granularity),
+                (None, false) => k.path.as_deref().unwrap_or(default_path(granularity)),
+            },
             &data_key,
             p,
         );
@@ -944,6 +961,7 @@ impl PipelineFile {
             dead_letter_path: dead_letter_path?,
             write_timeout: Duration::from_secs(k.write_timeout_secs.unwrap_or(15)),
             encoding: encoding?,
+            table: table?,
         })
     }
 }
