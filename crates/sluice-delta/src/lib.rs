@@ -3,6 +3,7 @@
 //! compaction and vacuum (`compact`).
 
 mod compact;
+mod data_file;
 mod store;
 mod table;
 

@@ -248,7 +248,7 @@ impl Table {
     }
 
     /// Commits `commit` as one new version, after checking that no writer with a newer claim
-    /// has committed for any of its partitions and that none of its marks would move back.
+    /// has committed for any of its partitions (see `check_marks`).
     /// A race with another writer of the same partition makes delta-rs fail the commit
     /// (both commits carry that partition's `txn`); the check then runs again on the newer
     /// version and the loser sees it is fenced. Races with writers of other partitions are
@@ -256,8 +256,8 @@ impl Table {
     pub async fn commit(&mut self, commit: &Commit) -> Result<i64, TableError> {
         for _ in 0..COMMIT_ATTEMPTS {
             self.refresh().await?;
-            self.check_marks(&commit.marks).await?;
-            let actions = self.actions(commit)?;
+            let marks = self.check_marks(&commit.marks).await?;
+            let actions = self.actions(commit, &marks)?;
             let snapshot = self.table.snapshot()?.clone();
             let operation = DeltaOperation::Write {
                 mode: SaveMode::Append,
@@ -290,13 +290,15 @@ impl Table {
         })
     }
 
-    async fn check_marks(&self, marks: &[PartitionMark]) -> Result<(), TableError> {
+    /// Refuses the commit when a newer claim than this writer's has committed for any of its
+    /// partitions; returns the marks to write, none moving a partition's offset back (a new
+    /// owner replaying after a crash commits files below what its predecessor reached).
+    async fn check_marks(&self, marks: &[PartitionMark]) -> Result<Vec<PartitionMark>, TableError> {
+        let mut out = Vec::with_capacity(marks.len());
         for mark in marks {
             let epoch = self.epoch(&mark.topic, mark.partition).await?;
             let next = self.next_offset(&mark.topic, mark.partition).await?;
-            let newer_claim = epoch.is_some_and(|e| e > mark.epoch as i64);
-            let behind = next.is_some_and(|n| n > mark.next_offset);
-            if newer_claim || behind {
+            if epoch.is_some_and(|e| e > mark.epoch as i64) {
                 return Err(TableError::Fenced {
                     path: self.path.clone(),
                     topic: mark.topic.clone(),
@@ -306,11 +308,41 @@ impl Table {
                     table_next_offset: next,
                 });
             }
+            out.push(PartitionMark {
+                next_offset: next.map_or(mark.next_offset, |n| n.max(mark.next_offset)),
+                ..mark.clone()
+            });
         }
-        Ok(())
+        Ok(out)
     }
 
-    fn actions(&self, commit: &Commit) -> Result<Vec<Action>, TableError> {
+    /// The table's schema grown by the fields of a data file's `schema` that it lacks (as
+    /// nullable columns), or `None` when it has them all. Fields whose type differs from the
+    /// table's are listed in the second part: the table keeps its type.
+    pub fn grown_schema(
+        &self,
+        schema: &ArrowSchema,
+    ) -> Result<(Option<ArrowSchema>, Vec<String>), TableError> {
+        let table = self.schema()?;
+        let mut fields: Vec<_> = table.fields().iter().cloned().collect();
+        let mut conflicts = Vec::new();
+        let mut grew = false;
+        for field in schema.fields() {
+            match table.field_with_name(field.name()) {
+                Ok(have) if have.data_type() != field.data_type() => {
+                    conflicts.push(field.name().clone())
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
+                    grew = true;
+                }
+            }
+        }
+        Ok((grew.then(|| ArrowSchema::new(fields)), conflicts))
+    }
+
+    fn actions(&self, commit: &Commit, marks: &[PartitionMark]) -> Result<Vec<Action>, TableError> {
         let now = chrono::Utc::now().timestamp_millis();
         let mut actions = Vec::new();
         if let Some(schema) = &commit.schema {
@@ -343,7 +375,7 @@ impl Table {
                 clustering_provider: None,
             }));
         }
-        for mark in &commit.marks {
+        for mark in marks {
             let (topic, partition) = (&mark.topic, mark.partition);
             actions.push(Action::Txn(Transaction::new_with_last_update(
                 offset_app_id(&self.app, topic, partition),
