@@ -8,8 +8,11 @@ mod store;
 mod table;
 
 pub use compact::Compaction;
+pub use deltalake_core::arrow::datatypes::{
+    DataType as ArrowDataType, Field as ArrowField, Schema as ArrowSchema,
+};
 pub use store::LakeStore;
-pub use table::{offset_app_id, Commit, DataFile, PartitionMark, Table};
+pub use table::{grow_schema, offset_app_id, Commit, DataFile, PartitionMark, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {

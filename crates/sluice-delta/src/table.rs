@@ -257,7 +257,19 @@ impl Table {
         for _ in 0..COMMIT_ATTEMPTS {
             self.refresh().await?;
             let marks = self.check_marks(&commit.marks).await?;
-            let actions = self.actions(commit, &marks)?;
+            // A file the table already has is not added twice: an earlier attempt (one that
+            // timed out after its log entry was written) or a predecessor committed it.
+            let present: std::collections::HashSet<String> = self.files()?.into_iter().collect();
+            let files: Vec<DataFile> = commit
+                .files
+                .iter()
+                .filter(|f| !present.contains(&f.path))
+                .cloned()
+                .collect();
+            if files.is_empty() && commit.schema.is_none() {
+                return Ok(self.version());
+            }
+            let actions = self.actions(&files, commit.schema.as_ref(), &marks)?;
             let snapshot = self.table.snapshot()?.clone();
             let operation = DeltaOperation::Write {
                 mode: SaveMode::Append,
@@ -268,7 +280,7 @@ impl Table {
                 .with_actions(actions)
                 .with_app_metadata(HashMap::from([(
                     "sluice".to_string(),
-                    serde_json::json!({"files": commit.files.len()}),
+                    serde_json::json!({"files": files.len()}),
                 )]))
                 .build(Some(&snapshot), self.table.log_store(), operation)
                 .await;
@@ -316,36 +328,15 @@ impl Table {
         Ok(out)
     }
 
-    /// The table's schema grown by the fields of a data file's `schema` that it lacks (as
-    /// nullable columns), or `None` when it has them all. Fields whose type differs from the
-    /// table's are listed in the second part: the table keeps its type.
-    pub fn grown_schema(
+    fn actions(
         &self,
-        schema: &ArrowSchema,
-    ) -> Result<(Option<ArrowSchema>, Vec<String>), TableError> {
-        let table = self.schema()?;
-        let mut fields: Vec<_> = table.fields().iter().cloned().collect();
-        let mut conflicts = Vec::new();
-        let mut grew = false;
-        for field in schema.fields() {
-            match table.field_with_name(field.name()) {
-                Ok(have) if have.data_type() != field.data_type() => {
-                    conflicts.push(field.name().clone())
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
-                    grew = true;
-                }
-            }
-        }
-        Ok((grew.then(|| ArrowSchema::new(fields)), conflicts))
-    }
-
-    fn actions(&self, commit: &Commit, marks: &[PartitionMark]) -> Result<Vec<Action>, TableError> {
+        files: &[DataFile],
+        schema: Option<&ArrowSchema>,
+        marks: &[PartitionMark],
+    ) -> Result<Vec<Action>, TableError> {
         let now = chrono::Utc::now().timestamp_millis();
         let mut actions = Vec::new();
-        if let Some(schema) = &commit.schema {
+        if let Some(schema) = schema {
             let grown: StructType = schema.try_into_kernel().map_err(DeltaTableError::from)?;
             let metadata: Metadata = self
                 .table
@@ -356,7 +347,7 @@ impl Table {
                 .map_err(DeltaTableError::from)?;
             actions.push(Action::Metadata(metadata));
         }
-        for file in &commit.files {
+        for file in files {
             actions.push(Action::Add(Add {
                 path: file.path.clone(),
                 partition_values: file
@@ -390,4 +381,29 @@ impl Table {
         }
         Ok(actions)
     }
+}
+
+/// `table` grown by the fields of a data file's `schema` that it lacks (as nullable columns),
+/// or `None` when it has them all; and the fields whose type differs from the table's (the
+/// table keeps its type).
+pub fn grow_schema(
+    table: &ArrowSchema,
+    schema: &ArrowSchema,
+) -> (Option<ArrowSchema>, Vec<String>) {
+    let mut fields: Vec<_> = table.fields().iter().cloned().collect();
+    let mut conflicts = Vec::new();
+    let mut grew = false;
+    for field in schema.fields() {
+        match table.field_with_name(field.name()) {
+            Ok(have) if have.data_type() != field.data_type() => {
+                conflicts.push(field.name().clone())
+            }
+            Ok(_) => {}
+            Err(_) => {
+                fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
+                grew = true;
+            }
+        }
+    }
+    (grew.then(|| ArrowSchema::new(fields)), conflicts)
 }

@@ -38,6 +38,9 @@ impl Worker {
     pub(crate) fn forget(&mut self, tp: &TopicPartition) -> Option<Ownership> {
         let owned = self.ownership.remove(tp);
         self.landed.retain(|key, _| &key.tp != tp);
+        if let Some(t) = &mut self.tables {
+            t.forget(tp);
+        }
         self.progress.remove(tp);
         self.pending
             .retain(|r| r.partition != tp.partition || r.topic != tp.topic);

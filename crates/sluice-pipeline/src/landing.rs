@@ -2,7 +2,10 @@
 //! (read from the lake), encoding and writing it in the background, and what the loop does
 //! when a landing ends (release the offsets, count, fence or stop).
 
+use sluice_delta::DataFile;
+
 use super::*;
+use crate::tables::TableFile;
 
 /// A landed buffer, reported back to the loop.
 pub(crate) struct LandedFile {
@@ -22,6 +25,10 @@ pub(crate) struct LandedFile {
     pub(crate) took: Duration,
     /// The window of an on-time signal file (for window markers).
     pub(crate) window: Option<Window>,
+    /// Table mode: the file, waiting for its table's commit.
+    pub(crate) table: Option<crate::tables::TableFile>,
+    pub(crate) last_offset: i64,
+    pub(crate) epoch: Option<u64>,
 }
 
 /// Where and how the files of one buffer key are written.
@@ -93,6 +100,15 @@ impl Worker {
             layout.prefix,
             layout.template.directory(&layout.values(key, 0, 0))
         );
+        if let (Some(tables), false) = (&self.tables, layout.dead_letter) {
+            // What the table has committed, not what the directory holds: a file that landed
+            // but was never committed is not in the table, so its records go in again.
+            let table = tables.root(&layout.signal, layout.prefix);
+            let inside = dir.strip_prefix(&format!("{table}/")).unwrap_or(&dir);
+            return tables
+                .committed_ranges(&self.lake, &table, inside, &key.tp)
+                .await;
+        }
         let files = match self.lake.list(&dir).await {
             Ok(files) => files,
             Err(e) => {
@@ -137,6 +153,18 @@ impl Worker {
                 buffer.last_offset,
             ))
         );
+        // Table mode: where in which table the file goes, and its partition values.
+        let table_target = match (&self.tables, dead_letter) {
+            (Some(tables), false) => {
+                let table = tables.root(&layout.signal, layout.prefix);
+                let relative = path
+                    .strip_prefix(&format!("{table}/"))
+                    .unwrap_or(&path)
+                    .to_string();
+                Some((table, relative, tables.partition_values(&layout.window)))
+            }
+            _ => None,
+        };
         let signal_label = if dead_letter {
             DEAD_LETTER.to_string()
         } else {
@@ -236,6 +264,7 @@ impl Worker {
                         .map_err(land_error)?;
                 }
                 let refused = encoded.refused.len() as u64;
+                let mut table = None;
                 let (bytes, outcome) = match encoded.file {
                     Some(file) => {
                         if !file.conflicts.is_empty() {
@@ -247,6 +276,14 @@ impl Worker {
                         }
                         let body = bytes::Bytes::from(file.bytes);
                         let bytes = body.len() as u64;
+                        table = match table_target {
+                            Some((table, relative, values)) => {
+                                let (file, schema) = DataFile::from_parquet(relative, &body, values)
+                                    .map_err(|e| encode_error(e.to_string()))?;
+                                Some(TableFile { table, file, schema })
+                            }
+                            None => None,
+                        };
                         (bytes, guard.land(&path, body).await.map_err(land_error)?)
                     }
                     // Nothing left to write: the dead letters hold every record.
@@ -267,6 +304,9 @@ impl Worker {
                     outcome,
                     took: started.elapsed(),
                     window: marked_window,
+                    table,
+                    last_offset,
+                    epoch,
                 })
             }
             .instrument(span),
@@ -284,7 +324,7 @@ impl Worker {
             Err(e) => e.id(),
         };
         self.landing_bytes -= self.held_by_task.remove(&id).unwrap_or(0);
-        let file = match done {
+        let mut file = match done {
             Ok((_, Ok(file))) => file,
             // Cancelled on revocation: the partition's next owner lands these records.
             Err(e) if e.is_cancelled() => return Ok(()),
@@ -329,11 +369,22 @@ impl Worker {
         self.metrics
             .last_landing_timestamp_seconds
             .set(now_ms() as f64 / 1000.0);
-        self.ledgers.lock().expect("ledger lock").release(
-            &file.tp,
-            file.generation,
-            file.first_offset,
-        );
+        match (file.table.take(), &mut self.tables, file.epoch) {
+            // The offsets wait for the table's commit.
+            (Some(landed), Some(tables), Some(epoch)) => tables.queue(
+                landed,
+                file.tp.clone(),
+                file.generation,
+                file.first_offset,
+                file.last_offset + 1,
+                epoch,
+            ),
+            _ => self.ledgers.lock().expect("ledger lock").release(
+                &file.tp,
+                file.generation,
+                file.first_offset,
+            ),
+        }
         let format = if file.dead_letter {
             "ndjson"
         } else {

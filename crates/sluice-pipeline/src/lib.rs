@@ -7,7 +7,8 @@
 //! what a finished landing does), `write` (one fenced, bounded write), `refusals` (records a
 //! format refuses), `schedule` (batch runs and manifests), `marker_rounds` and `markers`
 //! (window-complete markers), `catch_up` (`--until-caught-up`), `retries` (storage retries),
-//! `inflight` (landings per partition), `ownership` (takeover rules).
+//! `inflight` (landings per partition), `ownership` (takeover rules), `tables` (Delta table
+//! commits).
 
 mod catch_up;
 mod claims;
@@ -21,6 +22,7 @@ mod ownership;
 mod refusals;
 mod retries;
 mod schedule;
+mod tables;
 mod write;
 
 use std::collections::HashMap;
@@ -108,6 +110,8 @@ pub enum PipelineError {
     Lake(#[from] LakeError),
     #[error("encoding {path} failed: {detail}")]
     Encode { path: String, detail: String },
+    #[error(transparent)]
+    Table(Box<sluice_delta::TableError>),
 }
 
 /// What one run did, for the CLI and tests.
@@ -279,11 +283,17 @@ pub async fn run_with(
         path: pipeline.sink.path.clone(),
         dead_letter_path: pipeline.sink.dead_letter_path.clone(),
         encoding: pipeline.sink.encoding.clone(),
+        tables: pipeline
+            .sink
+            .table
+            .clone()
+            .map(|t| tables::Tables::new(t, pipeline.name.clone(), pipeline.flush.max_age)),
     };
     let result = worker.consume(&source, &shutdown).await;
     // Land what is buffered even after an error elsewhere: landing is always safe, and
     // committing it saves the next owner from re-reading it.
     let drained = worker.drain().await;
+    worker.drain_tables().await;
     worker.final_marker_round(&source).await;
     worker.final_commit(&source).await;
     if let Some(c) = &mut worker.catch_up {
@@ -393,6 +403,8 @@ struct Worker {
     path: PathTemplate,
     dead_letter_path: PathTemplate,
     encoding: Encoding,
+    /// Delta table mode: landed files waiting for their table's commit.
+    tables: Option<tables::Tables>,
 }
 
 fn now_ms() -> i64 {
@@ -452,6 +464,7 @@ impl Worker {
                 Some(done) = self.landings.join_next_with_id() => self.on_landed(done)?,
                 Some(done) = self.claims.join_next() => self.on_claimed(done)?,
                 Some(done) = self.marker_round.join_next() => self.on_marker_round(done),
+                Some(done) = tables::next_commit(&mut self.tables) => self.on_table_commit(done)?,
                 _ = tick.tick() => {
                     // Rebalances happen inside `recv` even when no record follows them.
                     let events = source.take_events();
@@ -462,6 +475,7 @@ impl Worker {
                         self.spawn_landing(buffer, None);
                     }
                     self.run_schedule();
+                    self.start_table_commits(false);
                     self.start_marker_round(source);
                     self.retry_pending().await?;
                     // A failed commit is retried on the next tick.
@@ -533,11 +547,13 @@ impl Worker {
             let ledgers = self.ledgers.lock().expect("ledger lock");
             (c.done(&ledgers), c.read_to_end(&ledgers))
         };
-        if !done && read_to_end && !self.buffers.is_empty() {
-            // Everything is read: land what is open now instead of waiting for it to age.
+        if !done && read_to_end {
+            // Everything is read: land what is open now instead of waiting for it to age,
+            // and commit what waits for its table.
             for buffer in self.buffers.take_all() {
                 self.spawn_landing(buffer, None);
             }
+            self.start_table_commits(true);
         }
         let Some(c) = &mut self.catch_up else { return };
         if done {
@@ -832,6 +848,9 @@ impl Worker {
     }
 
     fn update_gauges(&self) {
+        if let Some(t) = &self.tables {
+            self.metrics.table_files_waiting.set(t.waiting() as i64);
+        }
         self.metrics.open_buffers.set(self.buffers.len() as i64);
         self.metrics.buffered_bytes.set(self.held_bytes() as i64);
     }

@@ -39,6 +39,10 @@ pub struct Metrics {
     pub files_landed: IntCounterVec,
     pub bytes_landed: IntCounterVec,
     pub files_already_present: IntCounter,
+    /// Delta table commits by outcome (`committed`, `fenced`, `retried`).
+    pub table_commits: IntCounterVec,
+    /// Landed data files waiting for their table's commit.
+    pub table_files_waiting: IntGauge,
     pub records_already_landed: IntCounter,
     pub open_buffers: IntGauge,
     pub buffered_bytes: IntGauge,
@@ -164,6 +168,15 @@ impl Metrics {
             files_already_present: r.counter(
                 "lake_files_already_present_total",
                 "Landings that found their file already written by an earlier attempt.",
+            ),
+            table_commits: r.counter_vec(
+                "table_commits_total",
+                "Delta table commits: committed, fenced (a newer owner had committed), retried.",
+                &["outcome"],
+            ),
+            table_files_waiting: r.gauge(
+                "table_files_waiting",
+                "Landed data files waiting for their table's commit (their offsets are not committed yet).",
             ),
             records_already_landed: r.counter(
                 "lake_records_already_landed_total",

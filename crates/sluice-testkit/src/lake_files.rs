@@ -168,6 +168,26 @@ pub fn read_delta(tables: &[std::path::PathBuf], app_ids: &[&str]) -> serde_json
     read_delta_at(&tables, &[], app_ids, None)
 }
 
+/// `read_delta` of the tables at `tables` with ids from `id_column`, and each id's partition
+/// values (`date=…/hour=…`) under `id_partitions`.
+pub fn read_delta_rows(
+    tables: &[std::path::PathBuf],
+    id_column: &str,
+    app_ids: &[&str],
+) -> serde_json::Value {
+    let tables: Vec<String> = tables
+        .iter()
+        .map(|t| t.to_string_lossy().to_string())
+        .collect();
+    run_delta_reader(
+        &tables,
+        &[],
+        app_ids,
+        None,
+        &["--id-column", id_column, "--with-partitions"],
+    )
+}
+
 /// `read_delta` for tables named by URL (`az://…`, `s3://…`), with the reader's
 /// `storage_options` (`key=value`), at `version` or the newest.
 pub fn read_delta_at(
@@ -175,6 +195,16 @@ pub fn read_delta_at(
     options: &[String],
     app_ids: &[&str],
     version: Option<i64>,
+) -> serde_json::Value {
+    run_delta_reader(tables, options, app_ids, version, &[])
+}
+
+fn run_delta_reader(
+    tables: &[String],
+    options: &[String],
+    app_ids: &[&str],
+    version: Option<i64>,
+    more: &[&str],
 ) -> serde_json::Value {
     let root = crate::services::workspace_root();
     let python = std::env::var_os("SLUICE_PYTHON")
@@ -189,6 +219,7 @@ pub fn read_delta_at(
     if let Some(v) = version {
         cmd.args(["--version", &v.to_string()]);
     }
+    cmd.args(more);
     for app in app_ids {
         cmd.args(["--app-id", app]);
     }

@@ -1,0 +1,485 @@
+//! Delta table mode (`sink.table`): a landed data file waits here for its table's commit,
+//! and only a committed file releases its offsets to the Kafka commit. One commit per table
+//! is in flight at a time; it takes up to `table_commit_files` queued files once the oldest
+//! has waited `flush.max_age` (all of them when draining), with each partition's mark: the
+//! next offset and the lake epoch this worker holds, which fences a stale owner.
+
+use std::collections::HashSet;
+
+use sluice_config::TableSettings;
+use sluice_delta::{
+    grow_schema, ArrowDataType, ArrowField, ArrowSchema, Commit, DataFile, PartitionMark, Table,
+    TableError,
+};
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::*;
+
+/// A table handle shared by commits and replay lookups; `None` until the table exists.
+type Handle = Arc<AsyncMutex<Option<Table>>>;
+
+/// What a landing of a table's data file reports.
+pub(crate) struct TableFile {
+    /// The table root in the lake.
+    pub(crate) table: String,
+    pub(crate) file: DataFile,
+    pub(crate) schema: ArrowSchema,
+}
+
+pub(crate) struct Queued {
+    pub(crate) landed: TableFile,
+    pub(crate) tp: TopicPartition,
+    pub(crate) generation: u64,
+    pub(crate) first_offset: i64,
+    pub(crate) next_offset: i64,
+    pub(crate) epoch: u64,
+    since: Instant,
+}
+
+pub(crate) struct CommitDone {
+    pub(crate) table: String,
+    pub(crate) files: Vec<Queued>,
+    /// The version committed; `None` when no file was left to commit (their partitions
+    /// were revoked meanwhile).
+    pub(crate) result: Result<Option<i64>, TableError>,
+}
+
+pub(crate) struct Tables {
+    settings: TableSettings,
+    app: String,
+    max_age: Duration,
+    /// Shared with replay lookups, which hold only `&self`.
+    handles: Mutex<HashMap<String, Handle>>,
+    queued: HashMap<String, Vec<Queued>>,
+    committing: HashSet<String>,
+    pub(crate) commits: JoinSet<CommitDone>,
+}
+
+impl Tables {
+    pub(crate) fn new(settings: TableSettings, app: String, max_age: Duration) -> Self {
+        Self {
+            settings,
+            app,
+            max_age,
+            handles: Mutex::default(),
+            queued: HashMap::new(),
+            committing: HashSet::new(),
+            commits: JoinSet::new(),
+        }
+    }
+
+    /// The root of `signal`'s table (late records diverted under `_late/` get their own).
+    pub(crate) fn root(&self, signal: &SignalName, prefix: &str) -> String {
+        let root = self.settings.path.render(&PathValues {
+            signal,
+            window: Window::containing(0, Granularity::Day),
+            topic: "",
+            partition: 0,
+            first_offset: 0,
+            last_offset: 0,
+            ext: "",
+        });
+        format!("{prefix}{}", root.trim_end_matches('/'))
+    }
+
+    pub(crate) fn partition_values(&self, window: &Window) -> Vec<(String, String)> {
+        self.settings.partition_by.values(window)
+    }
+
+    fn handle(&self, table: &str) -> Handle {
+        self.handles
+            .lock()
+            .expect("handles lock")
+            .entry(table.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.queued.values().map(Vec::len).sum()
+    }
+
+    pub(crate) fn queue(
+        &mut self,
+        landed: TableFile,
+        tp: TopicPartition,
+        generation: u64,
+        first_offset: i64,
+        next_offset: i64,
+        epoch: u64,
+    ) {
+        self.queued
+            .entry(landed.table.clone())
+            .or_default()
+            .push(Queued {
+                landed,
+                tp,
+                generation,
+                first_offset,
+                next_offset,
+                epoch,
+                since: Instant::now(),
+            });
+    }
+
+    /// Files that a failed commit took, back at the head of their queue.
+    pub(crate) fn requeue(&mut self, table: &str, files: Vec<Queued>) {
+        let queue = self.queued.entry(table.to_string()).or_default();
+        let rest = std::mem::replace(queue, files);
+        queue.extend(rest);
+    }
+
+    pub(crate) fn committed(&mut self, table: &str) {
+        self.committing.remove(table);
+    }
+
+    /// Gives up on `table`'s waiting files (at shutdown, after its commit failed).
+    pub(crate) fn discard(&mut self, table: &str) {
+        self.queued.remove(table);
+    }
+
+    /// A partition no longer owned: its uncommitted files are dropped (their offsets were
+    /// never committed, so its next owner lands and commits them).
+    pub(crate) fn forget(&mut self, tp: &TopicPartition) {
+        for files in self.queued.values_mut() {
+            files.retain(|q| &q.tp != tp);
+        }
+    }
+
+    /// Starts the commits that are due: every table's, when `all`.
+    pub(crate) fn start_due(&mut self, all: bool, ctx: &CommitContext) {
+        let due: Vec<String> = self
+            .queued
+            .iter()
+            .filter(|(table, files)| {
+                !files.is_empty()
+                    && !self.committing.contains(*table)
+                    && (all
+                        || files.len() >= self.settings.commit_files
+                        || files[0].since.elapsed() >= self.max_age)
+            })
+            .map(|(table, _)| table.clone())
+            .collect();
+        for table in due {
+            let queue = self.queued.get_mut(&table).expect("due table");
+            let take = queue.len().min(self.settings.commit_files);
+            let files: Vec<Queued> = queue.drain(..take).collect();
+            self.committing.insert(table.clone());
+            let handle = self.handle(&table);
+            let partition_columns: Vec<String> = self
+                .settings
+                .partition_by
+                .columns()
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            // A revocation waits for these like for landings (see `run_with`).
+            let landings: Vec<_> = files.iter().map(|q| ctx.inflight.start(&q.tp)).collect();
+            let (lake, app, metrics, shutdown, epochs) = (
+                ctx.lake.clone(),
+                self.app.clone(),
+                ctx.metrics.clone(),
+                ctx.shutdown.clone(),
+                ctx.epochs.clone(),
+            );
+            let write_timeout = ctx.write_timeout;
+            let span = tracing::info_span!("table_commit", table = %table, files = files.len());
+            self.commits.spawn(
+                async move {
+                    let _landings = landings;
+                    let target = Target {
+                        lake: &lake,
+                        app: &app,
+                        handle: &handle,
+                        table: &table,
+                        partition_columns: &partition_columns,
+                    };
+                    let result = target
+                        .commit_with_retries(&files, &metrics, &shutdown, &epochs, write_timeout)
+                        .await;
+                    CommitDone {
+                        table,
+                        files,
+                        result,
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// The offset ranges of `tp`'s files in `dir` (relative to the table root) that the table
+    /// at `table` has committed: what a replay skips. Files that landed but were never
+    /// committed are not in it, so their records are landed and committed again.
+    pub(crate) async fn committed_ranges(
+        &self,
+        lake: &Lake,
+        table: &str,
+        dir: &str,
+        tp: &TopicPartition,
+    ) -> Result<LandedRanges, PipelineError> {
+        let handle = self.handle(table);
+        let mut guard = handle.lock().await;
+        if guard.is_none() {
+            *guard = Table::open(lake, table, &self.app)
+                .await
+                .map_err(table_error)?;
+        }
+        let mut ranges = LandedRanges::default();
+        let Some(t) = guard.as_mut() else {
+            return Ok(ranges);
+        };
+        t.refresh().await.map_err(table_error)?;
+        for path in t.files().map_err(table_error)? {
+            let Some(name) = path.strip_prefix(dir) else {
+                continue;
+            };
+            if name.contains('/') {
+                continue;
+            }
+            if let Some((first, last)) = parse_offset_file_name(name, &tp.topic, tp.partition) {
+                ranges.insert(first, last);
+            }
+        }
+        Ok(ranges)
+    }
+}
+
+/// What commit tasks need from the worker.
+pub(crate) struct CommitContext<'a> {
+    pub(crate) lake: &'a Lake,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) shutdown: &'a CancellationToken,
+    pub(crate) inflight: &'a Arc<InFlight>,
+    pub(crate) epochs: &'a SharedEpochs,
+    pub(crate) write_timeout: Duration,
+}
+
+fn table_error(e: TableError) -> PipelineError {
+    PipelineError::Table(Box::new(e))
+}
+
+/// The table one commit task writes to.
+struct Target<'a> {
+    lake: &'a Lake,
+    app: &'a str,
+    handle: &'a Handle,
+    table: &'a str,
+    partition_columns: &'a [String],
+}
+
+impl Target<'_> {
+    /// One commit of `files`, tried again (each attempt bounded by `write_timeout`) until it
+    /// lands, the worker is fenced, or shutdown. Files of partitions this worker no longer
+    /// holds (revoked meanwhile) are left out of each attempt.
+    async fn commit_with_retries(
+        &self,
+        files: &[Queued],
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+        epochs: &SharedEpochs,
+        write_timeout: Duration,
+    ) -> Result<Option<i64>, TableError> {
+        let mut backoff = INITIAL_STORAGE_BACKOFF;
+        loop {
+            let live: Vec<&Queued> = {
+                let held = epochs.lock().expect("epochs lock");
+                files
+                    .iter()
+                    .filter(|q| held.get(&q.tp) == Some(&q.epoch))
+                    .collect()
+            };
+            if live.is_empty() {
+                return Ok(None);
+            }
+            let attempt = tokio::time::timeout(write_timeout, self.commit_once(&live)).await;
+            let error = match attempt {
+                Ok(Ok(version)) => {
+                    metrics
+                        .table_commits
+                        .with_label_values(&["committed"])
+                        .inc();
+                    return Ok(Some(version));
+                }
+                Ok(Err(e @ TableError::Fenced { .. })) => {
+                    metrics.table_commits.with_label_values(&["fenced"]).inc();
+                    return Err(e);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("took longer than {write_timeout:?}"),
+            };
+            metrics.table_commits.with_label_values(&["retried"]).inc();
+            tracing::warn!(error = %error, retry_in = ?backoff, "table commit failed; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    return Err(TableError::Contended { path: self.table.to_string(), attempts: 0 })
+                }
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_STORAGE_BACKOFF);
+        }
+    }
+
+    async fn commit_once(&self, files: &[&Queued]) -> Result<i64, TableError> {
+        let mut guard = self.handle.lock().await;
+        if guard.is_none() {
+            // Created from the first file's columns; later files grow it.
+            let mut fields: Vec<_> = files[0].landed.schema.fields().iter().cloned().collect();
+            fields.extend(
+                self.partition_columns
+                    .iter()
+                    .map(|c| Arc::new(string_field(c))),
+            );
+            let schema = ArrowSchema::new(fields);
+            let table = Table::open_or_create(
+                self.lake,
+                self.table,
+                self.app,
+                &schema,
+                self.partition_columns,
+            )
+            .await?;
+            *guard = Some(table);
+        }
+        let t = guard.as_mut().expect("opened");
+        t.refresh().await?;
+        let mut schema = t.schema()?;
+        let mut grew = false;
+        for q in files {
+            let (more, conflicts) = grow_schema(&schema, &q.landed.schema);
+            if !conflicts.is_empty() {
+                tracing::warn!(file = %q.landed.file.path, fields = ?conflicts, "fields whose type differs from the table's; the table keeps its types");
+            }
+            if let Some(more) = more {
+                (schema, grew) = (more, true);
+            }
+        }
+        let mut marks: Vec<PartitionMark> = Vec::new();
+        for q in files {
+            match marks
+                .iter_mut()
+                .find(|m| m.topic == q.tp.topic && m.partition == q.tp.partition)
+            {
+                Some(m) => m.next_offset = m.next_offset.max(q.next_offset),
+                None => marks.push(PartitionMark {
+                    topic: q.tp.topic.clone(),
+                    partition: q.tp.partition,
+                    next_offset: q.next_offset,
+                    epoch: q.epoch,
+                }),
+            }
+        }
+        t.commit(&Commit {
+            files: files.iter().map(|q| q.landed.file.clone()).collect(),
+            schema: grew.then_some(schema),
+            marks,
+        })
+        .await
+    }
+}
+
+fn string_field(name: &str) -> ArrowField {
+    ArrowField::new(name, ArrowDataType::Utf8, true)
+}
+
+/// The next finished table commit; never, without tables.
+pub(crate) async fn next_commit(
+    tables: &mut Option<Tables>,
+) -> Option<Result<CommitDone, tokio::task::JoinError>> {
+    match tables {
+        Some(t) if !t.commits.is_empty() => t.commits.join_next().await,
+        _ => std::future::pending().await,
+    }
+}
+
+impl Worker {
+    pub(crate) fn start_table_commits(&mut self, all: bool) {
+        let Some(tables) = &mut self.tables else {
+            return;
+        };
+        let ctx = CommitContext {
+            lake: &self.lake,
+            metrics: &self.metrics,
+            shutdown: &self.shutdown,
+            inflight: &self.inflight,
+            epochs: &self.epochs,
+            write_timeout: self.write_timeout,
+        };
+        tables.start_due(all, &ctx);
+    }
+
+    /// A finished commit: its files' offsets may be committed to Kafka now; or, fenced, the
+    /// partition is dropped (the newer owner lands its records) and the other partitions'
+    /// files wait for the next commit.
+    pub(crate) fn on_table_commit(
+        &mut self,
+        done: Result<CommitDone, tokio::task::JoinError>,
+    ) -> Result<(), PipelineError> {
+        let done = done.map_err(|e| PipelineError::Encode {
+            path: "(table commit task)".into(),
+            detail: e.to_string(),
+        })?;
+        let tables = self.tables.as_mut().expect("table mode");
+        tables.committed(&done.table);
+        match done.result {
+            Ok(version) => {
+                if let Some(version) = version {
+                    tracing::info!(table = %done.table, version, files = done.files.len(), "committed to the table");
+                }
+                let mut ledgers = self.ledgers.lock().expect("ledger lock");
+                for q in &done.files {
+                    ledgers.release(&q.tp, q.generation, q.first_offset);
+                }
+                Ok(())
+            }
+            Err(TableError::Fenced {
+                topic,
+                partition,
+                epoch,
+                ..
+            }) => {
+                let tp = TopicPartition { topic, partition };
+                let (fenced, rest): (Vec<_>, Vec<_>) =
+                    done.files.into_iter().partition(|q| q.tp == tp);
+                tables.requeue(&done.table, rest);
+                tracing::warn!(%tp, table = %done.table, files = fenced.len(), "a newer owner committed this partition to the table");
+                if self.ownership.get(&tp).and_then(|o| o.epoch) == Some(epoch) {
+                    self.fence(&tp);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Only at shutdown: the files stay uncommitted, and so do their offsets.
+                tracing::warn!(table = %done.table, error = %e, "table commit abandoned");
+                tables.requeue(&done.table, done.files);
+                Ok(())
+            }
+        }
+    }
+
+    /// At shutdown, after every landing: commits every waiting file. A table whose commit
+    /// fails now keeps its remaining files uncommitted (and their offsets with them).
+    pub(crate) async fn drain_tables(&mut self) {
+        self.start_table_commits(true);
+        while let Some(done) = next_commit_if_any(&mut self.tables).await {
+            let failed = match &done {
+                Ok(d) if d.result.is_err() => Some(d.table.clone()),
+                _ => None,
+            };
+            if let Err(e) = self.on_table_commit(done) {
+                tracing::error!(error = %e, "table commit failed during shutdown");
+            }
+            if let (Some(table), Some(t)) = (failed, &mut self.tables) {
+                t.discard(&table);
+            }
+            self.start_table_commits(true);
+        }
+    }
+}
+
+/// The next finished table commit, or `None` when none is running.
+async fn next_commit_if_any(
+    tables: &mut Option<Tables>,
+) -> Option<Result<CommitDone, tokio::task::JoinError>> {
+    tables.as_mut()?.commits.join_next().await
+}
