@@ -30,6 +30,8 @@ pub struct ChaosPlan {
     pub max_workers: usize,
     pub lake_outage: Duration,
     pub seed: u64,
+    /// Delta tables (`sink.table = "delta"`) instead of files; read back by Python deltalake.
+    pub delta: bool,
 }
 
 /// What the run found, as the acceptance criteria name it.
@@ -105,7 +107,8 @@ impl Drop for Workers {
     }
 }
 
-fn write_pipeline(path: &Path, bootstrap: &str, endpoint: &str) {
+fn write_pipeline(path: &Path, bootstrap: &str, endpoint: &str, delta: bool) {
+    let table = if delta { "table = \"delta\"" } else { "" };
     std::fs::write(
         path,
         format!(
@@ -124,6 +127,7 @@ granularity = "hour"
 [sink]
 url = "abfss://{CONTAINER}@{AZURITE_ACCOUNT}.dfs.core.windows.net/lake"
 compression = "gzip"
+{table}
 # Small files: a write attempt is abandoned after 5 s, so a worker taking a partition over
 # from a killed one waits 10 s (write timeout + 5 s) before it reads the lake.
 write_timeout_secs = 5
@@ -168,7 +172,7 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
     let ends = end_offsets(&records);
 
     let pipeline = work_dir.join("chaos.toml");
-    write_pipeline(&pipeline, &tansu.bootstrap, &azurite.endpoint);
+    write_pipeline(&pipeline, &tansu.bootstrap, &azurite.endpoint, plan.delta);
     let mut workers = Workers {
         pipeline,
         logs: work_dir.to_path_buf(),
@@ -244,7 +248,20 @@ pub fn run_chaos(plan: &ChaosPlan, work_dir: &Path) -> ChaosSummary {
     let mut seen_in: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut dead: BTreeMap<(i64, i64), u64> = BTreeMap::new();
     let mut landed = 0;
+    if plan.delta {
+        // Data from the tables, as the independent reader sees them; dead letters are files.
+        for (table, seqs) in read_tables(&azurite, &lake) {
+            for seq in seqs {
+                landed += 1;
+                *seen.entry(seq).or_default() += 1;
+                seen_in.entry(seq).or_default().push(table.clone());
+            }
+        }
+    }
     for (path, lines) in &lake {
+        if plan.delta && !path.starts_with("_dead_letter/") {
+            continue;
+        }
         for line in lines {
             if path.starts_with("_dead_letter/") {
                 let key = (
@@ -297,8 +314,51 @@ fn read_lake(azurite: &Azurite) -> Vec<(String, Vec<serde_json::Value>)> {
         let mut out = Vec::new();
         for f in lake.list("").await.unwrap() {
             let body = lake.read(&f.path).await.unwrap();
-            out.push((f.path.clone(), parse_ndjson(&body, f.path.ends_with(".gz"))));
+            // Parquet data files and table logs are read by the table reader.
+            let lines = if f.path.ends_with(".json") || f.path.ends_with(".json.gz") {
+                parse_ndjson(&body, f.path.ends_with(".gz"))
+            } else {
+                Vec::new()
+            };
+            out.push((f.path.clone(), lines));
         }
         out
     })
+}
+
+/// Every table in the lake (a directory with a `_delta_log/`) and the `seq` of each of its
+/// rows, duplicates kept.
+fn read_tables(
+    azurite: &Azurite,
+    lake: &[(String, Vec<serde_json::Value>)],
+) -> Vec<(String, Vec<u64>)> {
+    let roots: std::collections::BTreeSet<String> = lake
+        .iter()
+        .filter_map(|(path, _)| {
+            path.split_once("/_delta_log/")
+                .map(|(root, _)| root.to_string())
+        })
+        .collect();
+    let urls: Vec<String> = roots
+        .iter()
+        .map(|r| format!("az://{CONTAINER}/lake/{r}"))
+        .collect();
+    let options = [
+        format!("account_name={AZURITE_ACCOUNT}"),
+        format!("account_key={AZURITE_KEY}"),
+        format!("endpoint={}", azurite.endpoint),
+        "allow_http=true".to_string(),
+    ];
+    let read = sluice_testkit::lake_files::read_delta_table_ids(&urls, &options, "seq");
+    urls.iter()
+        .map(|u| {
+            let ids = read[u]["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            (u.clone(), ids)
+        })
+        .collect()
 }

@@ -13,6 +13,7 @@ fn main() {
         max_workers: number_arg("--max-workers", 3) as usize,
         lake_outage: Duration::from_secs(number_arg("--lake-outage-secs", 35)),
         seed: number_arg("--seed", 1),
+        delta: std::env::args().any(|a| a == "--delta"),
     };
     let work = tempfile::tempdir().unwrap().keep();
     eprintln!("chaos: {plan:?}; worker logs in {}", work.display());

@@ -9,14 +9,25 @@ use sluice_e2e::chaos::{run_chaos, ChaosPlan};
 
 #[test]
 fn chaos_loses_nothing_and_doubles_nothing() {
+    chaos(false);
+}
+
+/// The same with Delta tables: the commit, not the file, makes records visible.
+#[test]
+fn chaos_with_delta_tables_loses_nothing_and_doubles_nothing() {
+    chaos(true);
+}
+
+fn chaos(delta: bool) {
     let work = tempfile::tempdir().unwrap().keep();
     let plan = ChaosPlan {
-        records: 30_000,
+        records: if delta { 20_000 } else { 30_000 },
         poison_every: 100,
         kills: 4,
         max_workers: 3,
         lake_outage: std::time::Duration::from_secs(10),
         seed: 11,
+        delta,
     };
     let summary = run_chaos(&plan, &work);
     println!("{}", summary.to_json());

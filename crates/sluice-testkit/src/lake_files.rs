@@ -189,6 +189,16 @@ pub fn read_delta_rows(
 }
 
 /// `read_delta` for tables named by URL (`az://…`, `s3://…`), with the reader's
+/// The ids in `id_column` of the tables at `tables` (URLs), with the reader's
+/// `storage_options`.
+pub fn read_delta_table_ids(
+    tables: &[String],
+    options: &[String],
+    id_column: &str,
+) -> serde_json::Value {
+    run_delta_reader(tables, options, &[], None, &["--id-column", id_column])
+}
+
 /// `storage_options` (`key=value`), at `version` or the newest.
 pub fn read_delta_at(
     tables: &[String],
