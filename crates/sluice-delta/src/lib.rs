@@ -4,13 +4,16 @@
 
 mod compact;
 mod data_file;
+mod lake_tables;
 mod store;
 mod table;
+mod txns;
 
 pub use compact::Compaction;
 pub use deltalake_core::arrow::datatypes::{
     DataType as ArrowDataType, Field as ArrowField, Schema as ArrowSchema,
 };
+pub use lake_tables::{compact_lake, find_tables, window_end, TableMaintenance};
 pub use store::LakeStore;
 pub use table::{grow_schema, offset_app_id, Commit, DataFile, PartitionMark, Table};
 

@@ -183,6 +183,11 @@ impl Table {
         &self.path
     }
 
+    /// The pipeline whose marks this handle reads and writes.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
     /// Where a file of the table (a path relative to its root) is in the lake.
     pub(crate) fn object_path(&self, relative: &str) -> String {
         format!("{}/{relative}", self.path.trim_matches('/'))

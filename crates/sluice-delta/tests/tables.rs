@@ -195,6 +195,12 @@ async fn writers_of_other_partitions_race_without_loss_and_creators_share_one_ta
     assert_eq!(t["version"], 16);
     // A checkpoint every 10 commits (after versions 0-9, ...) keeps a long-lived table quick
     // to open; the reader above started from it.
+    // Marks read from the log itself, across the checkpoint, agree with the reader's.
+    let table = Table::open(&lake, "shared", APP).await.unwrap().unwrap();
+    let txns = table.txns().await.unwrap();
+    assert_eq!(txns.get("pipe:t:0"), Some(&80));
+    assert_eq!(txns.get("pipe:t:1:epoch"), Some(&1));
+    assert_eq!(txns.len(), 4, "{txns:?}");
     let log = sluice_testkit::lake_files::files_under(&dir.path().join("shared/_delta_log"), "");
     assert!(
         log.iter()

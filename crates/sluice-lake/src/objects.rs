@@ -71,7 +71,9 @@ impl Lake {
         let mut listing = Listing::default();
         for entry in entries {
             let path = entry.path();
-            if path.starts_with(FS_STAGING_DIR) || path == prefix {
+            // The listed directory itself comes back too (as `/` for the root).
+            let itself = path.trim_end_matches('/') == prefix.trim_end_matches('/');
+            if path.starts_with(FS_STAGING_DIR) || itself {
                 continue;
             }
             if entry.metadata().is_dir() {

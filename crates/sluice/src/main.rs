@@ -1,6 +1,7 @@
 //! The `sluice` command: wires configuration, pipeline and telemetry; holds no logic of its own.
 
 mod demo;
+mod tables;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,7 +66,9 @@ enum Command {
         #[arg(long)]
         no_env: bool,
     },
-    /// Print a landed file's format, compression, schema, row count and first rows.
+    /// Print a landed file's format, compression, schema, row count and first rows; or, for a
+    /// Delta table's directory (with --pipeline), its version, schema, partitions, row count
+    /// and the marks (next offset, claim epoch) of each Kafka partition.
     Inspect {
         /// A local file, or with --pipeline a path inside that pipeline's lake.
         file: String,
@@ -75,6 +78,16 @@ enum Command {
         /// How many rows to show.
         #[arg(long, default_value_t = 5)]
         rows: usize,
+    },
+    /// Delta tables: bin-pack the small files of closed windows into files of about
+    /// --target-mb in one commit per table, then delete the files compaction replaced more
+    /// than --retention-hours ago (readers of older versions need them until then).
+    Compact {
+        pipeline: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        target_mb: u64,
+        #[arg(long, default_value_t = 168)]
+        retention_hours: i64,
     },
     /// Run the shipped demo pipeline against an embedded broker into a local lake.
     Demo {
@@ -118,6 +131,11 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match cli.command {
         Command::Validate { pipelines, no_env } => validate(&pipelines, no_env),
+        Command::Compact {
+            pipeline,
+            target_mb,
+            retention_hours,
+        } => rt.block_on(tables::compact(&pipeline, target_mb, retention_hours)),
         Command::Inspect {
             file,
             pipeline,
@@ -215,10 +233,23 @@ async fn inspect(file: &str, pipeline: Option<&std::path::Path>, rows: usize) ->
                 return ExitCode::from(2);
             }
             Ok(p) => match sluice_lake::Lake::open(&p.sink.destination).await {
-                Ok(lake) => lake
-                    .read(file)
-                    .await
-                    .map_err(|e| format!("cannot read {file} from {}: {e}", lake.describe())),
+                Ok(lake) => {
+                    if let Some(table) = tables::inspect(&lake, &p, file).await {
+                        return match table {
+                            Ok(summary) => {
+                                print!("{summary}");
+                                ExitCode::SUCCESS
+                            }
+                            Err(e) => {
+                                eprintln!("sluice inspect: {e}");
+                                ExitCode::FAILURE
+                            }
+                        };
+                    }
+                    lake.read(file)
+                        .await
+                        .map_err(|e| format!("cannot read {file} from {}: {e}", lake.describe()))
+                }
                 Err(e) => Err(format!("cannot open the lake: {e}")),
             },
         },
