@@ -163,6 +163,10 @@ impl Lake {
                     .root(&abs)
                     .atomic_write_dir(&staging);
                 let op = Operator::new(builder).map_err(|e| open_error(&abs, &e))?;
+                local::remove_stale_staging(
+                    std::path::Path::new(&staging),
+                    std::time::Duration::from_secs(3600),
+                );
                 local = Some(std::sync::Arc::new((abs.clone().into(), staging.into())));
                 (op, format!("file://{abs}"))
             }

@@ -51,9 +51,39 @@ pub(crate) fn land(
     }
 }
 
+/// Staged files a killed writer left behind, older than `age` (no write takes that long), are
+/// removed: they are no file of the lake, only disk taken.
+pub(crate) fn remove_stale_staging(staging: &Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(staging) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stale_staged_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1-0-a.json"), b"x").unwrap();
+        remove_stale_staging(dir.path(), std::time::Duration::from_secs(3600));
+        assert!(dir.path().join("1-0-a.json").exists(), "a write in progress stays");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        remove_stale_staging(dir.path(), std::time::Duration::from_millis(10));
+        assert!(!dir.path().join("1-0-a.json").exists());
+    }
 
     /// Many writers race for one name: exactly one wins, and the file is the winner's.
     #[test]

@@ -379,6 +379,11 @@ impl Worker {
                 file.last_offset + 1,
                 epoch,
             ),
+            // Without a claim there is no mark to commit under: the offsets stay held, and
+            // the partition's next owner commits these records.
+            (Some(_), Some(_), None) => {
+                tracing::warn!(tp = %file.tp, "a table file landed without a lake claim; left uncommitted");
+            }
             _ => self.ledgers.lock().expect("ledger lock").release(
                 &file.tp,
                 file.generation,

@@ -58,10 +58,11 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
-            // Partition leases, progress and window markers are bookkeeping, not data.
-            if p.file_name()
-                .is_some_and(|n| n == "_leases" || n == "_progress" || n == "_windows")
-            {
+            // Partition leases, progress and window markers are bookkeeping, not data; a
+            // staged file a killed worker left is not in the lake (see sluice-lake's `local`).
+            if p.file_name().is_some_and(|n| {
+                n == "_leases" || n == "_progress" || n == "_windows" || n == ".sluice-staging"
+            }) {
                 continue;
             }
             collect(&p, out);
