@@ -32,6 +32,8 @@ pub enum TableError {
     },
     #[error("not committed to the table at '{path}': {attempts} attempts lost to other writers")]
     Contended { path: String, attempts: usize },
+    #[error("not committed to the table at '{path}': shutdown came before the storage answered")]
+    Abandoned { path: String },
     #[error("Delta table: {0}")]
     Delta(#[from] deltalake_core::DeltaTableError),
 }

@@ -79,7 +79,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("1-0-a.json"), b"x").unwrap();
         remove_stale_staging(dir.path(), std::time::Duration::from_secs(3600));
-        assert!(dir.path().join("1-0-a.json").exists(), "a write in progress stays");
+        assert!(
+            dir.path().join("1-0-a.json").exists(),
+            "a write in progress stays"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
         remove_stale_staging(dir.path(), std::time::Duration::from_millis(10));
         assert!(!dir.path().join("1-0-a.json").exists());

@@ -312,7 +312,7 @@ impl Target<'_> {
             tracing::warn!(error = %error, retry_in = ?backoff, "table commit failed; retrying");
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    return Err(TableError::Contended { path: self.table.to_string(), attempts: 0 })
+                    return Err(TableError::Abandoned { path: self.table.to_string() })
                 }
                 _ = tokio::time::sleep(backoff) => {}
             }
