@@ -11,5 +11,6 @@ pub use signal::SignalName;
 pub use window::{Granularity, Window};
 mod template;
 pub use template::{
-    parse_offset_file_name, PathTemplate, PathValues, TemplateError, OFFSET_FILE_NAME, PLACEHOLDERS,
+    parse_any_offset_file_name, parse_offset_file_name, PathTemplate, PathValues, TemplateError,
+    LATE_PREFIX, OFFSET_FILE_NAME, PLACEHOLDERS,
 };

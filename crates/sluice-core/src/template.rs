@@ -29,6 +29,9 @@ enum Part {
     Field(&'static str),
 }
 
+/// Where diverted late records land, above the usual layout.
+pub const LATE_PREFIX: &str = "_late/";
+
 /// A parsed path template. Parsing rejects unknown placeholders and unbalanced braces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
@@ -133,6 +136,16 @@ impl PathTemplate {
         dir.contains(&format!("{{{field}}}"))
     }
 
+    /// The directories every rendered path starts with (the literal text before the first
+    /// placeholder, up to its last `/`): `_dead_letter/` for `_dead_letter/{YYYY}/...`.
+    pub fn fixed_directory(&self) -> &str {
+        let literal = match self.parts.first() {
+            Some(Part::Literal(s)) => s.as_str(),
+            _ => "",
+        };
+        literal.rfind('/').map_or("", |i| &literal[..=i])
+    }
+
     pub fn uses(&self, field: &str) -> bool {
         self.parts
             .iter()
@@ -180,6 +193,20 @@ pub fn parse_offset_file_name(name: &str, topic: &str, partition: i32) -> Option
     Some((first.parse().ok()?, last.parse().ok()?))
 }
 
+/// The topic, partition and offsets of an `OFFSET_FILE_NAME` file name of any of `topics`.
+pub fn parse_any_offset_file_name<'t>(
+    name: &str,
+    topics: &'t [String],
+) -> Option<(&'t str, i32, i64, i64)> {
+    topics.iter().find_map(|topic| {
+        let rest = name.strip_prefix(topic.as_str())?.strip_prefix('-')?;
+        let (partition, _) = rest.split_once('-')?;
+        let partition: i32 = partition.parse().ok()?;
+        let (first, last) = parse_offset_file_name(name, topic, partition)?;
+        Some((topic.as_str(), partition, first, last))
+    })
+}
+
 impl fmt::Display for PathTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -190,6 +217,32 @@ impl fmt::Display for PathTemplate {
 mod tests {
     use super::*;
     use crate::Granularity;
+
+    #[test]
+    fn offset_file_names_of_any_topic() {
+        let topics = vec!["a-b".to_string(), "a".to_string()];
+        assert_eq!(
+            parse_any_offset_file_name("a-b-3-10-20.ndjson", &topics),
+            Some(("a-b", 3, 10, 20))
+        );
+        assert_eq!(
+            parse_any_offset_file_name("a-1-5-5.avro", &topics),
+            Some(("a", 1, 5, 5))
+        );
+        assert_eq!(parse_any_offset_file_name("_SUCCESS", &topics), None);
+        assert_eq!(
+            PathTemplate::parse("_dead_letter/{YYYY}/x.{ext}")
+                .unwrap()
+                .fixed_directory(),
+            "_dead_letter/"
+        );
+        assert_eq!(
+            PathTemplate::parse("{signal}/x.{ext}")
+                .unwrap()
+                .fixed_directory(),
+            ""
+        );
+    }
 
     #[test]
     fn renders_every_placeholder() {

@@ -3,6 +3,10 @@
 //! Offsets are never auto-committed: the pipeline commits what its `PartitionLedgers` allow,
 //! i.e. only records whose files have landed.
 
+mod reader;
+
+pub use reader::{OffsetRange, RangeReader};
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +33,12 @@ pub enum SourceError {
     },
     #[error("Kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("no record of {tp} arrived for {idle:?} before offset {to} was reached")]
+    Stalled {
+        tp: TopicPartition,
+        to: i64,
+        idle: Duration,
+    },
 }
 
 /// A change of which partitions this worker owns.

@@ -39,7 +39,7 @@ use schedule::RunState;
 use sluice_config::{Encoding, LateData, SignalFilter, ValidatedPipeline};
 use sluice_core::{
     parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
-    SignalName, TopicPartition, Window,
+    SignalName, TopicPartition, Window, LATE_PREFIX,
 };
 use sluice_fold::{
     dead_letter_line, Buffer, BufferKey, Buffers, DeadReason, Routed, Router, Target,
@@ -60,8 +60,6 @@ pub use tokio_util::sync::CancellationToken as Shutdown;
 const MAX_LANDINGS_IN_FLIGHT: usize = 8;
 /// How often buffers are checked for age and offsets committed.
 const TICK: Duration = Duration::from_millis(500);
-/// Where diverted late records land, above the usual layout.
-const LATE_PREFIX: &str = "_late/";
 /// First wait before retrying a storage operation that failed temporarily.
 const INITIAL_STORAGE_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait between two attempts at a storage operation that failed temporarily.
@@ -112,6 +110,8 @@ pub enum PipelineError {
     Encode { path: String, detail: String },
     #[error(transparent)]
     Table(Box<sluice_delta::TableError>),
+    #[error("the lake did not answer for {0:?} at start (--lake-patience-secs); nothing was read")]
+    LakeDownAtStart(Duration),
 }
 
 /// What one run did, for the CLI and tests.
@@ -155,11 +155,17 @@ pub async fn run_with(
     shutdown: CancellationToken,
     mode: RunMode,
 ) -> Result<RunSummary, PipelineError> {
-    // A lake that is down at start is waited for, as it is during a run.
-    let lake = with_storage_retries(&metrics, "open", Some(&shutdown), || {
+    // A lake that is down at start is waited for, as it is during a run; a batch run waits
+    // no longer than its patience, so a Job never hangs on a lake that stays down.
+    let opening = with_storage_retries(&metrics, "open", Some(&shutdown), || {
         Lake::open(&pipeline.sink.destination)
-    })
-    .await?;
+    });
+    let lake = match mode {
+        RunMode::Continuous => opening.await?,
+        RunMode::UntilCaughtUp { lake_patience } => tokio::time::timeout(lake_patience, opening)
+            .await
+            .map_err(|_| PipelineError::LakeDownAtStart(lake_patience))??,
+    };
     metrics.lake_up.set(1);
     metrics
         .buffer_budget_bytes
