@@ -96,6 +96,24 @@ fn two_batch_workers_export_everything_once_and_end() {
     );
     let landed = assert_every_sample_hourly_once(&samples, &read_ndjson_tree(&lake));
     assert_eq!(landed, samples.len() as u64);
+
+    // The audit a user would run next agrees, reading Tansu and the lake on its own.
+    let out = Command::new(sluice_bin())
+        .args(["audit", "--json"])
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let once: u64 = report["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["once"].as_u64().unwrap())
+        .sum();
+    assert_eq!(once, samples.len() as u64, "{report:#}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,7 +4,7 @@
 use sluice_core::{parse_any_offset_file_name, PathTemplate, TopicPartition, LATE_PREFIX};
 use sluice_lake::{Lake, LakeError, LakeObject};
 
-use crate::tally::{Place, Tally};
+use crate::tally::{FoundFile, Place, Tally};
 
 /// Directories of the lake that hold Sluice's own state, never records.
 const STATE_DIRS: &[&str] = &["_leases/", "_progress/", "_windows/", "_manifests/"];
@@ -107,15 +107,15 @@ fn add(tally: &mut Tally, f: &Found, bytes: &[u8]) {
             let rows = sluice_format::inspect::inspect(bytes, path, 0)
                 .ok()
                 .map(|r| r.rows);
-            tally.add_data_file(
+            tally.add_data_file(FoundFile {
                 path,
-                *place,
+                place: *place,
                 dir,
-                &f.tp,
-                f.range,
-                f.object.modified.timestamp_millis(),
+                tp: &f.tp,
+                range: f.range,
+                modified_ms: f.object.modified.timestamp_millis(),
                 rows,
-            );
+            });
         }
     }
 }

@@ -67,15 +67,30 @@ impl Partition {
     }
 }
 
-/// A data file found in the lake.
-#[derive(Debug, Clone)]
-pub struct DataFile {
-    pub path: String,
+/// A data file as the lake lists it.
+pub struct FoundFile<'a> {
+    pub path: &'a str,
     pub place: Place,
+    /// Its directory, without `_late/`.
+    pub dir: &'a str,
+    pub tp: &'a TopicPartition,
+    /// The offsets its name gives, inclusive.
+    pub range: (i64, i64),
     /// When it landed (the store's time): a repair keeps the earliest copy.
     pub modified_ms: i64,
     /// Its rows, when the file could be read.
     pub rows: Option<u64>,
+}
+
+/// A data file the audit counts.
+#[derive(Debug, Clone)]
+struct DataFile {
+    path: String,
+    place: Place,
+    /// When it landed (the store's time): a repair keeps the earliest copy.
+    modified_ms: i64,
+    /// Its rows, when the file could be read.
+    rows: Option<u64>,
     partition: usize,
     /// The records of its key inside its name's range (indexes into the partition).
     claims: Vec<usize>,
@@ -147,17 +162,17 @@ impl Tally {
         }
     }
 
-    /// A data file of `tp` named `first..=last` in directory `dir` (without `_late/`).
-    pub fn add_data_file(
-        &mut self,
-        path: &str,
-        place: Place,
-        dir: &str,
-        tp: &TopicPartition,
-        (first, last): (i64, i64),
-        modified_ms: i64,
-        rows: Option<u64>,
-    ) {
+    /// A data file found in the lake.
+    pub fn add_data_file(&mut self, found: FoundFile<'_>) {
+        let FoundFile {
+            path,
+            place,
+            dir,
+            tp,
+            range: (first, last),
+            modified_ms,
+            rows,
+        } = found;
         let Some(&p) = self.by_tp.get(tp) else {
             return self.unexplain(path, "its topic partition is not a source of this pipeline");
         };
@@ -407,15 +422,19 @@ mod tests {
 
     fn add(t: &mut Tally, dir: &str, range: (i64, i64), modified: i64, rows: u64) {
         let path = format!("{dir}t-0-{}-{}.ndjson", range.0, range.1);
-        t.add_data_file(
-            &path,
-            Place::OnTime,
+        add_at(t, &path, Place::OnTime, dir, (range, modified, rows));
+    }
+
+    fn add_at(t: &mut Tally, path: &str, place: Place, dir: &str, at: ((i64, i64), i64, u64)) {
+        t.add_data_file(FoundFile {
+            path,
+            place,
             dir,
-            &tp(),
-            range,
-            modified,
-            Some(rows),
-        );
+            tp: &tp(),
+            range: at.0,
+            modified_ms: at.1,
+            rows: Some(at.2),
+        });
     }
 
     #[test]
@@ -495,14 +514,12 @@ mod tests {
         let mut t = tally();
         // Offset 4 of a/ was late: diverted under _late/, inside the on-time file's range.
         add(&mut t, "a/", (0, 8), 1, 4);
-        t.add_data_file(
+        add_at(
+            &mut t,
             "_late/a/t-0-4-4.ndjson",
             Place::Late,
             "a/",
-            &tp(),
-            (4, 4),
-            1,
-            Some(1),
+            ((4, 4), 1, 1),
         );
         add(&mut t, "b/", (1, 7), 1, 4);
         t.add_dead_letter("_dead_letter/t-0-9-9.ndjson", &tp(), 9);
