@@ -128,14 +128,15 @@ granularity = "hour"
 url = "abfss://{CONTAINER}@{AZURITE_ACCOUNT}.dfs.core.windows.net/lake"
 compression = "gzip"
 {table}
-# Small files: a write attempt is abandoned after 5 s, so a worker taking a partition over
-# from a killed one waits 10 s (write timeout + 5 s) before it reads the lake.
+# Small files: a write attempt is abandoned after 5 s (plus 1 s per 16 MiB, at most 8 MiB
+# here), so a worker taking a partition over from a killed one waits about 10.5 s.
 write_timeout_secs = 5
 [sink.azure]
 account_key_env = "CHAOS_AZURITE_KEY"
 endpoint = "{endpoint}"
 [flush]
 max_records = 1500
+max_bytes = 4194304
 max_age_secs = 2
 "#
         ),

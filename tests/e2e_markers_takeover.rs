@@ -58,7 +58,7 @@ fn crash_and_take_over(attempt: u32) -> Option<()> {
                 "granularity = \"hour\"\nmarkers = true\nlate_data = \"divert\"\nallowed_lateness_secs = 1800",
             )
             + &format!(
-                "[sink]\nurl = \"{}\"\nwrite_timeout_secs = 1\n[flush]\nmax_age_secs = 1\n",
+                "[sink]\nurl = \"{}\"\nwrite_timeout_secs = 1\n[flush]\nmax_age_secs = 1\nmax_bytes = 4194304\n",
                 lake.display()
             ),
     )

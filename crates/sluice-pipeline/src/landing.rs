@@ -191,7 +191,7 @@ impl Worker {
             .get(&buffer.key.tp)
             .map_or(0, |l| l.generation());
         let epoch = self.ownership.get(&buffer.key.tp).and_then(|o| o.epoch);
-        let write_timeout = self.write_timeout;
+        let timeouts = self.write_timeouts;
         let landing = self.inflight.start(&buffer.key.tp);
         let encode_permits = self.encode_permits.clone();
         let tp = buffer.key.tp.clone();
@@ -238,7 +238,7 @@ impl Worker {
                     lease: &lease,
                     epoch,
                     tp: &task_tp,
-                    write_timeout,
+                    timeouts,
                 };
                 let land_error = |source: LakeError| PipelineError::Land {
                     path: path.clone(),

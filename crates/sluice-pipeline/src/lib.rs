@@ -215,6 +215,10 @@ pub async fn run_with(
         metrics.clone(),
         before_revoke,
     )?;
+    let write_timeouts = write::WriteTimeouts::new(
+        pipeline.sink.write_timeout,
+        pipeline.flush.max_bytes + pipeline.max_record_bytes,
+    );
     let mut worker = Worker {
         router: Router::new(pipeline),
         pipeline_name: pipeline.name.clone(),
@@ -276,8 +280,8 @@ pub async fn run_with(
         claims: JoinSet::new(),
         fenced: HashMap::new(),
         own_previous: HashMap::new(),
-        write_timeout: pipeline.sink.write_timeout,
-        takeover_grace: pipeline.sink.write_timeout + TAKEOVER_MARGIN,
+        write_timeouts,
+        takeover_grace: write_timeouts.longest() + TAKEOVER_MARGIN,
         lease: source.lease(),
         shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
@@ -396,7 +400,7 @@ struct Worker {
     fenced: HashMap<TopicPartition, Instant>,
     /// The epoch this worker last held per partition, to recognise its own handovers.
     own_previous: HashMap<TopicPartition, u64>,
-    write_timeout: Duration,
+    write_timeouts: write::WriteTimeouts,
     takeover_grace: Duration,
     lease: sluice_kafka::Lease,
     shutdown: CancellationToken,

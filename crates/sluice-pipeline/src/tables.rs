@@ -403,7 +403,7 @@ impl Worker {
             shutdown: &self.shutdown,
             inflight: &self.inflight,
             epochs: &self.epochs,
-            write_timeout: self.write_timeout,
+            write_timeout: self.write_timeouts.base(),
         };
         tables.start_due(all, &ctx);
     }

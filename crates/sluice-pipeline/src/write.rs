@@ -12,6 +12,44 @@ use tokio_util::sync::CancellationToken;
 
 use crate::with_storage_retries;
 
+/// The slowest upload a write attempt is given time for, beyond `sink.write_timeout_secs`:
+/// a 64 MiB file gets 4 s more. Links slower than this need a longer `write_timeout_secs`.
+const UPLOAD_FLOOR_BYTES_PER_SEC: u64 = 16 << 20;
+
+/// How long one write attempt may take: the configured timeout plus the time its bytes need
+/// at the floor rate, never more than for the largest file a buffer can make, so that a
+/// takeover's grace (`longest` plus a margin) outlasts every attempt begun before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WriteTimeouts {
+    base: Duration,
+    largest_file: u64,
+}
+
+impl WriteTimeouts {
+    /// `largest_buffer`: the most raw bytes a buffer holds when it lands; an encoded file is
+    /// allowed twice that.
+    pub(crate) fn new(base: Duration, largest_buffer: u64) -> Self {
+        Self {
+            base,
+            largest_file: largest_buffer.saturating_mul(2),
+        }
+    }
+
+    pub(crate) fn for_bytes(&self, bytes: u64) -> Duration {
+        let bytes = bytes.min(self.largest_file);
+        self.base + Duration::from_millis(bytes.saturating_mul(1000) / UPLOAD_FLOOR_BYTES_PER_SEC)
+    }
+
+    /// `sink.write_timeout_secs`: enough for small writes (a table commit, a claim).
+    pub(crate) fn base(&self) -> Duration {
+        self.base
+    }
+
+    pub(crate) fn longest(&self) -> Duration {
+        self.for_bytes(self.largest_file)
+    }
+}
+
 /// What a landing checks before each attempt, and how long an attempt may take.
 pub(crate) struct WriteGuard<'a> {
     pub(crate) lake: &'a Lake,
@@ -21,12 +59,13 @@ pub(crate) struct WriteGuard<'a> {
     /// The lake epoch this worker holds for `tp`, when it has claimed one.
     pub(crate) epoch: Option<u64>,
     pub(crate) tp: &'a TopicPartition,
-    pub(crate) write_timeout: Duration,
+    pub(crate) timeouts: WriteTimeouts,
 }
 
 impl WriteGuard<'_> {
     /// Writes `body` at `path` if absent, retrying temporary failures.
     pub(crate) async fn land(&self, path: &str, body: bytes::Bytes) -> Result<Landed, LakeError> {
+        let timeout = self.timeouts.for_bytes(body.len() as u64);
         with_storage_retries(self.metrics, "write", Some(self.shutdown), || {
             let body = body.clone();
             async move {
@@ -46,13 +85,13 @@ impl WriteGuard<'_> {
                 }
                 // Bounded, so that a takeover's grace outlasts any write begun before it
                 // (see `ownership`).
-                tokio::time::timeout(self.write_timeout, self.lake.land(path, body))
+                tokio::time::timeout(timeout, self.lake.land(path, body))
                     .await
                     .unwrap_or_else(|_| {
                         Err(LakeError::TimedOut {
                             op: "write",
                             path: path.to_string(),
-                            after: self.write_timeout,
+                            after: timeout,
                         })
                     })
             }
@@ -80,5 +119,20 @@ impl Refusals {
             last_offset: offset,
             ext: &FileFormat::Ndjson.extension(Codec::None),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_get_time_for_their_bytes_up_to_the_largest_file() {
+        let t = WriteTimeouts::new(Duration::from_secs(15), 64 << 20);
+        assert_eq!(t.for_bytes(0), Duration::from_secs(15));
+        assert_eq!(t.for_bytes(64 << 20), Duration::from_secs(19));
+        assert_eq!(t.longest(), Duration::from_secs(23));
+        // A file past the bound gets no more than the grace allows for.
+        assert_eq!(t.for_bytes(1 << 40), t.longest());
     }
 }

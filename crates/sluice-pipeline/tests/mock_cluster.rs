@@ -411,9 +411,9 @@ async fn workers_that_both_think_they_own_a_partition_land_each_record_once() {
     kafka.create_topic(TOPIC, 4);
     let samples = generate(&SampleSpec::new(6_000, 4, 2));
     let lake = tempfile::tempdir().unwrap();
-    // Short write timeouts keep the takeover grace (timeout + 5 s) short; files land every
-    // second, so both workers are landing the same partitions while records arrive.
-    let extra = "write_timeout_secs = 1\n[flush]\nmax_age_secs = 1";
+    // Short write timeouts and small files keep the takeover grace (longest attempt + 5 s)
+    // short; files land every second, so both workers land the same partitions at once.
+    let extra = "write_timeout_secs = 1\n[flush]\nmax_age_secs = 1\nmax_bytes = 4194304";
     let a = pipeline(&kafka.bootstrap, lake.path(), "zombie-a", extra);
     let b = pipeline(&kafka.bootstrap, lake.path(), "zombie-b", extra);
 
