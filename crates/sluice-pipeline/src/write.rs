@@ -50,6 +50,30 @@ impl WriteTimeouts {
     }
 }
 
+/// Fault injection for the paused-owner test: `SLUICE_FAULT_PAUSE_BEFORE_FIRST_WRITE_MS`
+/// makes the first write attempt of the process wait that long between its lease check and
+/// its write, saying so at warn, as a GC pause or a stalled VM would (unnoticed). Read once.
+async fn injected_pause(path: &str) {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    static USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("SLUICE_FAULT_PAUSE_BEFORE_FIRST_WRITE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    });
+    if let Some(pause) = *pause {
+        if !USED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!(
+                path,
+                ?pause,
+                "fault injection: pausing between the lease check and the write"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
 /// What a landing checks before each attempt, and how long an attempt may take.
 pub(crate) struct WriteGuard<'a> {
     pub(crate) lake: &'a Lake,
@@ -83,6 +107,7 @@ impl WriteGuard<'_> {
                         return Err(LakeError::Fenced);
                     }
                 }
+                injected_pause(path).await;
                 // Bounded, so that a takeover's grace outlasts any write begun before it
                 // (see `ownership`).
                 tokio::time::timeout(timeout, self.lake.land(path, body))

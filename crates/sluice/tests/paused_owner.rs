@@ -1,0 +1,181 @@
+//! The one bound of exactly-once for plain files (README, "A paused owner"), shown and
+//! repaired: a worker frozen (SIGSTOP) between its lease check and its write, its partition
+//! taken over meanwhile, and woken afterwards lands one file that overlaps the new owner's.
+//! Nothing is lost; `sluice audit` names both files, `--repair` removes the late copy, and
+//! the lake holds every record once.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use sluice_testkit::lake_files::{paths_by_seq, read_ndjson_tree};
+use sluice_testkit::sample::{generate, outgoing, SampleSpec};
+use sluice_testkit::services::MockKafka;
+
+/// A worker process, killed if the test fails before it ends it.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(pipeline: &Path, log: &Path, pause_first_write_ms: Option<u64>) -> Worker {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(["run", "--listen", "127.0.0.1:0"])
+        .arg(pipeline)
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .stderr(std::fs::File::create(log).unwrap());
+    if let Some(ms) = pause_first_write_ms {
+        cmd.env("SLUICE_FAULT_PAUSE_BEFORE_FIRST_WRITE_MS", ms.to_string());
+    }
+    Worker(cmd.spawn().unwrap())
+}
+
+fn signal(w: &Worker, sig: i32) {
+    // SAFETY: kill(2) on a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(w.0.id() as i32, sig) }, 0);
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn audit(pipeline: &Path, repair: bool) -> (i32, serde_json::Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(["audit", "--json"]);
+    if repair {
+        cmd.arg("--repair");
+    }
+    let out = cmd.arg(pipeline).output().unwrap();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), report)
+}
+
+#[test]
+fn a_file_a_paused_owner_lands_after_a_takeover_is_found_and_repaired_by_the_audit() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("signals", 1);
+    let samples = generate(&SampleSpec::new(1_000, 1, 1));
+    let records = outgoing(&samples);
+    let (early, late) = records.split_at(600);
+    sluice_testkit::produce(&kafka.bootstrap, "signals", early).unwrap();
+
+    // Kept on failure so the workers' logs can be read.
+    let dir = tempfile::tempdir().unwrap().keep();
+    let lake = dir.join("lake");
+    let pipeline = dir.join("paused.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+name = "paused"
+[source]
+bootstrap_servers = "{}"
+topics = ["signals"]
+group_id = "paused"
+properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+[sink]
+url = "{}"
+write_timeout_secs = 1
+[flush]
+max_age_secs = 1
+max_bytes = 1048576
+"#,
+            kafka.bootstrap,
+            lake.display()
+        ),
+    )
+    .unwrap();
+
+    // A checks its lease, then stalls before its first write; it is frozen right there.
+    let log_a = dir.join("a.log");
+    let a = worker(&pipeline, &log_a, Some(4_000));
+    let mut zombie_path = String::new();
+    wait_until(
+        "A to reach its first write",
+        Duration::from_secs(60),
+        || {
+            let log = std::fs::read_to_string(&log_a).unwrap_or_default();
+            // Whole lines only: the worker may be writing the last one.
+            let mut lines = log.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+            match lines.find(|l| l.contains("fault injection")) {
+                Some(line) => {
+                    // The event's own field (`path="…"`), not its span's.
+                    zombie_path = line
+                        .split("path=\"")
+                        .nth(1)
+                        .and_then(|p| p.split('"').next())
+                        .unwrap_or_else(|| panic!("no path in {line}"))
+                        .to_string();
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    signal(&a, libc::SIGSTOP);
+
+    // B takes the partition over (A's session ends), waits out the grace and lands all.
+    sluice_testkit::produce(&kafka.bootstrap, "signals", late).unwrap();
+    let b = worker(&pipeline, &dir.join("b.log"), None);
+    wait_until("B to commit every record", Duration::from_secs(120), || {
+        sluice_kafka::group_progress(
+            &kafka.bootstrap,
+            "paused",
+            "signals",
+            Duration::from_secs(5),
+        )
+        .is_ok_and(|g| g.get(&0).is_some_and(|(c, _)| *c == Some(1_000)))
+    });
+    assert!(
+        !lake.join(&zombie_path).exists(),
+        "B wrote the very file A was about to write: no overlap to repair"
+    );
+
+    // A wakes and lands the file it had checked its lease for.
+    signal(&a, libc::SIGCONT);
+    wait_until(
+        &format!("A's late file (logs in {})", dir.display()),
+        Duration::from_secs(30),
+        || lake.join(&zombie_path).exists(),
+    );
+    for mut w in [a, b] {
+        signal(&w, libc::SIGTERM);
+        w.0.wait().unwrap();
+    }
+    let found = paths_by_seq(&read_ndjson_tree(&lake));
+    assert!(
+        samples.iter().all(|s| found.contains_key(&s.id)),
+        "a record was lost"
+    );
+    let doubled = samples.iter().filter(|s| found[&s.id].len() > 1).count();
+    assert!(doubled > 0, "A's late file doubled nothing");
+
+    let (code, report) = audit(&pipeline, false);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        report["partitions"][0]["duplicated"], doubled as u64,
+        "{report:#}"
+    );
+    assert_eq!(report["partitions"][0]["missing"], 0, "{report:#}");
+    let (code, repaired) = audit(&pipeline, true);
+    assert_eq!(code, 0, "{repaired:#}");
+    assert_eq!(repaired["repaired"], serde_json::json!([zombie_path]));
+    let found = paths_by_seq(&read_ndjson_tree(&lake));
+    for s in &samples {
+        assert_eq!(found[&s.id].len(), 1, "record {} after the repair", s.id);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
