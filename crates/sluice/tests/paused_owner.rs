@@ -59,8 +59,22 @@ fn audit(pipeline: &Path, repair: bool) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), report)
 }
 
-#[test]
-fn a_file_a_paused_owner_lands_after_a_takeover_is_found_and_repaired_by_the_audit() {
+/// What the scenario leaves: the kept directory, the lake, the pipeline file, the samples and
+/// the path of the file the paused worker landed after the takeover.
+struct Aftermath {
+    dir: std::path::PathBuf,
+    lake: std::path::PathBuf,
+    pipeline: std::path::PathBuf,
+    samples: Vec<sluice_testkit::sample::SampleRecord>,
+    zombie_path: String,
+    /// Still serving: the audit re-reads the topic.
+    _kafka: MockKafka,
+}
+
+/// Worker A checks its lease and stalls before its first write, frozen right there (SIGSTOP);
+/// B takes the partition over and lands (and commits) every record; A is woken and lands
+/// the file it had checked its lease for; both are stopped.
+fn paused_owner_lands_late(table: bool) -> Aftermath {
     let kafka = MockKafka::start(1);
     kafka.create_topic("signals", 1);
     let samples = generate(&SampleSpec::new(1_000, 1, 1));
@@ -89,17 +103,18 @@ granularity = "hour"
 [sink]
 url = "{}"
 write_timeout_secs = 1
+{table}
 [flush]
 max_age_secs = 1
 max_bytes = 1048576
 "#,
             kafka.bootstrap,
-            lake.display()
+            lake.display(),
+            table = if table { "table = \"delta\"" } else { "" },
         ),
     )
     .unwrap();
 
-    // A checks its lease, then stalls before its first write; it is frozen right there.
     let log_a = dir.join("a.log");
     let a = worker(&pipeline, &log_a, Some(4_000));
     let mut zombie_path = String::new();
@@ -141,7 +156,7 @@ max_bytes = 1048576
     });
     assert!(
         !lake.join(&zombie_path).exists(),
-        "B wrote the very file A was about to write: no overlap to repair"
+        "B wrote the very file A was about to write: no overlap"
     );
 
     // A wakes and lands the file it had checked its lease for.
@@ -155,6 +170,26 @@ max_bytes = 1048576
         signal(&w, libc::SIGTERM);
         w.0.wait().unwrap();
     }
+    Aftermath {
+        dir,
+        lake,
+        pipeline,
+        samples,
+        zombie_path,
+        _kafka: kafka,
+    }
+}
+
+#[test]
+fn a_file_a_paused_owner_lands_after_a_takeover_is_found_and_repaired_by_the_audit() {
+    let Aftermath {
+        dir,
+        lake,
+        pipeline,
+        samples,
+        zombie_path,
+        _kafka,
+    } = paused_owner_lands_late(false);
     let found = paths_by_seq(&read_ndjson_tree(&lake));
     assert!(
         samples.iter().all(|s| found.contains_key(&s.id)),
@@ -178,4 +213,44 @@ max_bytes = 1048576
         assert_eq!(found[&s.id].len(), 1, "record {} after the repair", s.id);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With a Delta table the same pause doubles nothing: A's late file is not in the table
+/// until a commit names it, and A's commit loses to B's newer claim.
+#[test]
+fn a_paused_owners_late_file_never_joins_the_table() {
+    let after = paused_owner_lands_late(true);
+    let tables: Vec<std::path::PathBuf> = std::fs::read_dir(&after.lake)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("_delta_log").is_dir())
+        .collect();
+    assert!(!tables.is_empty());
+    let read = sluice_testkit::lake_files::read_delta_rows(&tables, "seq", &["paused:signals:0"]);
+    let mut ids: Vec<u64> = Vec::new();
+    for table in &tables {
+        let t = &read[table.to_string_lossy().as_ref()];
+        ids.extend(
+            t["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap()),
+        );
+        // Each table's mark is the offset after its signal's last record (one partition:
+        // offsets are the samples' order).
+        let signal = table.file_name().unwrap().to_string_lossy().to_string();
+        let last = after
+            .samples
+            .iter()
+            .rposition(|s| s.signal == signal)
+            .unwrap();
+        assert_eq!(t["txn"]["paused:signals:0"], last as u64 + 1, "{signal}");
+    }
+    ids.sort();
+    let expected: Vec<u64> = after.samples.iter().map(|s| s.id).collect();
+    assert_eq!(ids, expected, "every record once in the tables");
+    // The late file is in the lake, outside every table.
+    assert!(after.lake.join(&after.zombie_path).exists());
+    let _ = std::fs::remove_dir_all(&after.dir);
 }
