@@ -189,9 +189,24 @@ pub fn read_delta_rows(
     )
 }
 
-/// `read_delta` for tables named by URL (`az://…`, `s3://…`), with the reader's
-/// The ids in `id_column` of the tables at `tables` (URLs), with the reader's
-/// `storage_options`.
+/// `read_delta_rows` for tables named by URL (`az://…`) with the reader's `storage_options`.
+pub fn read_delta_rows_from(
+    tables: &[String],
+    options: &[String],
+    id_column: &str,
+    app_ids: &[&str],
+) -> serde_json::Value {
+    run_delta_reader(
+        tables,
+        options,
+        app_ids,
+        None,
+        &["--id-column", id_column, "--with-partitions"],
+    )
+}
+
+/// The ids in `id_column` of the tables at `tables` (URLs: `az://…`, `s3://…`), with the
+/// reader's `storage_options`.
 pub fn read_delta_table_ids(
     tables: &[String],
     options: &[String],
@@ -200,7 +215,8 @@ pub fn read_delta_table_ids(
     run_delta_reader(tables, options, &[], None, &["--id-column", id_column])
 }
 
-/// `storage_options` (`key=value`), at `version` or the newest.
+/// `read_delta` for tables named by URL, with the reader's `storage_options` (`key=value`),
+/// at `version` or the newest.
 pub fn read_delta_at(
     tables: &[String],
     options: &[String],
