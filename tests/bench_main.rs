@@ -31,11 +31,22 @@ const SIGNALS: [&str; 10] = [
     "brake.wear",
     "cabin.co2",
 ];
-/// Sluice runs; the names results.json uses.
-const SLUICE_RUNS: [(&str, &str, &str); 3] = [
-    ("ndjson-gzip", "ndjson", "gzip"),
-    ("avro-deflate", "avro", "deflate"),
-    ("parquet-zstd", "parquet", "zstd"),
+/// Sluice runs: the names results.json uses, and their `[sink]` settings.
+const SLUICE_RUNS: [(&str, &str); 4] = [
+    ("ndjson-gzip", "format = \"ndjson\"\ncompression = \"gzip\""),
+    (
+        "avro-deflate",
+        "format = \"avro\"\ncompression = \"deflate\"",
+    ),
+    (
+        "parquet-zstd",
+        "format = \"parquet\"\ncompression = \"zstd\"",
+    ),
+    // The same Parquet files, committed to one Delta table per signal.
+    (
+        "delta-parquet-zstd",
+        "table = \"delta\"\ncompression = \"zstd\"",
+    ),
 ];
 
 fn string_arg(name: &str) -> Option<String> {
@@ -100,18 +111,19 @@ fn one() {
     let group = string_arg("--group").expect("--group");
     let records = number_arg("--records", 1_000_000);
     let lake = std::path::PathBuf::from(string_arg("--lake").expect("--lake"));
-    let (secs, cpu_s, consumed) = if mode == "ceiling" {
-        ceiling(&bootstrap, &group, records)
+    let (secs, cpu_s, consumed, commits) = if mode == "ceiling" {
+        let (secs, cpu_s, consumed) = ceiling(&bootstrap, &group, records);
+        (secs, cpu_s, consumed, 0)
     } else {
-        let (_, format, codec) = SLUICE_RUNS
+        let (_, sink) = SLUICE_RUNS
             .iter()
             .find(|(name, ..)| *name == mode)
             .unwrap_or_else(|| panic!("unknown mode {mode}"));
-        sluice_run(&bootstrap, &group, records, &lake, format, codec)
+        sluice_run(&bootstrap, &group, records, &lake, &mode, sink)
     };
     println!(
         "{}",
-        json!({"name": mode, "records": consumed, "secs": secs, "cpu_s": cpu_s, "peak_rss_bytes": peak_rss_bytes()})
+        json!({"name": mode, "records": consumed, "secs": secs, "cpu_s": cpu_s, "peak_rss_bytes": peak_rss_bytes(), "table_commits": commits})
     );
 }
 
@@ -148,10 +160,9 @@ fn sluice_run(
     records: u64,
     lake: &std::path::Path,
     format: &str,
-    codec: &str,
-) -> (f64, f64, u64) {
-    let extra = format!("format = \"{format}\"\ncompression = \"{codec}\"");
-    let text = hourly_tansu_pipeline(bootstrap, TOPIC, group, lake, &extra);
+    sink: &str,
+) -> (f64, f64, u64, u64) {
+    let text = hourly_tansu_pipeline(bootstrap, TOPIC, group, lake, sink);
     let p = sluice_config::parse(&text, &|_| None).unwrap();
     sluice_telemetry::init_logging(false, "warn");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -191,7 +202,11 @@ fn sluice_run(
     let cpu = cpu_seconds() - c0;
     assert_eq!(summary.records_consumed, records, "{format}: consumed");
     assert_eq!(summary.records_dead_lettered, 0, "{format}: dead letters");
-    (secs, cpu, summary.records_consumed)
+    let commits = metrics
+        .table_commits
+        .with_label_values(&["committed"])
+        .get();
+    (secs, cpu, summary.records_consumed, commits)
 }
 
 /// Issue 3's memory figure: bytes held per buffered record when 1,000,000 small records of
@@ -496,6 +511,28 @@ fn orchestrate() {
         }));
     }
     row("python", python_rps, python_cpu, python_rss);
+    // What committing to tables costs over writing the same files loose.
+    let (files_rps, files_cpu, ..) = summarize(&samples["parquet-zstd"]);
+    let (delta_rps, delta_cpu, ..) = summarize(&samples["delta-parquet-zstd"]);
+    let commits = median(
+        samples["delta-parquet-zstd"]
+            .iter()
+            .map(|r| r["table_commits"].as_f64().unwrap_or(0.0))
+            .collect(),
+    );
+    let per_m = |cpu: f64| cpu * 1e6 / records as f64;
+    let delta_overhead = json!({
+        "rps_ratio_to_parquet_zstd": delta_rps / files_rps,
+        "cpu_s_per_m_records": per_m(delta_cpu),
+        "parquet_zstd_cpu_s_per_m_records": per_m(files_cpu),
+        "table_commits": commits,
+    });
+    println!(
+        "\nDelta commit overhead vs parquet-zstd: {:.2}x the records/s, {:.2} vs {:.2} CPU s per M records, {commits:.0} table commits",
+        delta_rps / files_rps,
+        per_m(delta_cpu),
+        per_m(files_cpu)
+    );
 
     let memory = if memory_records > 0 {
         eprintln!(
@@ -549,6 +586,7 @@ fn orchestrate() {
         "python_cpu_s": python_cpu,
         "python_peak_rss_bytes": python_rss,
         "python_rps_each_run": python_all,
+        "delta_overhead": delta_overhead,
         "memory": memory,
         "fold_memory": fold,
         "machine": machine,
