@@ -61,7 +61,7 @@ fn plan(candidates: Vec<Candidate>, target_size: u64) -> Vec<Vec<Candidate>> {
 
 /// `batch` in the table's data schema: columns it lacks (fields added later) are null,
 /// and narrower types are cast to the table's.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, TableError> {
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, TableError> {
     let columns = schema
         .fields()
         .iter()

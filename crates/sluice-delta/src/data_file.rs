@@ -29,6 +29,7 @@ impl DataFile {
                 size: bytes.len() as u64,
                 records: file.num_rows() as u64,
                 partition_values,
+                schema: Some(schema.clone()),
             },
             schema,
         ))

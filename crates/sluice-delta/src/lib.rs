@@ -4,6 +4,7 @@
 
 mod compact;
 mod data_file;
+mod evolve;
 mod lake_tables;
 mod store;
 mod table;
@@ -13,9 +14,10 @@ pub use compact::Compaction;
 pub use deltalake_core::arrow::datatypes::{
     DataType as ArrowDataType, Field as ArrowField, Schema as ArrowSchema,
 };
+pub use evolve::{fits, grow_schema, needs_rewrite};
 pub use lake_tables::{compact_lake, find_tables, window_end, TableMaintenance};
 pub use store::LakeStore;
-pub use table::{grow_schema, offset_app_id, Commit, DataFile, PartitionMark, Table};
+pub use table::{offset_app_id, Commit, DataFile, PartitionMark, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {

@@ -18,8 +18,17 @@ use deltalake_core::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError
 use sluice_lake::Lake;
 use url::Url;
 
+use crate::evolve;
 use crate::store::LakeStore;
 use crate::TableError;
+
+/// Whether a column both schemas have changes its type.
+fn changes_types(from: &ArrowSchema, to: &ArrowSchema) -> bool {
+    to.fields().iter().any(|f| {
+        from.field_with_name(f.name())
+            .is_ok_and(|have| have.data_type() != f.data_type())
+    })
+}
 
 /// The URL scheme under which tables are opened: paths in it are relative to the lake root,
 /// which `LakeStore` serves.
@@ -65,6 +74,9 @@ pub struct DataFile {
     pub records: u64,
     /// Partition column values, e.g. `[("date", "2026-12-01"), ("hour", "10")]`.
     pub partition_values: Vec<(String, String)>,
+    /// The Arrow schema its footer gives, when known: a file narrower than the table's
+    /// types is rewritten in them before it is added (see `evolve`).
+    pub schema: Option<ArrowSchema>,
 }
 
 /// Where a Kafka partition stands after a commit: every record of it below `next_offset`
@@ -264,17 +276,40 @@ impl Table {
             let marks = self.check_marks(&commit.marks).await?;
             // A file the table already has is not added twice: an earlier attempt (one that
             // timed out after its log entry was written) or a predecessor committed it.
-            let present: std::collections::HashSet<String> = self.files()?.into_iter().collect();
-            let files: Vec<DataFile> = commit
+            // By its offset name: a copy rewritten in the table's types is the same file.
+            let present: std::collections::HashSet<String> = self
+                .files()?
+                .iter()
+                .map(|p| evolve::offset_stem(p).to_string())
+                .collect();
+            let files: Vec<&DataFile> = commit
                 .files
                 .iter()
-                .filter(|f| !present.contains(&f.path))
-                .cloned()
+                .filter(|f| !present.contains(evolve::offset_stem(&f.path)))
                 .collect();
             if files.is_empty() && commit.schema.is_none() {
                 return Ok(self.version());
             }
-            let actions = self.actions(&files, commit.schema.as_ref(), &marks)?;
+            let version = self.version() + 1;
+            let current = self.schema()?;
+            let target = commit.schema.clone().unwrap_or_else(|| current.clone());
+            // A widened column: every file holding it in the old type is rewritten.
+            let mut rewrites = Vec::new();
+            if commit.schema.is_some() && changes_types(&current, &target) {
+                rewrites = self.rewrite_existing(&target, version).await?;
+            }
+            let mut adds = Vec::with_capacity(files.len());
+            for f in files {
+                adds.push(match &f.schema {
+                    Some(s) if evolve::needs_rewrite(s, &target) => {
+                        self.conformed(f, &target, version).await?
+                    }
+                    _ => f.clone(),
+                });
+            }
+            let files = adds;
+            let mut actions = self.actions(&files, commit.schema.as_ref(), &marks)?;
+            actions.extend(rewrites);
             let snapshot = self.table.snapshot()?.clone();
             let operation = DeltaOperation::Write {
                 mode: SaveMode::Append,
@@ -386,29 +421,4 @@ impl Table {
         }
         Ok(actions)
     }
-}
-
-/// `table` grown by the fields of a data file's `schema` that it lacks (as nullable columns),
-/// or `None` when it has them all; and the fields whose type differs from the table's (the
-/// table keeps its type).
-pub fn grow_schema(
-    table: &ArrowSchema,
-    schema: &ArrowSchema,
-) -> (Option<ArrowSchema>, Vec<String>) {
-    let mut fields: Vec<_> = table.fields().iter().cloned().collect();
-    let mut conflicts = Vec::new();
-    let mut grew = false;
-    for field in schema.fields() {
-        match table.field_with_name(field.name()) {
-            Ok(have) if have.data_type() != field.data_type() => {
-                conflicts.push(field.name().clone())
-            }
-            Ok(_) => {}
-            Err(_) => {
-                fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
-                grew = true;
-            }
-        }
-    }
-    (grew.then(|| ArrowSchema::new(fields)), conflicts)
 }

@@ -348,7 +348,7 @@ impl Target<'_> {
         for q in files {
             let (more, conflicts) = grow_schema(&schema, &q.landed.schema);
             if !conflicts.is_empty() {
-                tracing::warn!(file = %q.landed.file.path, fields = ?conflicts, "fields whose type differs from the table's; the table keeps its types");
+                tracing::warn!(file = %q.landed.file.path, fields = ?conflicts, "fields whose type cannot be reconciled with the table's (not integer into double); the table keeps its types");
             }
             if let Some(more) = more {
                 (schema, grew) = (more, true);

@@ -196,3 +196,51 @@ async fn files_landed_but_never_committed_are_committed_once_by_the_next_run() {
     let exported = assert_tables_hold_each_once(&samples, lake.path(), &p);
     assert_eq!(summary.records_landed, exported);
 }
+
+/// One `engine.temperature` record with a `reading` of the given JSON text.
+fn reading(seq: u64, reading: &str, extra: bool) -> sluice_testkit::Outgoing {
+    let extra = if extra { r#","site":"north""# } else { "" };
+    sluice_testkit::Outgoing {
+        partition: (seq % 2) as i32,
+        key: None,
+        payload: Some(
+            format!(
+                r#"{{"signal":"engine.temperature","timestamp":"2024-03-05T10:{:02}:00Z","seq":{seq},"reading":{reading}{extra}}}"#,
+                seq % 60
+            )
+            .into_bytes(),
+        ),
+        headers: vec![],
+        timestamp_ms: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_added_and_integers_turned_doubles_give_one_table_with_both() {
+    let kafka = sluice_testkit::services::MockKafka::start(1);
+    kafka.create_topic(TOPIC, 2);
+    let lake = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        "evolve",
+        &format!("{TABLE}\n[flush]\nmax_age_secs = 1"),
+    );
+    // Three commits: integers; doubles and a new field; integers again.
+    let rounds: [(&str, bool); 3] = [("21", false), ("21.5", true), ("22", false)];
+    for (round, (value, extra)) in rounds.iter().enumerate() {
+        let records: Vec<_> = (0..100)
+            .map(|i| reading(round as u64 * 100 + i, value, *extra))
+            .collect();
+        sluice_testkit::produce(&kafka.bootstrap, TOPIC, &records).unwrap();
+        let summary = catch_up(&p).await;
+        assert_eq!(summary.caught_up, Some(true), "{summary:?}");
+    }
+    let table = lake.path().join("tables/engine.temperature");
+    let read = read_delta_rows(std::slice::from_ref(&table), "seq", &[]);
+    let t = &read[table.to_string_lossy().as_ref()];
+    assert_eq!(t["schema"]["reading"], "double", "{t:#}");
+    assert_eq!(t["schema"]["site"], "string", "{t:#}");
+    assert_eq!(t["ids"], serde_json::json!((0..300).collect::<Vec<u64>>()));
+    assert!(t["version"].as_i64().unwrap() >= 3, "{t:#}");
+}

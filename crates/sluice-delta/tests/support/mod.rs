@@ -75,6 +75,7 @@ pub async fn land_in(
         partition_values: date
             .map(|d| vec![("date".into(), d.into())])
             .unwrap_or_default(),
+        schema: None,
     }
 }
 
