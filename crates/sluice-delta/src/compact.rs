@@ -75,6 +75,36 @@ pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| DeltaTableError::from(e).into())
 }
 
+/// How Sluice writes the Parquet files it makes itself (compacted and rewritten ones).
+pub(crate) fn zstd_writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
+
+/// The `add` action of a data file Sluice wrote, with its row count as its only statistic.
+pub(crate) fn add_action(
+    path: String,
+    partition_values: HashMap<String, Option<String>>,
+    size: i64,
+    records: u64,
+    data_change: bool,
+) -> Add {
+    Add {
+        path,
+        partition_values,
+        size,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change,
+        stats: Some(serde_json::json!({"numRecords": records}).to_string()),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    }
+}
+
 impl Table {
     /// Bin-packs, per partition, the files smaller than `target_size` whose partition
     /// `eligible` accepts (closed windows: a window still being written would only get new
@@ -153,12 +183,10 @@ impl Table {
         version: i64,
         index: usize,
     ) -> Result<(Add, u64), TableError> {
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
         let mut body = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut body, schema.clone(), Some(props))
-            .map_err(DeltaTableError::from)?;
+        let mut writer =
+            ArrowWriter::try_new(&mut body, schema.clone(), Some(zstd_writer_properties()))
+                .map_err(DeltaTableError::from)?;
         let mut records = 0u64;
         for file in bin {
             let raw = self
@@ -192,19 +220,7 @@ impl Table {
             .map_err(|e| {
                 DeltaTableError::Generic(format!("compaction cannot write {path}: {e}"))
             })?;
-        let add = Add {
-            path,
-            partition_values: key.iter().cloned().collect(),
-            size,
-            modification_time: chrono::Utc::now().timestamp_millis(),
-            data_change: false,
-            stats: Some(serde_json::json!({"numRecords": records}).to_string()),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-            clustering_provider: None,
-        };
+        let add = add_action(path, key.iter().cloned().collect(), size, records, false);
         Ok((add, records))
     }
 

@@ -16,11 +16,9 @@ use deltalake_core::arrow::datatypes::{DataType, Schema as ArrowSchema, SchemaRe
 use deltalake_core::kernel::{Action, Add};
 use deltalake_core::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake_core::parquet::arrow::ArrowWriter;
-use deltalake_core::parquet::basic::{Compression, ZstdLevel};
-use deltalake_core::parquet::file::properties::WriterProperties;
 use deltalake_core::DeltaTableError;
 
-use crate::compact::conform;
+use crate::compact::{add_action, conform, zstd_writer_properties};
 use crate::{DataFile, Table, TableError};
 
 /// The type a table column takes once a file brings `file` for it, when it changes.
@@ -126,12 +124,10 @@ impl Table {
         if !differs {
             return Ok(None);
         }
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
         let mut body = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut body, schema.clone(), Some(props))
-            .map_err(DeltaTableError::from)?;
+        let mut writer =
+            ArrowWriter::try_new(&mut body, schema.clone(), Some(zstd_writer_properties()))
+                .map_err(DeltaTableError::from)?;
         let mut records = 0u64;
         for batch in reader.build().map_err(DeltaTableError::from)? {
             let batch = conform(&batch.map_err(DeltaTableError::from)?, schema)?;
@@ -145,19 +141,13 @@ impl Table {
             .land(&self.object_path(&new_path), body)
             .await
             .map_err(|e| DeltaTableError::Generic(format!("cannot write {new_path}: {e}")))?;
-        Ok(Some(Add {
-            path: new_path,
+        Ok(Some(add_action(
+            new_path,
             partition_values,
             size,
-            modification_time: chrono::Utc::now().timestamp_millis(),
+            records,
             data_change,
-            stats: Some(serde_json::json!({"numRecords": records}).to_string()),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-            clustering_provider: None,
-        }))
+        )))
     }
 
     /// For a commit that changes the table's schema to `schema`: every file the table has

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use deltalake_core::arrow::datatypes::Schema as ArrowSchema;
 use deltalake_core::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake_core::kernel::{Action, Add, Metadata, MetadataExt, StructType, Transaction};
+use deltalake_core::kernel::{Action, Metadata, MetadataExt, StructType, Transaction};
 use deltalake_core::logstore::{
     default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
 };
@@ -388,23 +388,16 @@ impl Table {
             actions.push(Action::Metadata(metadata));
         }
         for file in files {
-            actions.push(Action::Add(Add {
-                path: file.path.clone(),
-                partition_values: file
-                    .partition_values
+            actions.push(Action::Add(crate::compact::add_action(
+                file.path.clone(),
+                file.partition_values
                     .iter()
                     .map(|(k, v)| (k.clone(), Some(v.clone())))
                     .collect(),
-                size: file.size as i64,
-                modification_time: now,
-                data_change: true,
-                stats: Some(serde_json::json!({"numRecords": file.records}).to_string()),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-                clustering_provider: None,
-            }));
+                file.size as i64,
+                file.records,
+                true,
+            )));
         }
         for mark in marks {
             let (topic, partition) = (&mark.topic, mark.partition);

@@ -10,6 +10,31 @@ use sluice_testkit::lake_files::read_ndjson_tree;
 use sluice_testkit::sample::{generate, outgoing, poison, SampleSpec};
 use sluice_testkit::services::MockKafka;
 
+/// A pipeline file in `dir` named `name` (its group too): hourly event-time windows over the
+/// samples, files under `lake`, `extra` appended to `[sink]`.
+fn hourly_pipeline(dir: &Path, name: &str, bootstrap: &str, lake: &Path, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        r#"
+name = "{name}"
+[source]
+bootstrap_servers = "{bootstrap}"
+topics = ["signals"]
+group_id = "{name}"
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+[sink]
+url = "{}"
+{extra}
+"#,
+        lake.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn sluice(args: &[&str], pipeline: &Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
@@ -99,29 +124,13 @@ fn audit_finds_every_record_once_then_the_deleted_and_the_doubled_and_repairs_on
 
     let dir = tempfile::tempdir().unwrap();
     let lake: PathBuf = dir.path().join("lake");
-    let pipeline = dir.path().join("audited.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            r#"
-name = "audited"
-[source]
-bootstrap_servers = "{}"
-topics = ["signals"]
-group_id = "audited"
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
-url = "{}"
-compression = "gzip"
-"#,
-            kafka.bootstrap,
-            lake.display()
-        ),
-    )
-    .unwrap();
+    let pipeline = hourly_pipeline(
+        dir.path(),
+        "audited",
+        &kafka.bootstrap,
+        &lake,
+        "compression = \"gzip\"",
+    );
     let (code, stdout, stderr) = sluice(
         &["run", "--until-caught-up", "--listen", "127.0.0.1:0"],
         &pipeline,
@@ -212,28 +221,8 @@ fn audit_bounds_and_refusals_name_what_is_wrong() {
     let samples = generate(&SampleSpec::new(200, 2, 1));
     sluice_testkit::produce(&kafka.bootstrap, "signals", &outgoing(&samples)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = dir.path().join("p.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            r#"
-name = "bounded"
-[source]
-bootstrap_servers = "{}"
-topics = ["signals"]
-group_id = "bounded"
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
-url = "{}"
-"#,
-            kafka.bootstrap,
-            dir.path().join("lake").display()
-        ),
-    )
-    .unwrap();
+    let lake = dir.path().join("lake");
+    let pipeline = hourly_pipeline(dir.path(), "bounded", &kafka.bootstrap, &lake, "");
     // Nothing exported yet: every audited record is missing; the bounds narrow the audit.
     let (code, report) = audit(&pipeline, &["--from", "10", "--to", "1=20"]);
     assert_eq!(code, 1, "{report:#}");
