@@ -488,12 +488,12 @@ fn orchestrate() {
         "\n{records} records, {avg:.0} bytes each, {PARTITIONS} partitions, median of {repeats}\n"
     );
     println!(
-        "{:<14} {:>12} {:>8} {:>10} {:>12} {:>14} {:>10}",
+        "{:<20} {:>12} {:>8} {:>10} {:>12} {:>14} {:>10}",
         "run", "records/s", "MB/s", "CPU s", "peak RSS MB", "vs ceiling", "vs python"
     );
     let row = |name: &str, rps: f64, cpu: f64, rss: u64| {
         println!(
-            "{name:<14} {rps:>12.0} {:>8.1} {cpu:>10.2} {:>12.1} {:>13.1}% {:>9.1}x",
+            "{name:<20} {rps:>12.0} {:>8.1} {cpu:>10.2} {:>12.1} {:>13.1}% {:>9.1}x",
             mb(rps),
             rss as f64 / 1e6,
             100.0 * rps / ceiling_rps,
