@@ -119,6 +119,13 @@ pub struct SinkSection {
     /// A table commit waits for at most this many landed files (default 100); it also goes
     /// once its oldest file is `flush.max_age_secs` old.
     pub table_commit_files: Option<usize>,
+    /// Compact closed windows' small files of every table this often (seconds; off unless
+    /// set), as `sluice compact` does; one worker of the group does it.
+    pub table_compact_every_secs: Option<u64>,
+    /// The size compaction aims at per file (MB, default 128).
+    pub table_compact_target_mb: Option<u64>,
+    /// Files compaction replaced are deleted this long after (hours, default 168).
+    pub table_retention_hours: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -16,7 +16,7 @@ pub use encoding::Encoding;
 pub use file::PipelineFile;
 pub use schedule::Schedule;
 pub use secret::Secret;
-pub use table::{TablePartitioning, TableSettings};
+pub use table::{CompactionSchedule, TablePartitioning, TableSettings};
 pub use validate::{
     ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData, MarkerSettings,
     PlausibleTimes, SignalFilter, SignalSource, SinkSettings, SourceSettings, TimeKey,

@@ -50,6 +50,15 @@ impl TablePartitioning {
     }
 }
 
+/// Compaction on a schedule (`sink.table_compact_every_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionSchedule {
+    pub every: std::time::Duration,
+    pub target_bytes: u64,
+    /// Replaced files older than this are vacuumed.
+    pub retention: std::time::Duration,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSettings {
     /// The root of a signal's table inside the lake; `{signal}` is its only placeholder.
@@ -57,6 +66,7 @@ pub struct TableSettings {
     pub partition_by: TablePartitioning,
     /// A commit waits for at most this many landed files.
     pub commit_files: usize,
+    pub compaction: Option<CompactionSchedule>,
 }
 
 impl TableSettings {
@@ -97,6 +107,18 @@ pub(crate) fn validate(
             ("sink.table_path", k.table_path.is_some()),
             ("sink.table_partition_by", k.table_partition_by.is_some()),
             ("sink.table_commit_files", k.table_commit_files.is_some()),
+            (
+                "sink.table_compact_every_secs",
+                k.table_compact_every_secs.is_some(),
+            ),
+            (
+                "sink.table_compact_target_mb",
+                k.table_compact_target_mb.is_some(),
+            ),
+            (
+                "sink.table_retention_hours",
+                k.table_retention_hours.is_some(),
+            ),
         ] {
             if set {
                 p.add(
@@ -214,12 +236,49 @@ pub(crate) fn validate(
         }
         n => Some(n.unwrap_or(DEFAULT_COMMIT_FILES)),
     };
-    match (ok, path, partition_by, commit_files) {
-        (true, Some(path), Some(partition_by), Some(commit_files)) => Some(Some(TableSettings {
-            path,
-            partition_by,
-            commit_files,
+    let compaction = match k.table_compact_every_secs {
+        Some(0) => {
+            problem(
+                "sink.table_compact_every_secs",
+                "is 0".into(),
+                "use a number of seconds (e.g. 3600), or remove it to compact with `sluice compact`".into(),
+            );
+            None
+        }
+        None if k.table_compact_target_mb.is_some() || k.table_retention_hours.is_some() => {
+            problem(
+                "sink.table_compact_every_secs",
+                "is not set, but a compaction target or retention is".into(),
+                "set it (e.g. 3600) to compact on a schedule, or remove the other settings".into(),
+            );
+            None
+        }
+        None => Some(None),
+        Some(_) if k.table_compact_target_mb == Some(0) => {
+            problem(
+                "sink.table_compact_target_mb",
+                "is 0".into(),
+                "use a size in MB (default 128)".into(),
+            );
+            None
+        }
+        Some(secs) => Some(Some(CompactionSchedule {
+            every: std::time::Duration::from_secs(secs),
+            target_bytes: k.table_compact_target_mb.unwrap_or(128) << 20,
+            retention: std::time::Duration::from_secs(
+                k.table_retention_hours.unwrap_or(168) * 3600,
+            ),
         })),
+    };
+    match (ok, path, partition_by, commit_files, compaction) {
+        (true, Some(path), Some(partition_by), Some(commit_files), Some(compaction)) => {
+            Some(Some(TableSettings {
+                path,
+                partition_by,
+                commit_files,
+                compaction,
+            }))
+        }
         _ => None,
     }
 }
@@ -316,6 +375,26 @@ table = "delta"
             fields(&(TABLE.replace("\"hour\"", "\"day\"") + "table_partition_by = \"hour\"\n")),
             ["sink.table_partition_by"]
         );
+        assert_eq!(
+            fields(&(TABLE.to_string() + "table_compact_every_secs = 0\n")),
+            ["sink.table_compact_every_secs"]
+        );
+        assert_eq!(
+            fields(&(TABLE.to_string() + "table_retention_hours = 24\n")),
+            ["sink.table_compact_every_secs"]
+        );
+        let scheduled =
+            TABLE.to_string() + "table_compact_every_secs = 600\ntable_retention_hours = 2\n";
+        let schedule = crate::parse(&scheduled, &|_| None)
+            .unwrap()
+            .sink
+            .table
+            .unwrap()
+            .compaction
+            .unwrap();
+        assert_eq!(schedule.every, std::time::Duration::from_secs(600));
+        assert_eq!(schedule.target_bytes, 128 << 20);
+        assert_eq!(schedule.retention, std::time::Duration::from_secs(7200));
         assert_eq!(
             fields(&(TABLE.to_string() + "table_commit_files = 0\n")),
             ["sink.table_commit_files"]

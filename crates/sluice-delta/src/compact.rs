@@ -39,6 +39,29 @@ struct Candidate {
     path: String,
     size: u64,
     remove: Remove,
+    /// The offset-named files whose records it holds (itself, or what it was compacted from).
+    sources: Vec<String>,
+}
+
+/// The `add` tag under which a compacted file names the offset-named files it replaced
+/// (comma-separated, relative to its directory): replays still read which records of each
+/// Kafka partition the table holds.
+pub(crate) const SOURCES_TAG: &str = "sluice.sources";
+
+/// The offset-named files whose records the table file at `path` with `tags` holds.
+pub(crate) fn sources(path: &str, tags: Option<&HashMap<String, Option<String>>>) -> Vec<String> {
+    let dir = path.rfind('/').map_or("", |i| &path[..=i]);
+    match tags
+        .and_then(|t| t.get(SOURCES_TAG))
+        .and_then(|v| v.as_deref())
+    {
+        Some(names) => names
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(|n| format!("{dir}{n}"))
+            .collect(),
+        None => vec![path.to_string()],
+    }
 }
 
 fn plan(candidates: Vec<Candidate>, target_size: u64) -> Vec<Vec<Candidate>> {
@@ -133,8 +156,11 @@ impl Table {
             }
             let mut key: PartitionKey = values.into_iter().collect();
             key.sort();
+            #[allow(deprecated)] // the tags are only reachable through the Add
+            let tags = file.add_action().tags;
             partitions.entry(key).or_default().push(Candidate {
                 path: file.path().to_string(),
+                sources: sources(&file.path(), tags.as_ref()),
                 size: file.size() as u64,
                 remove: file.remove_action(false),
             });
@@ -220,7 +246,16 @@ impl Table {
             .map_err(|e| {
                 DeltaTableError::Generic(format!("compaction cannot write {path}: {e}"))
             })?;
-        let add = add_action(path, key.iter().cloned().collect(), size, records, false);
+        let mut add = add_action(path, key.iter().cloned().collect(), size, records, false);
+        let names: Vec<&str> = bin
+            .iter()
+            .flat_map(|c| c.sources.iter())
+            .map(|s| s.rsplit('/').next().unwrap_or(s))
+            .collect();
+        add.tags = Some(HashMap::from([(
+            SOURCES_TAG.to_string(),
+            Some(names.join(",")),
+        )]));
         Ok((add, records))
     }
 

@@ -255,6 +255,21 @@ impl Table {
     }
 
     /// The paths (relative to the table root) of the files in the table now.
+    /// The offset-named data files whose records the table holds: its files, and for a
+    /// compacted one the files it replaced (see `compact::SOURCES_TAG`).
+    pub fn record_files(&self) -> Result<Vec<String>, TableError> {
+        let snapshot = self.table.snapshot()?;
+        Ok(snapshot
+            .log_data()
+            .iter()
+            .flat_map(|f| {
+                #[allow(deprecated)] // the tags are only reachable through the Add
+                let tags = f.add_action().tags;
+                crate::compact::sources(&f.path(), tags.as_ref())
+            })
+            .collect())
+    }
+
     pub fn files(&self) -> Result<Vec<String>, TableError> {
         let snapshot = self.table.snapshot()?;
         Ok(snapshot
@@ -278,7 +293,7 @@ impl Table {
             // timed out after its log entry was written) or a predecessor committed it.
             // By its offset name: a copy rewritten in the table's types is the same file.
             let present: std::collections::HashSet<String> = self
-                .files()?
+                .record_files()?
                 .iter()
                 .map(|p| evolve::offset_stem(p).to_string())
                 .collect();

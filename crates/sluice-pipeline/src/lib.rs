@@ -16,6 +16,7 @@ mod claims;
 mod fuzz_tests;
 mod inflight;
 mod landing;
+mod maintenance;
 mod marker_rounds;
 mod markers;
 mod ownership;
@@ -298,8 +299,22 @@ pub async fn run_with(
             .table
             .clone()
             .map(|t| tables::Tables::new(t, pipeline.name.clone(), pipeline.flush.max_age)),
+        maintenance: pipeline
+            .sink
+            .table
+            .as_ref()
+            .and_then(|t| t.compaction)
+            .map(|c| maintenance::Maintenance::new(c, pipeline.window.allowed_lateness)),
+        first_partition: pipeline
+            .source
+            .topics
+            .first()
+            .map(|t| TopicPartition::new(t.clone(), 0)),
     };
     let result = worker.consume(&source, &shutdown).await;
+    if let Some(m) = &mut worker.maintenance {
+        m.abort();
+    }
     // Land what is buffered even after an error elsewhere: landing is always safe, and
     // committing it saves the next owner from re-reading it.
     let drained = worker.drain().await;
@@ -415,6 +430,9 @@ struct Worker {
     encoding: Encoding,
     /// Delta table mode: landed files waiting for their table's commit.
     tables: Option<tables::Tables>,
+    /// Compaction on a schedule, by the owner of `first_partition`.
+    maintenance: Option<maintenance::Maintenance>,
+    first_partition: Option<TopicPartition>,
 }
 
 fn now_ms() -> i64 {
@@ -486,6 +504,7 @@ impl Worker {
                     }
                     self.run_schedule();
                     self.start_table_commits(false);
+                    self.run_maintenance();
                     self.start_marker_round(source);
                     self.retry_pending().await?;
                     // A failed commit is retried on the next tick.
@@ -506,6 +525,16 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    fn run_maintenance(&mut self) {
+        let compacts = self
+            .first_partition
+            .as_ref()
+            .is_some_and(|tp| self.ownership.contains_key(tp));
+        if let Some(m) = &mut self.maintenance {
+            m.tick(compacts, &self.lake, &self.pipeline_name, &self.metrics);
         }
     }
 

@@ -230,7 +230,7 @@ impl Tables {
             return Ok(ranges);
         };
         t.refresh().await.map_err(table_error)?;
-        for path in t.files().map_err(table_error)? {
+        for path in t.record_files().map_err(table_error)? {
             let Some(name) = path.strip_prefix(dir) else {
                 continue;
             };

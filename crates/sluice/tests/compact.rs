@@ -127,4 +127,107 @@ max_records = 5
         let key = t.to_string_lossy().to_string();
         assert_eq!(last[&key]["ids"], before[&key]["ids"]);
     }
+
+    // A replay from the start into the compacted tables adds nothing: each compacted file
+    // names the offset-named files it replaced, so the records are known to be in.
+    let replay = dir.path().join("replay.toml");
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("group_id = \"tables\"", "group_id = \"tables-replay\"");
+    std::fs::write(&replay, text).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&sluice(
+        &["run", "--until-caught-up", "--listen", "127.0.0.1:0"],
+        &replay,
+    ))
+    .unwrap();
+    assert_eq!(summary["records_landed"], 0, "{summary}");
+    let replayed = read_delta_rows(&tables, "seq", &[]);
+    for t in &tables {
+        let key = t.to_string_lossy().to_string();
+        assert_eq!(replayed[&key]["ids"], before[&key]["ids"], "{key}");
+    }
+}
+
+#[test]
+fn a_compaction_schedule_in_the_pipeline_file_compacts_while_exporting() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("signals", 2);
+    let samples = generate(&SampleSpec::new(2_000, 2, 1));
+    sluice_testkit::produce(&kafka.bootstrap, "signals", &outgoing(&samples)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let pipeline = dir.path().join("scheduled.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+name = "scheduled"
+[source]
+bootstrap_servers = "{}"
+topics = ["signals"]
+group_id = "scheduled"
+[route]
+signals = ["engine.temperature"]
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+[sink]
+url = "{}"
+table = "delta"
+table_compact_every_secs = 1
+[flush]
+max_records = 5
+max_age_secs = 1
+"#,
+            kafka.bootstrap,
+            lake.display()
+        ),
+    )
+    .unwrap();
+    // A continuous worker, stopped once everything is committed and a round compacted.
+    let log = dir.path().join("worker.log");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .arg(&pipeline)
+        .env("RUST_LOG", "sluice_pipeline=info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let compacted = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("compacted a table");
+        let progress = sluice_kafka::group_progress(
+            &kafka.bootstrap,
+            "scheduled",
+            "signals",
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        if compacted && progress.values().all(|(c, end)| *c == Some(*end)) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = worker.kill();
+            panic!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on the child this test spawned and has not reaped.
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    assert!(worker.wait().unwrap().success());
+    let table = lake.join("engine.temperature");
+    let read = read_delta_rows(std::slice::from_ref(&table), "seq", &[]);
+    let t = &read[table.to_string_lossy().as_ref()];
+    let mut ids: Vec<u64> = samples
+        .iter()
+        .filter(|s| s.signal == "engine.temperature")
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    assert_eq!(t["ids"], serde_json::json!(ids), "every record once");
+    let landed = files_under(&lake, ".parquet").len() as u64;
+    assert!(t["files"].as_u64().unwrap() < landed, "{t}");
 }
