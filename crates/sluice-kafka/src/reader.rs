@@ -119,6 +119,9 @@ impl RangeReader {
                     }
                 }
                 Some(Err(e)) => return Err(e.into()),
+                // Transaction markers and compacted-away records take offsets no record
+                // arrives with: a partition whose fetch position reached its end is done.
+                None if self.reached_ends(&mut left)? => {}
                 None if last_record.elapsed() > idle => {
                     let (tp, to) = left.iter().next().expect("a partition is left");
                     return Err(SourceError::Stalled {
@@ -136,5 +139,22 @@ impl RangeReader {
         }
         progress(read);
         Ok(())
+    }
+
+    /// Drops from `left` the partitions whose fetch position is at or past their end; whether
+    /// any was dropped.
+    fn reached_ends(
+        &self,
+        left: &mut std::collections::BTreeMap<TopicPartition, i64>,
+    ) -> Result<bool, SourceError> {
+        let positions = self.consumer.position()?;
+        let before = left.len();
+        left.retain(|tp, to| {
+            !matches!(
+                positions.find_partition(&tp.topic, tp.partition).map(|e| e.offset()),
+                Some(Offset::Offset(p)) if p >= *to
+            )
+        });
+        Ok(left.len() < before)
     }
 }
