@@ -24,6 +24,44 @@ fn sluice(args: &[&str], pipeline: &Path) -> String {
     stdout
 }
 
+/// A pipeline file in `dir` named `name` (its group too) writing `signals` to Delta tables
+/// under `lake` in files of 5 records, `sink` appended to `[sink]`.
+fn table_pipeline(
+    dir: &Path,
+    name: &str,
+    bootstrap: &str,
+    lake: &Path,
+    signals: &str,
+    sink: &str,
+) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        r#"
+name = "{name}"
+[source]
+bootstrap_servers = "{bootstrap}"
+topics = ["signals"]
+group_id = "{name}"
+[route]
+signals = {signals}
+[window]
+time = "event"
+event_time_field = "timestamp"
+granularity = "hour"
+[sink]
+url = "{}"
+table = "delta"
+{sink}
+[flush]
+max_records = 5
+max_age_secs = 1
+"#,
+        lake.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn compaction_packs_a_runs_small_files_and_vacuum_removes_them() {
     let kafka = MockKafka::start(1);
@@ -32,33 +70,14 @@ fn compaction_packs_a_runs_small_files_and_vacuum_removes_them() {
     sluice_testkit::produce(&kafka.bootstrap, "signals", &outgoing(&samples)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let pipeline = dir.path().join("tables.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            r#"
-name = "tables"
-[source]
-bootstrap_servers = "{}"
-topics = ["signals"]
-group_id = "tables"
-[route]
-signals = ["engine.temperature", "cabin.humidity"]
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
-url = "{}"
-table = "delta"
-[flush]
-max_records = 5
-"#,
-            kafka.bootstrap,
-            lake.display()
-        ),
-    )
-    .unwrap();
+    let pipeline = table_pipeline(
+        dir.path(),
+        "tables",
+        &kafka.bootstrap,
+        &lake,
+        r#"["engine.temperature", "cabin.humidity"]"#,
+        "",
+    );
     sluice(
         &["run", "--until-caught-up", "--listen", "127.0.0.1:0"],
         &pipeline,
@@ -156,35 +175,14 @@ fn a_compaction_schedule_in_the_pipeline_file_compacts_while_exporting() {
     sluice_testkit::produce(&kafka.bootstrap, "signals", &outgoing(&samples)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let pipeline = dir.path().join("scheduled.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            r#"
-name = "scheduled"
-[source]
-bootstrap_servers = "{}"
-topics = ["signals"]
-group_id = "scheduled"
-[route]
-signals = ["engine.temperature"]
-[window]
-time = "event"
-event_time_field = "timestamp"
-granularity = "hour"
-[sink]
-url = "{}"
-table = "delta"
-table_compact_every_secs = 1
-[flush]
-max_records = 5
-max_age_secs = 1
-"#,
-            kafka.bootstrap,
-            lake.display()
-        ),
-    )
-    .unwrap();
+    let pipeline = table_pipeline(
+        dir.path(),
+        "scheduled",
+        &kafka.bootstrap,
+        &lake,
+        r#"["engine.temperature"]"#,
+        "table_compact_every_secs = 1",
+    );
     // A continuous worker, stopped once everything is committed and a round compacted.
     let log = dir.path().join("worker.log");
     let mut worker = Command::new(env!("CARGO_BIN_EXE_sluice"))
