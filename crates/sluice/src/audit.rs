@@ -4,14 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(path: &Path, options: &sluice_audit::AuditOptions, json: bool) -> ExitCode {
-    let pipeline = match sluice_config::load(path, &sluice_config::process_env) {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{}: {e}", path.display());
-            }
-            return ExitCode::from(2);
-        }
+    let Some(pipeline) = crate::load_pipeline(path) else {
+        return ExitCode::from(2);
     };
     match sluice_audit::audit(&pipeline, options).await {
         Ok(report) => {

@@ -260,14 +260,9 @@ fn validate(paths: &[PathBuf], no_env: bool) -> ExitCode {
 async fn inspect(file: &str, pipeline: Option<&std::path::Path>, rows: usize) -> ExitCode {
     let bytes = match pipeline {
         None => std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}")),
-        Some(path) => match sluice_config::load(path, &sluice_config::process_env) {
-            Err(errors) => {
-                for e in &errors.0 {
-                    eprintln!("{}: {e}", path.display());
-                }
-                return ExitCode::from(2);
-            }
-            Ok(p) => match sluice_lake::Lake::open(&p.sink.destination).await {
+        Some(path) => match load_pipeline(path) {
+            None => return ExitCode::from(2),
+            Some(p) => match sluice_lake::Lake::open(&p.sink.destination).await {
                 Ok(lake) => {
                     if let Some(table) = tables::inspect(&lake, &p, file).await {
                         return match table {
@@ -304,19 +299,27 @@ async fn inspect(file: &str, pipeline: Option<&std::path::Path>, rows: usize) ->
     }
 }
 
+/// The pipeline file at `path` with its secrets from the environment, or `None` after
+/// printing every problem (field and fix) on stderr.
+pub(crate) fn load_pipeline(path: &std::path::Path) -> Option<sluice_config::ValidatedPipeline> {
+    match sluice_config::load(path, &sluice_config::process_env) {
+        Ok(p) => Some(p),
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{}: {e}", path.display());
+            }
+            None
+        }
+    }
+}
+
 async fn run(
     path: &std::path::Path,
     listen: SocketAddr,
     mode: sluice_pipeline::RunMode,
 ) -> ExitCode {
-    let pipeline = match sluice_config::load(path, &sluice_config::process_env) {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{}: {e}", path.display());
-            }
-            return ExitCode::from(2);
-        }
+    let Some(pipeline) = load_pipeline(path) else {
+        return ExitCode::from(2);
     };
     let shutdown = Shutdown::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

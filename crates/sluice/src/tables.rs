@@ -3,22 +3,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-fn load(path: &Path) -> Option<sluice_config::ValidatedPipeline> {
-    match sluice_config::load(path, &sluice_config::process_env) {
-        Ok(p) => Some(p),
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{}: {e}", path.display());
-            }
-            None
-        }
-    }
-}
-
 /// Compacts the closed partitions of every table in the pipeline's lake and vacuums what
 /// compaction replaced more than `retention_hours` ago; prints one JSON line per table.
 pub async fn compact(path: &Path, target_mb: u64, retention_hours: i64) -> ExitCode {
-    let Some(p) = load(path) else {
+    let Some(p) = crate::load_pipeline(path) else {
         return ExitCode::from(2);
     };
     let lake = match sluice_lake::Lake::open(&p.sink.destination).await {
