@@ -281,6 +281,12 @@ fn lookup<'a>(object: &Object<'a>, path: &[String]) -> Result<Option<&'a RawValu
 fn scalar_text(raw: &RawValue, field: &str) -> Result<String, DeadReason> {
     match serde_json::from_str::<serde_json::Value>(raw.get()) {
         Ok(serde_json::Value::String(s)) => Ok(s),
+        // An integer names its signal by its digits: serde_json would round 2^64 and beyond.
+        Ok(serde_json::Value::Number(_))
+            if !raw.get().bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) =>
+        {
+            Ok(raw.get().trim().to_string())
+        }
         Ok(serde_json::Value::Number(n)) => Ok(n.to_string()),
         Ok(serde_json::Value::Bool(b)) => Ok(b.to_string()),
         _ => Err(DeadReason::new(
@@ -537,6 +543,26 @@ url = "/tmp/x"
         match ingest.route(&ahead, 1_709_649_432_345) {
             Routed::Dead(d) => assert_eq!(d.label, "implausible_timestamp"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A numeric signal name keeps every digit, even past 64 bits.
+    #[test]
+    fn integer_signal_names_keep_their_digits() {
+        let r = Router::new(&pipeline(
+            "signal_field = \"sig\"",
+            "time = \"ingestion\"\ngranularity = \"hour\"",
+        ));
+        for (sig, want) in [
+            ("18446744073709551617", "18446744073709551617"),
+            ("-7", "-7"),
+            ("2.5", "2.5"),
+        ] {
+            let rec = record(format!(r#"{{"sig": {sig} }}"#).as_bytes());
+            let Routed::Data { signal, .. } = r.route(&rec, 1_709_649_432_345) else {
+                panic!("{sig}")
+            };
+            assert_eq!(signal.as_str(), want);
         }
     }
 

@@ -6,6 +6,8 @@ use apache_avro::types::Value as Avro;
 use apache_avro::{Codec as AvroCodec, DeflateSettings, Schema, Writer, ZstandardSettings};
 use serde_json::{json, Value};
 
+use crate::json::Node;
+
 use crate::table::{lookup, Table};
 use crate::{Codec, EncodeError, EncodeOptions, Kind, Sink, TimeUnit, Written};
 
@@ -192,13 +194,13 @@ fn nullable(v: Option<Avro>) -> Avro {
     }
 }
 
-fn convert(plan: &Plan, v: Option<&Value>) -> Avro {
+fn convert(plan: &Plan, v: Option<&Node>) -> Avro {
     let inner = v.and_then(|v| match plan {
         Plan::Bool => v.as_bool().map(Avro::Boolean),
         Plan::Int => v.as_i64().map(Avro::Long),
         Plan::Float => v.as_f64().map(Avro::Double),
         Plan::Str => v.as_str().map(|s| Avro::String(s.to_string())),
-        Plan::Json => Some(Avro::String(v.to_string())),
+        Plan::Json => Some(Avro::String(v.json_text())),
         Plan::Timestamp(unit) => v
             .as_str()
             .and_then(|s| crate::schema::parse_timestamp(s, *unit))
@@ -214,14 +216,14 @@ fn convert(plan: &Plan, v: Option<&Value>) -> Avro {
                     .collect(),
             )
         }),
-        Plan::Record(fields) => v.as_object().map(|o| {
+        Plan::Record(fields) => v.is_object().then(|| {
             Avro::Record(
                 fields
                     .iter()
                     .map(|(key, name, p)| {
                         (
                             name.clone(),
-                            convert(p, o.get(key).filter(|x| !x.is_null())),
+                            convert(p, v.get(key).filter(|x| !x.is_null())),
                         )
                     })
                     .collect(),

@@ -10,7 +10,7 @@ use apache_avro::{Schema, Writer};
 use serde::{Deserialize, Serialize};
 
 use crate::avro::{codec, header, marker, writer_error};
-use crate::table::{lines, parse_line};
+use crate::table::lines;
 use crate::{Codec, EncodeError, Envelope, Sink, Written};
 
 /// IoT Hub's routing schema, as its storage endpoint writes it.
@@ -141,11 +141,10 @@ pub(crate) fn write(
         .build();
     let mut rows = 0u64;
     for (row, raw) in lines(ndjson).enumerate() {
-        let e: EnvelopeLine =
-            serde_json::from_value(parse_line(raw, row)?).map_err(|err| EncodeError::Line {
-                row,
-                detail: format!("not an envelope line: {err}"),
-            })?;
+        let e: EnvelopeLine = serde_json::from_slice(raw).map_err(|err| EncodeError::Line {
+            row,
+            detail: format!("not an envelope line: {err}"),
+        })?;
         let body = Some(e.Body.as_bytes());
         match envelope {
             Envelope::IotHub => writer.append_ser(IotHubRecord {

@@ -3,7 +3,9 @@
 //! Buffers hold records as raw NDJSON lines (compact: about one byte per payload byte).
 //! Encoding a columnar file reads them twice: once to settle the columns (inferred and
 //! widened, or declared), then [`table::CHUNK_ROWS`] lines at a time into Arrow batches (or
-//! Avro values), so only one chunk of parsed `serde_json::Value`s exists at any moment.
+//! Avro values), so only one chunk of parsed lines exists at any moment. Lines are read into
+//! [`json::Node`]s, which borrow from the buffer and keep numbers as written: an integer no
+//! column type holds is written as its exact text.
 //! Every encoding is deterministic — the same lines give the same bytes, so a file rewritten
 //! after a crash is identical to the first attempt — except PGP encryption, whose session key
 //! is random (write-if-absent keeps the first copy either way).
@@ -15,6 +17,7 @@ pub mod avro;
 mod csv;
 pub mod envelope;
 pub mod inspect;
+pub mod json;
 mod options;
 mod parquet;
 pub mod pgp;
@@ -113,19 +116,25 @@ fn ndjson_file(ndjson: &[u8], opts: &EncodeOptions, out: Sink) -> Result<Written
     };
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut rows = 0u64;
+    let mut projected = String::new();
     for (row, line) in table::lines(ndjson).enumerate() {
         let v = table::parse_line(line, row)?;
-        let mut projected = serde_json::Map::new();
-        for c in columns {
-            if let Some(x) = table::lookup(&v, &c.path) {
-                projected.insert(c.name.clone(), x.clone());
+        // The mapped fields in the mapping's order, each value exactly as the record has it.
+        let fields = columns
+            .iter()
+            .filter_map(|c| json::lookup(&v, &c.path).map(|x| (c.name.as_str(), x)));
+        projected.clear();
+        projected.push('{');
+        for (i, (name, x)) in fields.enumerate() {
+            if i > 0 {
+                projected.push(',');
             }
+            projected.push_str(&json::Node::Str(name.into()).json_text());
+            projected.push(':');
+            projected.push_str(&x.json_text());
         }
-        serde_json::to_writer(&mut out, &projected).map_err(|e| EncodeError::Writer {
-            format: "ndjson",
-            detail: e.to_string(),
-        })?;
-        out.write_all(b"\n")?;
+        projected.push_str("}\n");
+        out.write_all(projected.as_bytes())?;
         rows += 1;
     }
     out.flush()?;
@@ -231,6 +240,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.bytes, b"{\"Device\":\"d1\",\"t\":3}\n{}\n");
+    }
+
+    /// An integer no 64-bit column holds keeps every digit in every format: as JSON text in
+    /// the columnar ones, as written in NDJSON (issue 13, item 9).
+    #[test]
+    fn integers_beyond_64_bits_keep_every_digit() {
+        let lines = b"{\"id\":18446744073709551616,\"n\":[1,-100000000000000000000001],\"v\":1.5}\n{\"id\":3,\"n\":[],\"v\":2}\n";
+        for (format, name) in [
+            (FileFormat::Csv, "f.csv"),
+            (FileFormat::Avro, "f.avro"),
+            (FileFormat::Parquet, "f.parquet"),
+        ] {
+            let file = encode(lines, &EncodeOptions::new(format, Codec::None)).unwrap();
+            let report = inspect::inspect(&file.bytes, name, 2).unwrap();
+            let rows = report.first_rows.join("\n");
+            assert!(rows.contains("18446744073709551616"), "{format:?}: {rows}");
+            assert!(
+                rows.contains("-100000000000000000000001"),
+                "{format:?}: {rows}"
+            );
+        }
+        let mut opts = EncodeOptions::new(FileFormat::Ndjson, Codec::None);
+        opts.columns = Some(vec![Column {
+            name: "id".into(),
+            path: vec!["id".into()],
+        }]);
+        let out = encode(lines, &opts).unwrap();
+        assert_eq!(out.bytes, b"{\"id\":18446744073709551616}\n{\"id\":3}\n");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use serde::de::DeserializeSeed;
 use serde_json::Value;
 
+use crate::json::{self, Node, NumberKind};
 use crate::options::TimeUnit;
 
 /// The type of one value or column. Every column is nullable: JSON fields come and go.
@@ -57,6 +57,17 @@ impl Fields {
             None => {
                 self.index.insert(name.clone(), self.entries.len());
                 self.entries.push((name, kind));
+            }
+        }
+    }
+
+    /// The index of `name`, added (as `Null`) if new.
+    fn slot(&mut self, name: &str) -> usize {
+        match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                self.push(name, Kind::Null);
+                self.entries.len() - 1
             }
         }
     }
@@ -145,35 +156,6 @@ impl Inference {
         }
     }
 
-    pub fn kind_of(&mut self, v: &Value, path: &dyn Fn() -> String) -> Kind {
-        match v {
-            Value::Null => Kind::Null,
-            Value::Bool(_) => Kind::Bool,
-            Value::Number(n) if n.is_i64() => Kind::Int,
-            // Beyond i64 (serde_json keeps u64 exact): kept exactly, as text.
-            Value::Number(n) if n.is_u64() => Kind::Json,
-            Value::Number(_) => Kind::Float,
-            Value::String(s) => self.string_kind(s),
-            Value::Array(items) => {
-                let inner = || format!("{}[]", path());
-                let mut elem = Kind::Null;
-                for item in items {
-                    let k = self.kind_of(item, &inner);
-                    elem = widen(elem, k, &mut self.conflicts, &inner);
-                }
-                Kind::List(Box::new(elem))
-            }
-            Value::Object(map) => {
-                let mut fields = Fields::default();
-                for (name, value) in map {
-                    let k = self.kind_of(value, &|| join(&path(), name));
-                    fields.push(name.clone(), k);
-                }
-                Kind::Struct(fields)
-            }
-        }
-    }
-
     fn string_kind(&self, s: &str) -> Kind {
         if self.infer_timestamps && parse_timestamp(s, self.unit).is_some() {
             Kind::Timestamp
@@ -183,238 +165,74 @@ impl Inference {
     }
 
     /// Widens `schema` by one value.
-    pub fn observe(&mut self, schema: Kind, v: &Value, path: &str) -> Kind {
-        let k = self.kind_of(v, &|| path.to_string());
-        widen(schema, k, &mut self.conflicts, &|| path.to_string())
+    pub fn observe(&mut self, schema: Kind, v: &Node, path: &str) -> Kind {
+        let mut slot = schema;
+        self.widen_into(&mut slot, v, &|| path.to_string());
+        slot
     }
 
-    /// Widens `schema` by one JSON text, read straight from its bytes: no `Value` tree is
-    /// built (this pass reads every line of a file once more than the writers do).
-    pub fn observe_line(&mut self, schema: Kind, line: &[u8]) -> Result<Kind, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_slice(line);
-        let mut schema = schema;
-        WidenSeed {
-            inference: self,
-            slot: &mut schema,
-            path: &String::new,
-        }
-        .deserialize(&mut de)?;
-        de.end()?;
-        Ok(schema)
+    /// Widens `schema` by one JSON text.
+    pub fn observe_line(&mut self, schema: Kind, line: &[u8]) -> Result<Kind, String> {
+        Ok(self.observe(schema, &json::parse(line)?, ""))
     }
-}
 
-/// Widens the kind in `slot` by the value being deserialized, in place: known fields are
-/// found without allocating, so a record that matches the schema so far costs no allocation.
-struct WidenSeed<'i, 's, 'p> {
-    inference: &'i mut Inference,
-    slot: &'s mut Kind,
-    path: &'p dyn Fn() -> String,
-}
-
-impl WidenSeed<'_, '_, '_> {
-    fn scalar(self, k: Kind) {
-        let old = std::mem::replace(self.slot, Kind::Null);
-        *self.slot = widen(old, k, &mut self.inference.conflicts, self.path);
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for WidenSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for WidenSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JSON")
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.scalar(Kind::Bool);
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.scalar(Kind::Int);
-        Ok(())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.scalar(if i64::try_from(v).is_ok() {
-            Kind::Int
-        } else {
-            Kind::Json
-        });
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.scalar(Kind::Float);
-        Ok(())
-    }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        let k = self.inference.string_kind(v);
-        self.scalar(k);
-        Ok(())
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if matches!(self.slot, Kind::Null) {
-            *self.slot = Kind::List(Box::new(Kind::Null));
-        }
-        let path = self.path;
-        let inner = || format!("{}[]", path());
-        match self.slot {
-            Kind::List(elem) => {
-                while seq
-                    .next_element_seed(WidenSeed {
-                        inference: &mut *self.inference,
-                        slot: elem,
-                        path: &inner,
-                    })?
-                    .is_some()
-                {}
-                Ok(())
-            }
-            _ => {
-                // Not a list so far: infer this array's kind on its own, then widen (conflict).
-                let mut elem = Kind::Null;
-                while let Some(k) = seq.next_element_seed(KindSeed {
-                    inference: &mut *self.inference,
-                    path: &inner,
-                })? {
-                    elem = widen(elem, k, &mut self.inference.conflicts, &inner);
+    /// Widens the kind in `slot` by `v`, in place: a record whose fields the schema already
+    /// has costs no allocation here.
+    fn widen_into(&mut self, slot: &mut Kind, v: &Node, path: &dyn Fn() -> String) {
+        match v {
+            Node::Array(items) => {
+                if matches!(slot, Kind::Null) {
+                    *slot = Kind::List(Box::new(Kind::Null));
                 }
-                self.scalar(Kind::List(Box::new(elem)));
-                Ok(())
-            }
-        }
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        if matches!(self.slot, Kind::Null) {
-            *self.slot = Kind::Struct(Fields::default());
-        }
-        let path = self.path;
-        match self.slot {
-            Kind::Struct(fields) => {
-                while let Some(name) = map.next_key::<BorrowedKey<'de>>()? {
-                    let i = match fields.index.get(name.0.as_ref()) {
-                        Some(&i) => i,
-                        None => {
-                            fields.push(name.0.as_ref(), Kind::Null);
-                            fields.entries.len() - 1
-                        }
-                    };
-                    let at = || join(&path(), &name.0);
-                    map.next_value_seed(WidenSeed {
-                        inference: &mut *self.inference,
-                        slot: &mut fields.entries[i].1,
-                        path: &at,
-                    })?;
+                let inner = || format!("{}[]", path());
+                if let Kind::List(elem) = slot {
+                    for item in items {
+                        self.widen_into(elem, item, &inner);
+                    }
+                } else {
+                    // Not a list so far: this array's own kind, widened against it (a conflict).
+                    let mut own = Kind::List(Box::new(Kind::Null));
+                    self.widen_into(&mut own, v, path);
+                    self.widen_slot(slot, own, path);
                 }
-                Ok(())
             }
-            _ => {
-                let k = KindSeed {
-                    inference: &mut *self.inference,
-                    path,
+            Node::Object(entries) => {
+                if matches!(slot, Kind::Null) {
+                    *slot = Kind::Struct(Fields::default());
                 }
-                .visit_map(map)?;
-                self.scalar(k);
-                Ok(())
+                if let Kind::Struct(fields) = slot {
+                    for (name, value) in entries {
+                        let i = fields.slot(name);
+                        let at = || join(&path(), name);
+                        self.widen_into(&mut fields.entries[i].1, value, &at);
+                    }
+                } else {
+                    let mut own = Kind::Struct(Fields::default());
+                    self.widen_into(&mut own, v, path);
+                    self.widen_slot(slot, own, path);
+                }
+            }
+            Node::Null => {}
+            Node::Bool(_) => self.widen_slot(slot, Kind::Bool, path),
+            Node::Number(text) => {
+                let k = match json::number_kind(text) {
+                    NumberKind::Int => Kind::Int,
+                    NumberKind::Float => Kind::Float,
+                    // No column type holds it: kept exactly, as its text.
+                    NumberKind::Text => Kind::Json,
+                };
+                self.widen_slot(slot, k, path);
+            }
+            Node::Str(s) => {
+                let k = self.string_kind(s);
+                self.widen_slot(slot, k, path);
             }
         }
     }
-}
 
-/// A map key borrowed from the input when it has no escapes.
-struct BorrowedKey<'a>(std::borrow::Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for BorrowedKey<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = BorrowedKey<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<BorrowedKey<'de>, E> {
-                Ok(BorrowedKey(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<BorrowedKey<'de>, E> {
-                Ok(BorrowedKey(std::borrow::Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// Infers a kind while deserializing, without materializing the value.
-struct KindSeed<'i, 'p> {
-    inference: &'i mut Inference,
-    path: &'p dyn Fn() -> String,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for KindSeed<'_, '_> {
-    type Value = Kind;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for KindSeed<'_, '_> {
-    type Value = Kind;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JSON")
-    }
-    fn visit_unit<E>(self) -> Result<Kind, E> {
-        Ok(Kind::Null)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
-        Ok(Kind::Bool)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Kind, E> {
-        Ok(Kind::Int)
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Kind, E> {
-        Ok(if i64::try_from(v).is_ok() {
-            Kind::Int
-        } else {
-            Kind::Json
-        })
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
-        Ok(Kind::Float)
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
-        Ok(self.inference.string_kind(v))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
-        let path = self.path;
-        let inner = || format!("{}[]", path());
-        let mut elem = Kind::Null;
-        while let Some(k) = seq.next_element_seed(KindSeed {
-            inference: &mut *self.inference,
-            path: &inner,
-        })? {
-            elem = widen(elem, k, &mut self.inference.conflicts, &inner);
-        }
-        Ok(Kind::List(Box::new(elem)))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
-        let path = self.path;
-        let mut fields = Fields::default();
-        while let Some(name) = map.next_key::<BorrowedKey<'de>>()? {
-            let name = name.0;
-            let at = || join(&path(), &name);
-            let k = map.next_value_seed(KindSeed {
-                inference: &mut *self.inference,
-                path: &at,
-            })?;
-            fields.push(name.as_ref(), k);
-        }
-        Ok(Kind::Struct(fields))
+    fn widen_slot(&mut self, slot: &mut Kind, k: Kind, path: &dyn Fn() -> String) {
+        let old = std::mem::replace(slot, Kind::Null);
+        *slot = widen(old, k, &mut self.conflicts, path);
     }
 }
 
@@ -699,7 +517,7 @@ impl DeclaredSchema {
     /// Whether a record fits: required fields present, every declared field of its type.
     pub fn check(&self, record: &Value, unit: TimeUnit) -> Result<(), String> {
         for r in &self.required {
-            if crate::table::lookup(record, r).is_none() {
+            if value_at(record, r).is_none() {
                 return Err(format!(
                     "required field '{}' is missing or null",
                     r.join(".")
@@ -708,6 +526,15 @@ impl DeclaredSchema {
         }
         check(&self.kind, record, unit, "")
     }
+}
+
+/// The value at a dotted path of a parsed record; absent and null are the same.
+fn value_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut v = v;
+    for key in path {
+        v = v.as_object()?.get(key)?;
+    }
+    (!v.is_null()).then_some(v)
 }
 
 #[cfg(test)]
@@ -719,7 +546,7 @@ mod tests {
         let mut inf = Inference::new(TimeUnit::Micros, true);
         let mut k = Kind::Null;
         for v in values {
-            k = inf.observe(k, v, "");
+            k = inf.observe_line(k, v.to_string().as_bytes()).unwrap();
         }
         (k, inf.conflicts)
     }
@@ -746,26 +573,41 @@ mod tests {
     }
 
     #[test]
-    fn reading_lines_infers_what_reading_values_does() {
-        let values = [
+    fn arrays_objects_and_conflicts_widen_by_path() {
+        let (k, mut conflicts) = infer(&[
             json!({"a": 1, "n": null, "l": [1, 2], "o": {"x": "2024-05-01T10:00:00Z"}}),
             json!({"a": 2.5, "b": "x", "n": {"deep": [1, {"k": 1}]}, "l": "no", "o": {"x": "s", "y": []}}),
             json!({"big": 18446744073709551615u64, "a": "str", "b\"q": true, "l": [[1], [2.5]]}),
-        ];
-        let (by_values, conflicts) = infer(&values);
+        ]);
+        conflicts.sort();
+        assert_eq!(conflicts, ["a", "l", "n.deep[]"]);
+        let Kind::Struct(f) = k else { panic!() };
+        assert_eq!(f.get("a"), Some(&Kind::Json));
+        assert_eq!(f.get("big"), Some(&Kind::Json));
+        assert_eq!(f.get("b\"q"), Some(&Kind::Bool));
+        let Some(Kind::Struct(o)) = f.get("o") else {
+            panic!()
+        };
+        assert_eq!(o.get("x"), Some(&Kind::Str));
+        assert_eq!(o.get("y"), Some(&Kind::List(Box::new(Kind::Null))));
+    }
+
+    /// Integers of 2^64 and beyond are JSON text, never doubles; decimals stay doubles.
+    #[test]
+    fn integers_no_64_bit_type_holds_are_json_text() {
         let mut inf = Inference::new(TimeUnit::Micros, true);
-        let mut by_lines = Kind::Null;
-        for v in &values {
-            by_lines = inf
-                .observe_line(by_lines, v.to_string().as_bytes())
-                .unwrap();
+        let mut k = Kind::Null;
+        for line in [
+            &br#"{"huge":18446744073709551616,"neg":-9223372036854775809,"f":1e3,"i":-9223372036854775808}"#[..],
+            br#"{"huge":1,"f":2}"#,
+        ] {
+            k = inf.observe_line(k, line).unwrap();
         }
-        assert_eq!(by_lines, by_values);
-        let (mut a, mut b) = (inf.conflicts, conflicts);
-        a.sort();
-        b.sort();
-        assert_eq!(a, b);
-        assert_eq!(a, ["a", "l", "n.deep[]"]);
+        let Kind::Struct(f) = k else { panic!() };
+        assert_eq!(f.get("huge"), Some(&Kind::Json));
+        assert_eq!(f.get("neg"), Some(&Kind::Json));
+        assert_eq!(f.get("f"), Some(&Kind::Float));
+        assert_eq!(f.get("i"), Some(&Kind::Int));
     }
 
     #[test]

@@ -9,13 +9,13 @@ use arrow_array::builder::{
 use arrow_array::{new_null_array, ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, Fields as ArrowFields, Schema, SchemaRef};
-use serde_json::Value;
 
+use crate::json::{self, Node};
 use crate::options::{EncodeOptions, TimeUnit};
 use crate::schema::{finalize, finalize_inferred, parse_timestamp, Inference, Kind};
 use crate::EncodeError;
 
-/// Lines parsed at a time: bounds how many `serde_json::Value`s exist at once.
+/// Lines parsed at a time: bounds how many parsed lines exist at once.
 pub const CHUNK_ROWS: usize = 8192;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,21 +39,11 @@ pub fn lines(ndjson: &[u8]) -> impl Iterator<Item = &[u8]> {
     ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty())
 }
 
-pub fn parse_line(line: &[u8], row: usize) -> Result<Value, EncodeError> {
-    serde_json::from_slice(line).map_err(|e| EncodeError::Line {
-        row,
-        detail: e.to_string(),
-    })
+pub fn parse_line(line: &[u8], row: usize) -> Result<Node<'_>, EncodeError> {
+    json::parse(line).map_err(|detail| EncodeError::Line { row, detail })
 }
 
-/// The value at a dotted path; absent and null are the same.
-pub fn lookup<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
-    let mut v = v;
-    for key in path {
-        v = v.as_object()?.get(key)?;
-    }
-    (!v.is_null()).then_some(v)
-}
+pub use json::lookup;
 
 impl Table {
     /// Reads every line once to settle the columns (unless a schema is declared). `flat`
@@ -111,13 +101,9 @@ impl Table {
             (None, None) => {
                 let mut schema = Kind::Null;
                 for (row, line) in lines(ndjson).enumerate() {
-                    schema =
-                        inference
-                            .observe_line(schema, line)
-                            .map_err(|e| EncodeError::Line {
-                                row,
-                                detail: e.to_string(),
-                            })?;
+                    schema = inference
+                        .observe_line(schema, line)
+                        .map_err(|detail| EncodeError::Line { row, detail })?;
                 }
                 match schema {
                     Kind::Struct(fields) => fields
@@ -162,12 +148,12 @@ impl Table {
     }
 
     /// One Arrow batch holding `rows`.
-    pub fn batch(&self, schema: &SchemaRef, rows: &[Value]) -> Result<RecordBatch, EncodeError> {
+    pub fn batch(&self, schema: &SchemaRef, rows: &[Node]) -> Result<RecordBatch, EncodeError> {
         let arrays: Vec<ArrayRef> = self
             .columns
             .iter()
             .map(|c| {
-                let vals: Vec<Option<&Value>> = rows.iter().map(|r| lookup(r, &c.path)).collect();
+                let vals: Vec<Option<&Node>> = rows.iter().map(|r| lookup(r, &c.path)).collect();
                 build(&c.kind, &vals, self.unit)
             })
             .collect();
@@ -177,9 +163,9 @@ impl Table {
     }
 
     /// Calls `each` with the parsed rows of `ndjson`, [`CHUNK_ROWS`] at a time.
-    pub fn chunks(
-        ndjson: &[u8],
-        mut each: impl FnMut(&[Value]) -> Result<(), EncodeError>,
+    pub fn chunks<'a>(
+        ndjson: &'a [u8],
+        mut each: impl FnMut(&[Node<'a>]) -> Result<(), EncodeError>,
     ) -> Result<u64, EncodeError> {
         let mut rows = Vec::with_capacity(CHUNK_ROWS);
         let mut n = 0u64;
@@ -234,39 +220,39 @@ fn struct_fields(f: &crate::schema::Fields, unit: TimeUnit) -> ArrowFields {
         .collect()
 }
 
-/// The JSON text of a value for a JSON-text column; strings stay unquoted only in
-/// string columns.
-fn json_text(v: &Value) -> String {
-    v.to_string()
+/// The JSON text of a value for a JSON-text column (numbers exactly as written); strings
+/// stay unquoted only in string columns.
+fn json_text(v: &Node) -> String {
+    v.json_text()
 }
 
 /// Builds one column. A value that does not fit its column's kind (only possible with a
 /// declared schema, whose violations the router dead-letters) is written as null.
-pub fn build(kind: &Kind, vals: &[Option<&Value>], unit: TimeUnit) -> ArrayRef {
+pub fn build(kind: &Kind, vals: &[Option<&Node>], unit: TimeUnit) -> ArrayRef {
     match kind {
         Kind::Null => new_null_array(&DataType::Utf8, vals.len()),
         Kind::Bool => {
             let mut b = BooleanBuilder::with_capacity(vals.len());
             vals.iter()
-                .for_each(|v| b.append_option(v.and_then(Value::as_bool)));
+                .for_each(|v| b.append_option(v.and_then(Node::as_bool)));
             Arc::new(b.finish())
         }
         Kind::Int => {
             let mut b = Int64Builder::with_capacity(vals.len());
             vals.iter()
-                .for_each(|v| b.append_option(v.and_then(Value::as_i64)));
+                .for_each(|v| b.append_option(v.and_then(Node::as_i64)));
             Arc::new(b.finish())
         }
         Kind::Float => {
             let mut b = Float64Builder::with_capacity(vals.len());
             vals.iter()
-                .for_each(|v| b.append_option(v.and_then(Value::as_f64)));
+                .for_each(|v| b.append_option(v.and_then(Node::as_f64)));
             Arc::new(b.finish())
         }
         Kind::Str => {
             let mut b = StringBuilder::with_capacity(vals.len(), vals.len() * 16);
             vals.iter()
-                .for_each(|v| b.append_option(v.and_then(Value::as_str)));
+                .for_each(|v| b.append_option(v.and_then(Node::as_str)));
             Arc::new(b.finish())
         }
         Kind::Json => {
@@ -275,8 +261,8 @@ pub fn build(kind: &Kind, vals: &[Option<&Value>], unit: TimeUnit) -> ArrayRef {
             Arc::new(b.finish())
         }
         Kind::Timestamp => {
-            let ts = |v: &Option<&Value>| {
-                v.and_then(Value::as_str)
+            let ts = |v: &Option<&Node>| {
+                v.and_then(Node::as_str)
                     .and_then(|s| parse_timestamp(s, unit))
             };
             match unit {
@@ -295,10 +281,10 @@ pub fn build(kind: &Kind, vals: &[Option<&Value>], unit: TimeUnit) -> ArrayRef {
         Kind::List(elem) => {
             let mut offsets = Vec::with_capacity(vals.len() + 1);
             offsets.push(0i32);
-            let mut items: Vec<Option<&Value>> = Vec::new();
+            let mut items: Vec<Option<&Node>> = Vec::new();
             let mut valid = Vec::with_capacity(vals.len());
             for v in vals {
-                match v.and_then(Value::as_array) {
+                match v.and_then(Node::as_array) {
                     Some(a) => {
                         items.extend(a.iter().map(|x| (!x.is_null()).then_some(x)));
                         valid.push(true);
@@ -319,12 +305,12 @@ pub fn build(kind: &Kind, vals: &[Option<&Value>], unit: TimeUnit) -> ArrayRef {
         Kind::Struct(fields) => {
             let valid: Vec<bool> = vals
                 .iter()
-                .map(|v| v.is_some_and(Value::is_object))
+                .map(|v| v.is_some_and(Node::is_object))
                 .collect();
             let children: Vec<ArrayRef> = fields
                 .iter()
                 .map(|(name, k)| {
-                    let sub: Vec<Option<&Value>> = vals
+                    let sub: Vec<Option<&Node>> = vals
                         .iter()
                         .map(|v| v.and_then(|v| v.get(name)).filter(|x| !x.is_null()))
                         .collect();
