@@ -2,7 +2,9 @@
 //! that is full, old enough, or pending at shutdown is encoded and landed in the lake; and
 //! offsets are committed only up to the first record not yet inside a landed file.
 //!
-//! This file holds the loop itself (receive, route, judge lateness, commit); its parts:
+//! This file holds the loop itself and the worker's state; its parts: `backpressure`
+//! (pausing fetches while memory or landings are full), `intake` (one record
+//! routed, judged for lateness and buffered), `commits` (offsets up to what landed),
 //! `claims` (partition ownership in the lake), `landing` (encoding and writing buffers, and
 //! what a finished landing does), `write` (one fenced, bounded write), `refusals` (records a
 //! format refuses), `schedule` (batch runs and manifests), `marker_rounds` and `markers`
@@ -10,11 +12,14 @@
 //! `inflight` (landings per partition), `ownership` (takeover rules), `tables` (Delta table
 //! commits).
 
+mod backpressure;
 mod catch_up;
 mod claims;
+mod commits;
 #[cfg(test)]
 mod fuzz_tests;
 mod inflight;
+mod intake;
 mod landing;
 mod maintenance;
 mod marker_rounds;
@@ -42,9 +47,7 @@ use sluice_core::{
     parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
     SignalName, TopicPartition, Window, LATE_PREFIX,
 };
-use sluice_fold::{
-    dead_letter_line, Buffer, BufferKey, Buffers, DeadReason, Routed, Router, Target,
-};
+use sluice_fold::{Buffer, BufferKey, Buffers, Router, Target};
 use sluice_format::{Codec, EncodeOptions, FileFormat};
 use sluice_kafka::{KafkaSource, PartitionEvent, SharedLedgers, SourceError};
 use sluice_lake::{Claim, Lake, LakeError, Landed};
@@ -456,36 +459,7 @@ impl Worker {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // Backpressure: fetch only while landings and memory have room (bytes of files
-            // still landing count against the budget too, so memory stays bounded however slow
-            // the lake is). Paused partitions are still polled, so the group keeps this worker.
-            // Resuming needs room for half again, so the worker does not flap at the limit.
-            let stalled = !self.pending.is_empty()
-                || if self.paused {
-                    self.landings.len() > MAX_LANDINGS_IN_FLIGHT / 2
-                        || (!self.landings.is_empty()
-                            && self.held_bytes() > self.budget_bytes / 4 * 3)
-                } else {
-                    self.landings.len() >= MAX_LANDINGS_IN_FLIGHT
-                        || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes)
-                };
-            if stalled != self.paused {
-                // Partitions not ready (their lake claim is pending) stay paused regardless.
-                let changed = if stalled {
-                    let tps: Vec<_> = self.ownership.keys().cloned().collect();
-                    source.pause(&tps)
-                } else {
-                    source.resume(&self.ready_partitions())
-                };
-                match changed {
-                    Ok(()) => {
-                        self.paused = stalled;
-                        self.metrics.paused.set(i64::from(stalled));
-                        tracing::info!(paused = stalled, "backpressure");
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot pause or resume partitions"),
-                }
-            }
+            self.apply_backpressure(source);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -603,287 +577,6 @@ impl Worker {
             self.shutdown.cancel();
         }
         c.report(self.summary.records_consumed, self.summary.files_landed);
-    }
-
-    async fn on_record(&mut self, record: sluice_core::Record) -> Result<(), PipelineError> {
-        // Records queue behind one that waits for the lake, so each partition stays in order.
-        // Meanwhile fetching is paused but polling goes on, so the group keeps this worker
-        // (and its rebalance callbacks run) however long the lake is down.
-        if !self.pending.is_empty() {
-            self.pending.push_back(record);
-        } else if let Some(back) = self.on_record_routed(record).await? {
-            tracing::warn!("lake unavailable for a listing; pausing until it answers");
-            self.pending.push_back(back);
-            self.pending_retry_at = Instant::now() + self.pending_backoff;
-        }
-        for buffer in self.buffers.take_over_budget() {
-            self.spawn_landing(buffer, None);
-        }
-        Ok(())
-    }
-
-    /// Routes and buffers one record. Returns it back when the lake could not be listed for
-    /// its key (temporarily): nothing about it was recorded yet, so it can simply be retried.
-    async fn on_record_routed(
-        &mut self,
-        record: sluice_core::Record,
-    ) -> Result<Option<sluice_core::Record>, PipelineError> {
-        let tp = TopicPartition::new(record.topic.clone(), record.partition);
-        match self.ownership.get_mut(&tp) {
-            // Fetched before a revocation: its new owner handles it.
-            None => return Ok(None),
-            // Fetched before the pause took hold; routed once the claim is in.
-            Some(owned) if !owned.ready => {
-                owned.waiting.push_back(record);
-                return Ok(None);
-            }
-            Some(_) => {}
-        }
-        // Offsets arrive in order; one at or behind the last consumed is a second delivery of
-        // a record already accounted for (buffered, landed or skipped): dropped, not doubled.
-        let last = self
-            .ledgers
-            .lock()
-            .expect("ledger lock")
-            .get(&tp)
-            .and_then(|l| l.last_consumed());
-        if last.is_some_and(|last| record.offset <= last) {
-            tracing::warn!(record = %record.coordinates(), ?last, "a record arrived again behind its partition's position; skipped");
-            return Ok(None);
-        }
-        let arrival = now_ms();
-        let routed = self.router.route(&record, arrival);
-        let (routed, late) = self.judge_lateness(&tp, record.offset, routed);
-        let (target, line, dead) = match routed {
-            Routed::Data {
-                signal,
-                window,
-                line,
-            } => {
-                // The envelope keeps what the Avro record needs besides the payload.
-                let line = match self.encoding.options.envelope {
-                    Some(_) => sluice_format::envelope::line(
-                        record.timestamp_ms.unwrap_or(arrival),
-                        record.offset,
-                        &record.headers,
-                        &line,
-                    ),
-                    None => line,
-                };
-                let target = Target::Signal {
-                    signal,
-                    window,
-                    late,
-                };
-                (Some(target), line, None)
-            }
-            Routed::Skipped => (None, Vec::new(), None),
-            Routed::Dead(reason) => {
-                // By the record's own timestamp, not arrival: a replay on another day must
-                // find the file it landed in before.
-                let window =
-                    Window::containing(record.timestamp_ms.unwrap_or(arrival), Granularity::Day);
-                let line = dead_letter_line(&record, &reason);
-                (Some(Target::DeadLetter { window }), line, Some(reason))
-            }
-        };
-        let key = target.map(|target| BufferKey {
-            tp: tp.clone(),
-            target,
-        });
-        if let Some(key) = &key {
-            if !self.landed.contains_key(key) {
-                match self.landed_ranges(key).await {
-                    Ok(ranges) => {
-                        if self.landed.len() >= MAX_LANDED_KEYS {
-                            // What the lake says is the truth: a key dropped here is listed
-                            // again when it comes back. Keys with open buffers stay.
-                            let buffers = &self.buffers;
-                            self.landed.retain(|k, _| buffers.contains(k));
-                        }
-                        self.landed.insert(key.clone(), ranges);
-                    }
-                    Err(PipelineError::Lake(e)) if e.is_retryable() => return Ok(Some(record)),
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-
-        self.metrics.records_consumed.inc();
-        self.summary.records_consumed += 1;
-        let offset = record.offset;
-        if let Some(reason) = &dead {
-            tracing::warn!(record = %record.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
-            self.metrics
-                .records_dead_lettered
-                .with_label_values(&[reason.label])
-                .inc();
-            self.summary.records_dead_lettered += 1;
-        }
-        let Some(key) = key else {
-            self.metrics.records_skipped.inc();
-            self.summary.records_skipped += 1;
-            self.mark_consumed(&tp, offset);
-            return Ok(None);
-        };
-        if self.landed[&key].covers(offset) {
-            // A replay after a crash or rebalance: this record is already in a landed file
-            // (which the previous owner may not have noted in its progress).
-            if let (
-                Target::Signal {
-                    signal,
-                    window,
-                    late: false,
-                },
-                Some(p),
-            ) = (&key.target, self.progress.get_mut(&tp))
-            {
-                p.landed_in(*window, signal.as_str());
-            }
-            self.metrics.records_already_landed.inc();
-            self.mark_consumed(&tp, offset);
-            return Ok(None);
-        }
-        let appended = self.buffers.append(key, offset, &line, Instant::now());
-        {
-            let mut ledgers = self.ledgers.lock().expect("ledger lock");
-            let ledger = ledgers.get_mut(&tp);
-            if appended.opened {
-                ledger.hold(offset);
-            }
-            ledger.consumed(offset);
-        }
-        if let Some(full) = appended.full {
-            self.spawn_landing(full, None);
-        }
-        Ok(None)
-    }
-
-    /// A record that needs no buffer (skipped, or already landed) is done with.
-    fn mark_consumed(&self, tp: &TopicPartition, offset: i64) {
-        self.ledgers
-            .lock()
-            .expect("ledger lock")
-            .get_mut(tp)
-            .consumed(offset);
-    }
-
-    /// Retries the records held back while the lake could not be listed, in order.
-    async fn retry_pending(&mut self) -> Result<(), PipelineError> {
-        if self.pending.is_empty() || Instant::now() < self.pending_retry_at {
-            return Ok(());
-        }
-        while let Some(record) = self.pending.pop_front() {
-            if let Some(back) = self.on_record_routed(record).await? {
-                self.pending.push_front(back);
-                self.pending_backoff = (self.pending_backoff * 2).min(MAX_STORAGE_BACKOFF);
-                self.pending_retry_at = Instant::now() + self.pending_backoff;
-                return Ok(());
-            }
-        }
-        self.pending_backoff = INITIAL_STORAGE_BACKOFF;
-        Ok(())
-    }
-
-    /// Advances the partition's watermark with the record's window and applies the late-data
-    /// policy: a record is late when its window's end plus the allowed lateness is behind the
-    /// watermark. Returns the record as routed (a dead letter, if late ones go there) and
-    /// whether it is to be diverted.
-    fn judge_lateness(
-        &mut self,
-        tp: &TopicPartition,
-        offset: i64,
-        routed: Routed,
-    ) -> (Routed, bool) {
-        // Appending late records as they come needs no watermark, unless markers do.
-        if self.late_data == LateData::Append && self.sealer.is_none() {
-            return (routed, false);
-        }
-        let progress = match self.progress.get_mut(tp) {
-            Some(p) => p,
-            // Looked up first: cloning the key per record showed in profiles.
-            None => self
-                .progress
-                .entry(tp.clone())
-                .or_insert_with(|| PartitionProgress::adopt(None)),
-        };
-        progress.last_record = Instant::now();
-        let Routed::Data { window, .. } = &routed else {
-            return (routed, false);
-        };
-        let watermark = progress.history.observe(offset, window.end_ms());
-        let late = window.end_ms().saturating_add(self.allowed_lateness_ms) < watermark;
-        match self.late_data {
-            LateData::DeadLetter if late => (
-                Routed::Dead(DeadReason::new(
-                    "late",
-                    format!("its window {} had closed", window.start().to_rfc3339()),
-                )),
-                false,
-            ),
-            LateData::Divert => (routed, late),
-            _ => (routed, false),
-        }
-    }
-
-    /// Commits what has landed; false when the broker refused or could not be reached.
-    fn commit(&mut self, source: &KafkaSource) -> bool {
-        let commits: Vec<_> = {
-            let ledgers = self.ledgers.lock().expect("ledger lock");
-            ledgers
-                .uncommitted()
-                .into_iter()
-                .filter(|(tp, _)| self.ownership.contains_key(tp))
-                .collect()
-        };
-        if commits.is_empty() {
-            return true;
-        }
-        // A synchronous commit is one broker round trip; keep it off the async workers' backs.
-        match tokio::task::block_in_place(|| source.commit(&commits)) {
-            Ok(()) => {
-                self.ledgers
-                    .lock()
-                    .expect("ledger lock")
-                    .mark_committed(&commits);
-                for (tp, off) in &commits {
-                    // Records before a committed offset are never judged again.
-                    if let Some(p) = self.progress.get_mut(tp) {
-                        p.history.prune(*off);
-                    }
-                    self.metrics
-                        .committed_offset
-                        .with_label_values(&[&tp.topic, &tp.partition.to_string()])
-                        .set(*off);
-                }
-                tracing::debug!(?commits, "committed");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "commit failed; retrying");
-                false
-            }
-        }
-    }
-
-    /// The last commit before leaving: retried for a while (a broker that just came back needs
-    /// a moment to find the group coordinator), since every record it misses is read again.
-    async fn final_commit(&mut self, source: &KafkaSource) {
-        let deadline = Instant::now() + FINAL_COMMIT_PATIENCE;
-        while !self.commit(source) {
-            if Instant::now() >= deadline {
-                tracing::error!(
-                    "could not commit landed offsets before leaving; the next owner re-reads them"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Bytes held in memory: open buffers and files still landing.
-    fn held_bytes(&self) -> u64 {
-        self.buffers.buffered_bytes() + self.landing_bytes
     }
 
     fn update_gauges(&self) {

@@ -1,0 +1,241 @@
+//! Intake: one consumed record into its buffer. Routing names its signal and window (or
+//! its dead-letter reason), lateness is judged against the partition's watermark, the
+//! lake is listed once per new key so a replay skips what already landed, and the ledger
+//! notes the offset. Records wait here, in order, while the lake cannot be listed.
+
+use std::time::Instant;
+
+use sluice_config::LateData;
+use sluice_core::{Granularity, TopicPartition, Window};
+use sluice_fold::{dead_letter_line, BufferKey, DeadReason, Routed, Target};
+
+use crate::markers::PartitionProgress;
+use crate::{
+    now_ms, PipelineError, Worker, INITIAL_STORAGE_BACKOFF, MAX_LANDED_KEYS, MAX_STORAGE_BACKOFF,
+};
+
+impl Worker {
+    pub(crate) async fn on_record(
+        &mut self,
+        record: sluice_core::Record,
+    ) -> Result<(), PipelineError> {
+        // Records queue behind one that waits for the lake, so each partition stays in order.
+        // Meanwhile fetching is paused but polling goes on, so the group keeps this worker
+        // (and its rebalance callbacks run) however long the lake is down.
+        if !self.pending.is_empty() {
+            self.pending.push_back(record);
+        } else if let Some(back) = self.on_record_routed(record).await? {
+            tracing::warn!("lake unavailable for a listing; pausing until it answers");
+            self.pending.push_back(back);
+            self.pending_retry_at = Instant::now() + self.pending_backoff;
+        }
+        for buffer in self.buffers.take_over_budget() {
+            self.spawn_landing(buffer, None);
+        }
+        Ok(())
+    }
+
+    /// Routes and buffers one record. Returns it back when the lake could not be listed for
+    /// its key (temporarily): nothing about it was recorded yet, so it can simply be retried.
+    async fn on_record_routed(
+        &mut self,
+        record: sluice_core::Record,
+    ) -> Result<Option<sluice_core::Record>, PipelineError> {
+        let tp = TopicPartition::new(record.topic.clone(), record.partition);
+        match self.ownership.get_mut(&tp) {
+            // Fetched before a revocation: its new owner handles it.
+            None => return Ok(None),
+            // Fetched before the pause took hold; routed once the claim is in.
+            Some(owned) if !owned.ready => {
+                owned.waiting.push_back(record);
+                return Ok(None);
+            }
+            Some(_) => {}
+        }
+        // Offsets arrive in order; one at or behind the last consumed is a second delivery of
+        // a record already accounted for (buffered, landed or skipped): dropped, not doubled.
+        let last = self
+            .ledgers
+            .lock()
+            .expect("ledger lock")
+            .get(&tp)
+            .and_then(|l| l.last_consumed());
+        if last.is_some_and(|last| record.offset <= last) {
+            tracing::warn!(record = %record.coordinates(), ?last, "a record arrived again behind its partition's position; skipped");
+            return Ok(None);
+        }
+        let arrival = now_ms();
+        let routed = self.router.route(&record, arrival);
+        let (routed, late) = self.judge_lateness(&tp, record.offset, routed);
+        let (target, line, dead) = match routed {
+            Routed::Data {
+                signal,
+                window,
+                line,
+            } => {
+                // The envelope keeps what the Avro record needs besides the payload.
+                let line = match self.encoding.options.envelope {
+                    Some(_) => sluice_format::envelope::line(
+                        record.timestamp_ms.unwrap_or(arrival),
+                        record.offset,
+                        &record.headers,
+                        &line,
+                    ),
+                    None => line,
+                };
+                let target = Target::Signal {
+                    signal,
+                    window,
+                    late,
+                };
+                (Some(target), line, None)
+            }
+            Routed::Skipped => (None, Vec::new(), None),
+            Routed::Dead(reason) => {
+                // By the record's own timestamp, not arrival: a replay on another day must
+                // find the file it landed in before.
+                let window =
+                    Window::containing(record.timestamp_ms.unwrap_or(arrival), Granularity::Day);
+                let line = dead_letter_line(&record, &reason);
+                (Some(Target::DeadLetter { window }), line, Some(reason))
+            }
+        };
+        let key = target.map(|target| BufferKey {
+            tp: tp.clone(),
+            target,
+        });
+        if let Some(key) = &key {
+            if !self.landed.contains_key(key) {
+                match self.landed_ranges(key).await {
+                    Ok(ranges) => {
+                        if self.landed.len() >= MAX_LANDED_KEYS {
+                            // What the lake says is the truth: a key dropped here is listed
+                            // again when it comes back. Keys with open buffers stay.
+                            let buffers = &self.buffers;
+                            self.landed.retain(|k, _| buffers.contains(k));
+                        }
+                        self.landed.insert(key.clone(), ranges);
+                    }
+                    Err(PipelineError::Lake(e)) if e.is_retryable() => return Ok(Some(record)),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+
+        self.metrics.records_consumed.inc();
+        self.summary.records_consumed += 1;
+        let offset = record.offset;
+        if let Some(reason) = &dead {
+            tracing::warn!(record = %record.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
+            self.metrics
+                .records_dead_lettered
+                .with_label_values(&[reason.label])
+                .inc();
+            self.summary.records_dead_lettered += 1;
+        }
+        let Some(key) = key else {
+            self.metrics.records_skipped.inc();
+            self.summary.records_skipped += 1;
+            self.mark_consumed(&tp, offset);
+            return Ok(None);
+        };
+        if self.landed[&key].covers(offset) {
+            // A replay after a crash or rebalance: this record is already in a landed file
+            // (which the previous owner may not have noted in its progress).
+            if let (
+                Target::Signal {
+                    signal,
+                    window,
+                    late: false,
+                },
+                Some(p),
+            ) = (&key.target, self.progress.get_mut(&tp))
+            {
+                p.landed_in(*window, signal.as_str());
+            }
+            self.metrics.records_already_landed.inc();
+            self.mark_consumed(&tp, offset);
+            return Ok(None);
+        }
+        let appended = self.buffers.append(key, offset, &line, Instant::now());
+        {
+            let mut ledgers = self.ledgers.lock().expect("ledger lock");
+            let ledger = ledgers.get_mut(&tp);
+            if appended.opened {
+                ledger.hold(offset);
+            }
+            ledger.consumed(offset);
+        }
+        if let Some(full) = appended.full {
+            self.spawn_landing(full, None);
+        }
+        Ok(None)
+    }
+
+    /// A record that needs no buffer (skipped, or already landed) is done with.
+    fn mark_consumed(&self, tp: &TopicPartition, offset: i64) {
+        self.ledgers
+            .lock()
+            .expect("ledger lock")
+            .get_mut(tp)
+            .consumed(offset);
+    }
+
+    /// Retries the records held back while the lake could not be listed, in order.
+    pub(crate) async fn retry_pending(&mut self) -> Result<(), PipelineError> {
+        if self.pending.is_empty() || Instant::now() < self.pending_retry_at {
+            return Ok(());
+        }
+        while let Some(record) = self.pending.pop_front() {
+            if let Some(back) = self.on_record_routed(record).await? {
+                self.pending.push_front(back);
+                self.pending_backoff = (self.pending_backoff * 2).min(MAX_STORAGE_BACKOFF);
+                self.pending_retry_at = Instant::now() + self.pending_backoff;
+                return Ok(());
+            }
+        }
+        self.pending_backoff = INITIAL_STORAGE_BACKOFF;
+        Ok(())
+    }
+
+    /// Advances the partition's watermark with the record's window and applies the late-data
+    /// policy: a record is late when its window's end plus the allowed lateness is behind the
+    /// watermark. Returns the record as routed (a dead letter, if late ones go there) and
+    /// whether it is to be diverted.
+    fn judge_lateness(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        routed: Routed,
+    ) -> (Routed, bool) {
+        // Appending late records as they come needs no watermark, unless markers do.
+        if self.late_data == LateData::Append && self.sealer.is_none() {
+            return (routed, false);
+        }
+        let progress = match self.progress.get_mut(tp) {
+            Some(p) => p,
+            // Looked up first: cloning the key per record showed in profiles.
+            None => self
+                .progress
+                .entry(tp.clone())
+                .or_insert_with(|| PartitionProgress::adopt(None)),
+        };
+        progress.last_record = Instant::now();
+        let Routed::Data { window, .. } = &routed else {
+            return (routed, false);
+        };
+        let watermark = progress.history.observe(offset, window.end_ms());
+        let late = window.end_ms().saturating_add(self.allowed_lateness_ms) < watermark;
+        match self.late_data {
+            LateData::DeadLetter if late => (
+                Routed::Dead(DeadReason::new(
+                    "late",
+                    format!("its window {} had closed", window.start().to_rfc3339()),
+                )),
+                false,
+            ),
+            LateData::Divert => (routed, late),
+            _ => (routed, false),
+        }
+    }
+}
