@@ -54,11 +54,26 @@ fn record(i: u64) -> Value {
     if i.is_multiple_of(50) {
         r["huge"] = json!(u64::MAX);
     }
+    if i % 10 == 3 {
+        // Beyond 64 bits, which serde_json's `Value` cannot hold: written into the payload's
+        // text by `payload`.
+        r["beyond"] = json!(BEYOND_PLACEHOLDER);
+    }
     if i.is_multiple_of(VIOLATION_EVERY) {
         // Breaks the declared schema below (device is required); other formats keep it.
         r.as_object_mut().unwrap().remove("device");
     }
     r
+}
+
+const BEYOND_PLACEHOLDER: &str = "@beyond-64-bits@";
+
+/// A record's payload: its JSON text, with an integer of 2^84 and more where it has one.
+fn payload(i: u64, r: &Value) -> Vec<u8> {
+    let text = serde_json::to_string(r).unwrap();
+    let beyond = format!("-{}", 19_342_813_113_834_066_795_298_816u128 + u128::from(i));
+    text.replace(&format!("\"{BEYOND_PLACEHOLDER}\""), &beyond)
+        .into_bytes()
 }
 
 fn headers(i: u64) -> Vec<(String, Vec<u8>)> {
@@ -246,7 +261,7 @@ async fn every_format_reads_back_with_independent_readers() {
         .map(|(i, r)| Outgoing {
             partition: 0,
             key: None,
-            payload: Some(serde_json::to_vec(r).unwrap()),
+            payload: Some(payload(i as u64, r)),
             headers: headers(i as u64),
             timestamp_ms: Some(1_795_860_000_000 + i as i64),
         })
