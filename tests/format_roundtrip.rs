@@ -71,7 +71,10 @@ const BEYOND_PLACEHOLDER: &str = "@beyond-64-bits@";
 /// A record's payload: its JSON text, with an integer of 2^84 and more where it has one.
 fn payload(i: u64, r: &Value) -> Vec<u8> {
     let text = serde_json::to_string(r).unwrap();
-    let beyond = format!("-{}", 19_342_813_113_834_066_795_298_816u128 + u128::from(i));
+    let beyond = format!(
+        "-{}",
+        19_342_813_113_834_066_795_298_816u128 + u128::from(i)
+    );
     text.replace(&format!("\"{BEYOND_PLACEHOLDER}\""), &beyond)
         .into_bytes()
 }
