@@ -1,6 +1,8 @@
 //! Record times: reading them exactly (integers never pass through a float, an epoch's unit
 //! is told by its magnitude or declared) and refusing what no clock can mean.
 
+use std::borrow::Cow;
+
 use sluice_config::{EventTimeFormat, PlausibleTimes};
 
 /// A JSON number as written: integers exactly, everything else as a finite float.
@@ -101,10 +103,15 @@ fn rfc3339(s: &str) -> Option<i64> {
 /// Reads a JSON value's text as a time in milliseconds since the epoch.
 pub(crate) fn parse(raw_json: &str, format: EventTimeFormat) -> Option<i64> {
     let raw_json = raw_json.trim();
-    let string: Option<String> = raw_json
-        .starts_with('"')
-        .then(|| serde_json::from_str(raw_json).ok())
-        .flatten();
+    // A string without escapes is its own text: no decoding, no allocation.
+    let string: Option<Cow<str>> =
+        match raw_json.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+            Some(_) => serde_json::from_str::<String>(raw_json)
+                .ok()
+                .map(Cow::Owned),
+            None => None,
+        };
     match (format, string) {
         (EventTimeFormat::Rfc3339, Some(s)) => rfc3339(&s),
         (EventTimeFormat::Rfc3339, None) => None,

@@ -5,6 +5,7 @@ mod buffers;
 mod event_time;
 mod nesting;
 mod route;
+mod scan;
 
 pub use buffers::{Appended, Buffer, BufferKey, Buffers, Target};
 pub use nesting::{nests_deeper_than, MAX_NESTING};

@@ -1,15 +1,13 @@
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use sluice_config::{PlausibleTimes, SignalFilter, SignalSource, TimeKey, ValidatedPipeline};
 use sluice_core::{Granularity, Record, SignalName, TopicPartition, Window};
 use sluice_format::{DeclaredSchema, TimeUnit};
 
+use crate::scan::{scan, ScanError};
 use crate::{event_time, nesting};
 
 /// Why a record cannot be exported. The label is bounded (a metric label); the detail is not.
@@ -63,58 +61,6 @@ pub struct Router {
     timestamp_unit: TimeUnit,
 }
 
-/// A JSON object's top-level entries, values left unparsed. Keys borrow from the payload
-/// unless they contain escapes: routing allocates nothing per field.
-struct Object<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> Object<'a> {
-    /// The value of `key`; like a map, the last duplicate wins.
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-}
-
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for Object<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Object<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    entries.push((k.0, v));
-                }
-                Ok(Object(entries))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 impl Router {
     pub fn new(p: &ValidatedPipeline) -> Self {
         Self {
@@ -154,32 +100,41 @@ impl Router {
                     ),
                 ))
             }
-            Some(p) if nesting::nests_deeper_than(p, nesting::MAX_NESTING) => {
-                return Err(DeadReason::new(
-                    "too_deep",
-                    format!(
-                        "arrays and objects nest deeper than {} levels",
-                        nesting::MAX_NESTING
-                    ),
-                ))
-            }
             Some(p) => p,
         };
-        let object: Object<'_> = serde_json::from_slice(payload).map_err(|e| {
-            if std::str::from_utf8(payload).is_err() {
-                DeadReason::new("not_utf8", "the payload is not UTF-8 text")
-            } else if e.is_data() {
+        let signal_path = match &self.signal_source {
+            SignalSource::Field(path) => Some(path.as_slice()),
+            SignalSource::Header(_) => None,
+        };
+        let time_path = match &self.time {
+            TimeKey::Event { path, .. } => Some(path.as_slice()),
+            TimeKey::Ingestion => None,
+        };
+        let paths: Vec<&[String]> = signal_path.iter().chain(&time_path).copied().collect();
+        let found = scan(payload, &paths, nesting::MAX_NESTING).map_err(|e| match e {
+            ScanError::NotUtf8 => DeadReason::new("not_utf8", "the payload is not UTF-8 text"),
+            ScanError::NotAnObject => {
                 DeadReason::new("not_an_object", "the payload is JSON but not an object")
-            } else {
-                DeadReason::new(
-                    "invalid_json",
-                    format!("the payload is not valid JSON: {e}"),
-                )
             }
+            ScanError::TooDeep => DeadReason::new(
+                "too_deep",
+                format!(
+                    "arrays and objects nest deeper than {} levels",
+                    nesting::MAX_NESTING
+                ),
+            ),
+            ScanError::Invalid(e) => DeadReason::new(
+                "invalid_json",
+                format!("the payload is not valid JSON: {e}"),
+            ),
         })?;
+        let (signal_raw, time_raw) = match signal_path {
+            Some(_) => (found[0], found[1]),
+            None => (None, found[0]),
+        };
 
         let raw_signal = match &self.signal_source {
-            SignalSource::Field(path) => lookup(&object, path)?
+            SignalSource::Field(path) => signal_raw
                 .map(|v| scalar_text(v, &path.join(".")))
                 .transpose()?,
             SignalSource::Header(name) => record
@@ -211,19 +166,16 @@ impl Router {
             TimeKey::Ingestion => kafka_ms.unwrap_or(arrival_ms),
             TimeKey::Event { path, format } => {
                 let field = path.join(".");
-                let raw = lookup(&object, path)?.ok_or_else(|| {
+                let raw = time_raw.ok_or_else(|| {
                     DeadReason::new(
                         "missing_timestamp",
                         format!("no event time field '{field}'"),
                     )
                 })?;
-                event_time::parse(raw.get(), *format).ok_or_else(|| {
+                event_time::parse(raw, *format).ok_or_else(|| {
                     DeadReason::new(
                         "bad_timestamp",
-                        format!(
-                            "field '{field}' = {} is not a {format:?} time",
-                            clip(raw.get())
-                        ),
+                        format!("field '{field}' = {} is not a {format:?} time", clip(raw)),
                     )
                 })?
             }
@@ -261,37 +213,26 @@ impl Router {
     }
 }
 
-/// Follows a dotted path; `Ok(None)` when a key is absent or the value is null.
-fn lookup<'a>(object: &Object<'a>, path: &[String]) -> Result<Option<&'a RawValue>, DeadReason> {
-    let (first, rest) = path.split_first().expect("paths are never empty");
-    let Some(mut value) = object.get(first) else {
-        return Ok(None);
-    };
-    for key in rest {
-        let inner: Option<Object<'a>> = serde_json::from_str(value.get()).ok();
-        match inner.and_then(|o| o.get(key)) {
-            Some(v) => value = v,
-            None => return Ok(None),
+/// A string or number as text (the signal name).
+fn scalar_text(raw: &str, field: &str) -> Result<String, DeadReason> {
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        if !inner.contains('\\') {
+            return Ok(inner.to_string());
         }
     }
-    Ok((value.get() != "null").then_some(value))
-}
-
-/// A string or number as text (the signal name).
-fn scalar_text(raw: &RawValue, field: &str) -> Result<String, DeadReason> {
-    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+    match serde_json::from_str::<serde_json::Value>(raw) {
         Ok(serde_json::Value::String(s)) => Ok(s),
         // An integer names its signal by its digits: serde_json would round 2^64 and beyond.
         Ok(serde_json::Value::Number(_))
-            if !raw.get().bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) =>
+            if !raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) =>
         {
-            Ok(raw.get().trim().to_string())
+            Ok(raw.to_string())
         }
         Ok(serde_json::Value::Number(n)) => Ok(n.to_string()),
         Ok(serde_json::Value::Bool(b)) => Ok(b.to_string()),
         _ => Err(DeadReason::new(
             "missing_signal",
-            format!("field '{field}' is {} , not a name", clip(raw.get())),
+            format!("field '{field}' is {} , not a name", clip(raw)),
         )),
     }
 }
