@@ -134,9 +134,7 @@ impl Router {
         };
 
         let raw_signal = match &self.signal_source {
-            SignalSource::Field(path) => signal_raw
-                .map(|v| scalar_text(v, &path.join(".")))
-                .transpose()?,
+            SignalSource::Field(path) => signal_raw.map(|v| scalar_text(v, path)).transpose()?,
             SignalSource::Header(name) => record
                 .header(name)
                 .map(|v| {
@@ -165,17 +163,21 @@ impl Router {
         let ts_ms = match &self.time {
             TimeKey::Ingestion => kafka_ms.unwrap_or(arrival_ms),
             TimeKey::Event { path, format } => {
-                let field = path.join(".");
+                // The field's name is joined only for a dead letter's detail.
                 let raw = time_raw.ok_or_else(|| {
                     DeadReason::new(
                         "missing_timestamp",
-                        format!("no event time field '{field}'"),
+                        format!("no event time field '{}'", path.join(".")),
                     )
                 })?;
                 event_time::parse(raw, *format).ok_or_else(|| {
                     DeadReason::new(
                         "bad_timestamp",
-                        format!("field '{field}' = {} is not a {format:?} time", clip(raw)),
+                        format!(
+                            "field '{}' = {} is not a {format:?} time",
+                            path.join("."),
+                            clip(raw)
+                        ),
                     )
                 })?
             }
@@ -214,7 +216,7 @@ impl Router {
 }
 
 /// A string or number as text (the signal name).
-fn scalar_text(raw: &str, field: &str) -> Result<String, DeadReason> {
+fn scalar_text(raw: &str, path: &[String]) -> Result<String, DeadReason> {
     if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         if !inner.contains('\\') {
             return Ok(inner.to_string());
@@ -232,7 +234,7 @@ fn scalar_text(raw: &str, field: &str) -> Result<String, DeadReason> {
         Ok(serde_json::Value::Bool(b)) => Ok(b.to_string()),
         _ => Err(DeadReason::new(
             "missing_signal",
-            format!("field '{field}' is {} , not a name", clip(raw)),
+            format!("field '{}' is {} , not a name", path.join("."), clip(raw)),
         )),
     }
 }
@@ -253,7 +255,7 @@ fn clip(s: &str) -> String {
 /// between tokens, so replacing them with spaces keeps the value and the line structure.
 fn one_line(payload: &[u8]) -> Vec<u8> {
     let trimmed = payload.trim_ascii();
-    if trimmed.iter().any(|b| *b == b'\n' || *b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', trimmed).is_some() {
         trimmed
             .iter()
             .map(|b| if *b == b'\n' || *b == b'\r' { b' ' } else { *b })
