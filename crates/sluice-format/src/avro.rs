@@ -249,47 +249,58 @@ fn string(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// One block of the container: its record count, its compressed size and bytes, the marker.
-fn write_block(
-    out: &mut Sink,
-    c: Codec,
-    block: &[u8],
+/// The container's blocks as they fill: records encoded into `block`, then compressed and
+/// written with their count, size and the file's marker.
+struct Blocks {
+    codec: Codec,
+    marker: [u8; 16],
+    block: Vec<u8>,
     records: i64,
-    marker: &[u8; 16],
-    scratch: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    scratch.clear();
-    let body: &[u8] = match codec(c) {
-        AvroCodec::Null => block,
-        AvroCodec::Deflate(_) => {
-            // Avro's deflate is raw RFC 1951 deflate; zlib-rs does it at flate2's level 6.
-            let mut z = flate2::write::DeflateEncoder::new(
-                std::mem::take(scratch),
-                flate2::Compression::default(),
-            );
-            z.write_all(block)?;
-            *scratch = z.finish()?;
-            scratch
+    scratch: Vec<u8>,
+}
+
+impl Blocks {
+    /// Writes the open block, if it holds a record.
+    fn flush(&mut self, out: &mut Sink) -> Result<(), EncodeError> {
+        if self.records == 0 {
+            return Ok(());
         }
-        AvroCodec::Snappy => {
-            *scratch = snap::raw::Encoder::new()
-                .compress_vec(block)
-                .map_err(writer_error)?;
-            scratch.extend_from_slice(&crc32fast::hash(block).to_be_bytes());
-            scratch
-        }
-        AvroCodec::Zstandard(_) => {
-            *scratch = zstd::bulk::compress(block, 0)?;
-            scratch
-        }
-    };
-    let mut head = Vec::with_capacity(20);
-    long(records, &mut head);
-    long(body.len() as i64, &mut head);
-    out.write_all(&head)?;
-    out.write_all(body)?;
-    out.write_all(marker)?;
-    Ok(())
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        let body: &[u8] = match codec(self.codec) {
+            AvroCodec::Null => &self.block,
+            AvroCodec::Deflate(_) => {
+                // Avro's deflate is raw RFC 1951 deflate; zlib-rs does it at flate2's level 6.
+                let mut z = flate2::write::DeflateEncoder::new(
+                    std::mem::take(scratch),
+                    flate2::Compression::default(),
+                );
+                z.write_all(&self.block)?;
+                *scratch = z.finish()?;
+                scratch
+            }
+            AvroCodec::Snappy => {
+                *scratch = snap::raw::Encoder::new()
+                    .compress_vec(&self.block)
+                    .map_err(writer_error)?;
+                scratch.extend_from_slice(&crc32fast::hash(&self.block).to_be_bytes());
+                scratch
+            }
+            AvroCodec::Zstandard(_) => {
+                *scratch = zstd::bulk::compress(&self.block, 0)?;
+                scratch
+            }
+        };
+        let mut head = Vec::with_capacity(20);
+        long(self.records, &mut head);
+        long(body.len() as i64, &mut head);
+        out.write_all(&head)?;
+        out.write_all(body)?;
+        out.write_all(&self.marker)?;
+        self.block.clear();
+        self.records = 0;
+        Ok(())
+    }
 }
 
 pub(crate) fn write(
@@ -316,41 +327,27 @@ pub(crate) fn write(
     Schema::parse_str(&schema_text).map_err(writer_error)?;
     let marker = marker(&schema_text, ndjson);
     out.write_all(&header(&schema_text, opts.codec, &marker))?;
-    let mut block = Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4);
-    let mut scratch = Vec::new();
-    let mut in_block = 0i64;
+    let mut blocks = Blocks {
+        codec: opts.codec,
+        marker,
+        block: Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4),
+        records: 0,
+        scratch: Vec::new(),
+    };
     let rows = Table::chunks(ndjson, |rows| {
         for row in rows {
             // The top-level record is not a union; each of its fields is.
             for ((_, _, p), c) in top.iter().zip(&table.columns) {
-                encode(p, lookup(row, &c.path), &mut block);
+                encode(p, lookup(row, &c.path), &mut blocks.block);
             }
-            in_block += 1;
-            if block.len() >= BLOCK_BYTES {
-                write_block(
-                    &mut out,
-                    opts.codec,
-                    &block,
-                    in_block,
-                    &marker,
-                    &mut scratch,
-                )?;
-                block.clear();
-                in_block = 0;
+            blocks.records += 1;
+            if blocks.block.len() >= BLOCK_BYTES {
+                blocks.flush(&mut out)?;
             }
         }
         Ok(())
     })?;
-    if in_block > 0 {
-        write_block(
-            &mut out,
-            opts.codec,
-            &block,
-            in_block,
-            &marker,
-            &mut scratch,
-        )?;
-    }
+    blocks.flush(&mut out)?;
     Ok(Written {
         rows,
         conflicts: table.conflicts,
