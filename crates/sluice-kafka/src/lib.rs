@@ -8,9 +8,11 @@ mod reader;
 pub use reader::{OffsetRange, RangeReader};
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -61,6 +63,9 @@ pub type BeforeRevoke = Box<dyn Fn(&[TopicPartition]) + Send + Sync>;
 
 pub struct SourceContext {
     events: Mutex<Vec<PartitionEvent>>,
+    /// Set with every event pushed, cleared when they are taken: lets a batch of records
+    /// stop at a rebalance without taking the events' lock per record.
+    events_pending: AtomicBool,
     ledgers: SharedLedgers,
     metrics: Metrics,
     before_revoke: BeforeRevoke,
@@ -111,6 +116,14 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
+impl SourceContext {
+    fn push_event(&self, event: PartitionEvent) {
+        let mut events = self.events.lock().expect("event lock");
+        events.push(event);
+        self.events_pending.store(true, Ordering::Release);
+    }
+}
+
 impl ConsumerContext for SourceContext {
     // Runs inside `recv`, so the pipeline sees the event before any record that follows it.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -151,18 +164,12 @@ impl ConsumerContext for SourceContext {
                     }
                 }
                 tracing::info!(partitions = ?revoked, "partitions revoked");
-                self.events
-                    .lock()
-                    .expect("event lock")
-                    .push(PartitionEvent::Revoked(revoked));
+                self.push_event(PartitionEvent::Revoked(revoked));
             }
             Rebalance::Assign(tpl) => {
                 let assigned = partitions(tpl);
                 tracing::info!(partitions = ?assigned, "partitions assigned");
-                self.events
-                    .lock()
-                    .expect("event lock")
-                    .push(PartitionEvent::Assigned(assigned));
+                self.push_event(PartitionEvent::Assigned(assigned));
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -207,6 +214,8 @@ pub struct KafkaSource {
     consumer: Arc<StreamConsumer<SourceContext>>,
     /// `auto.offset.reset` is `latest`.
     reset_to_end: bool,
+    /// A record polled after a rebalance event, returned first by the next batch.
+    held_back: Mutex<Option<Record>>,
 }
 
 /// Whether this worker still owns its assignment, for landings that outlive a poll.
@@ -259,6 +268,7 @@ impl KafkaSource {
     ) -> Result<Self, SourceError> {
         let context = SourceContext {
             events: Mutex::new(Vec::new()),
+            events_pending: AtomicBool::new(false),
             ledgers,
             metrics,
             before_revoke,
@@ -276,18 +286,67 @@ impl KafkaSource {
         Ok(Self {
             consumer: Arc::new(consumer),
             reset_to_end: settings.start_from == "latest",
+            held_back: Mutex::new(None),
         })
     }
 
     /// The next record, owned. Cancellation-safe.
     pub async fn next(&self) -> Result<Record, SourceError> {
-        let msg = self.consumer.recv().await?;
-        Ok(to_record(&msg))
+        let mut batch = Vec::with_capacity(1);
+        self.next_batch(1, &mut batch).await?;
+        Ok(batch.pop().expect("a batch holds at least one record"))
+    }
+
+    /// Waits for the next record, then appends up to `max - 1` more that librdkafka has
+    /// already fetched, without waiting for them: the run loop then handles a batch per wake
+    /// instead of a record. A batch ends before the first record polled after a rebalance
+    /// event, which is kept for the next call, so the caller can take the events between
+    /// the records before and after them, exactly as if it had received one at a time.
+    /// Cancellation-safe: a record is only taken from librdkafka when it is returned.
+    pub async fn next_batch(&self, max: usize, out: &mut Vec<Record>) -> Result<(), SourceError> {
+        let held = self.held_back.lock().expect("held-back lock").take();
+        match held {
+            Some(record) => out.push(record),
+            None => {
+                let mut stream = self.consumer.stream();
+                let msg = stream.next().await.expect("Kafka streams never end")?;
+                out.push(to_record(&msg));
+            }
+        }
+        let context = self.consumer.context();
+        if context.events_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Polled with a waker that does nothing: a record not yet fetched ends the batch.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut stream = self.consumer.stream();
+        while out.len() < max {
+            let std::task::Poll::Ready(Some(next)) = stream.poll_next_unpin(&mut cx) else {
+                break;
+            };
+            let record = match next {
+                Ok(msg) => to_record(&msg),
+                // librdkafka reconnects by itself: said here, and the batch so far returned.
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka error while consuming");
+                    break;
+                }
+            };
+            if context.events_pending.load(Ordering::Acquire) {
+                *self.held_back.lock().expect("held-back lock") = Some(record);
+                break;
+            }
+            out.push(record);
+        }
+        Ok(())
     }
 
     /// Rebalance events since the last call, oldest first.
     pub fn take_events(&self) -> Vec<PartitionEvent> {
-        std::mem::take(&mut *self.consumer.context().events.lock().expect("event lock"))
+        let context = self.consumer.context();
+        let mut events = context.events.lock().expect("event lock");
+        context.events_pending.store(false, Ordering::Release);
+        std::mem::take(&mut *events)
     }
 
     /// Commits the given next-offsets, synchronously (it blocks until the broker answered).

@@ -62,6 +62,10 @@ pub use tokio_util::sync::CancellationToken as Shutdown;
 
 /// Files being encoded or written at once; past this, consumption waits (backpressure).
 const MAX_LANDINGS_IN_FLIGHT: usize = 8;
+/// Records handled per wake of the run loop, at most: those librdkafka has already fetched
+/// are taken together, so the loop's other branches are polled once per batch, not per
+/// record (about 120 KiB of typical records; landings and ticks wait at most that long).
+const RECORDS_PER_WAKE: usize = 512;
 /// How often buffers are checked for age and offsets committed.
 const TICK: Duration = Duration::from_millis(500);
 /// First wait before retrying a storage operation that failed temporarily.
@@ -279,7 +283,7 @@ pub async fn run_with(
         allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
         inflight,
         epochs,
-        ownership: HashMap::new(),
+        ownership: Default::default(),
         assignments: 0,
         claims: JoinSet::new(),
         fenced: HashMap::new(),
@@ -409,7 +413,7 @@ struct Worker {
     /// Lake epochs held, per partition (see `ownership`).
     epochs: SharedEpochs,
     /// Every partition the group assigned here (and this worker has not been fenced off).
-    ownership: HashMap<TopicPartition, Ownership>,
+    ownership: foldhash::HashMap<TopicPartition, Ownership>,
     /// Counts assignments, to tell a claim's own assignment from a later one.
     assignments: u64,
     claims: JoinSet<ClaimDone>,
@@ -458,6 +462,7 @@ impl Worker {
     ) -> Result<(), PipelineError> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(RECORDS_PER_WAKE);
         loop {
             self.apply_backpressure(source);
             tokio::select! {
@@ -486,16 +491,18 @@ impl Worker {
                     self.update_gauges();
                     self.check_caught_up();
                 }
-                next = source.next() => {
+                received = source.next_batch(RECORDS_PER_WAKE, &mut batch) => {
+                    // A batch ends at a rebalance: its events come before its records.
                     let events = source.take_events();
                     self.on_events(source, events);
-                    match next {
-                        Ok(record) => self.on_record(record).await?,
-                        Err(e) => {
-                            // librdkafka reconnects by itself; say so and keep polling.
-                            tracing::warn!(error = %e, "Kafka error while consuming");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
+                    if let Err(e) = received {
+                        // librdkafka reconnects by itself; say so and keep polling.
+                        tracing::warn!(error = %e, "Kafka error while consuming");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    let now = intake::Now::read();
+                    for record in batch.drain(..) {
+                        self.on_record(record, now).await?;
                     }
                 }
             }
