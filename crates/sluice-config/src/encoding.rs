@@ -150,6 +150,34 @@ pub(crate) fn validate(
             },
         }
     });
+    let level = match (k.compression_level, codec) {
+        (None, _) => Some(None),
+        (Some(l), Some(c)) => match c.levels() {
+            Some(range) if range.contains(&l) => Some(Some(l)),
+            Some(range) => {
+                p.add(
+                    "sink.compression_level",
+                    format!("{l} is not a {} level", c.name()),
+                    format!(
+                        "use {} to {} (higher is smaller and slower), or remove it for the default",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+            None => {
+                p.add(
+                    "sink.compression_level",
+                    format!("\"{}\" has no level", c.name()),
+                    "remove sink.compression_level, or choose gzip, deflate or zstd",
+                );
+                None
+            }
+        },
+        // The compression itself is wrong, and said so.
+        (Some(_), None) => Some(None),
+    };
     let timestamp_unit = match k.timestamp_unit.as_deref().unwrap_or("micros") {
         "millis" | "ms" => Some(TimeUnit::Millis),
         "micros" | "us" => Some(TimeUnit::Micros),
@@ -287,6 +315,7 @@ pub(crate) fn validate(
     let options = EncodeOptions {
         format: format?,
         codec: codec?,
+        level: level?,
         timestamp_unit: timestamp_unit?,
         infer_timestamps: k.infer_timestamps.unwrap_or(true),
         csv: csv?,

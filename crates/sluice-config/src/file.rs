@@ -95,6 +95,9 @@ pub struct SinkSection {
     pub path: Option<String>,
     pub format: Option<String>,
     pub compression: Option<String>,
+    /// The compression's level: 1–9 for gzip and deflate, 1–22 for zstd (default: the
+    /// codec's own, 6 and 3).
+    pub compression_level: Option<i32>,
     pub dead_letter_path: Option<String>,
     /// Seconds one write attempt may take before it is abandoned and retried (default 15).
     pub write_timeout_secs: Option<u64>,

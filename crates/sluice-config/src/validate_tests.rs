@@ -321,6 +321,21 @@ fn format_options_are_checked_against_the_format() {
         fields("format = \"csv\"\n[[sink.columns]]\nfrom = \"a..b\""),
         ["sink.columns[0].from"]
     );
+    assert_eq!(
+        fields("compression = \"gzip\"\ncompression_level = 10"),
+        ["sink.compression_level"]
+    );
+    assert_eq!(
+        fields("format = \"parquet\"\ncompression_level = 3"),
+        ["sink.compression_level"],
+        "snappy has no level"
+    );
+    let fast = GOOD.replace(
+        "compression = \"gzip\"",
+        "compression = \"zstd\"\ncompression_level = 19",
+    );
+    let v = crate::parse(&fast, &env).unwrap();
+    assert_eq!(v.sink.encoding.options.level, Some(19));
     let ok = GOOD.replace(
         "compression = \"gzip\"",
         "format = \"parquet\"\ncompression = \"zstd\"",

@@ -253,6 +253,8 @@ fn string(s: &str, out: &mut Vec<u8>) {
 /// written with their count, size and the file's marker.
 struct Blocks {
     codec: Codec,
+    /// `sink.compression_level`, or the codec's default.
+    level: Option<i32>,
     marker: [u8; 16],
     block: Vec<u8>,
     records: i64,
@@ -270,11 +272,12 @@ impl Blocks {
         let body: &[u8] = match codec(self.codec) {
             AvroCodec::Null => &self.block,
             AvroCodec::Deflate(_) => {
-                // Avro's deflate is raw RFC 1951 deflate; zlib-rs does it at flate2's level 6.
-                let mut z = flate2::write::DeflateEncoder::new(
-                    std::mem::take(scratch),
-                    flate2::Compression::default(),
-                );
+                // Avro's deflate is raw RFC 1951 deflate; zlib-rs does it, at level 6 unless
+                // the pipeline chose another.
+                let level = self.level.map_or(flate2::Compression::default(), |l| {
+                    flate2::Compression::new(l.clamp(1, 9) as u32)
+                });
+                let mut z = flate2::write::DeflateEncoder::new(std::mem::take(scratch), level);
                 z.write_all(&self.block)?;
                 *scratch = z.finish()?;
                 scratch
@@ -287,7 +290,7 @@ impl Blocks {
                 scratch
             }
             AvroCodec::Zstandard(_) => {
-                *scratch = zstd::bulk::compress(&self.block, 0)?;
+                *scratch = zstd::bulk::compress(&self.block, self.level.unwrap_or(0))?;
                 scratch
             }
         };
@@ -329,6 +332,7 @@ pub(crate) fn write(
     out.write_all(&header(&schema_text, opts.codec, &marker))?;
     let mut blocks = Blocks {
         codec: opts.codec,
+        level: opts.level,
         marker,
         block: Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4),
         records: 0,

@@ -96,10 +96,8 @@ pub fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeErro
 fn write_file(ndjson: &[u8], opts: &EncodeOptions, out: Sink) -> Result<Written, EncodeError> {
     match (opts.format, opts.envelope) {
         (FileFormat::Avro, Some(envelope)) => envelope::write(ndjson, envelope, opts.codec, out),
-        (FileFormat::Ndjson, _) => {
-            compressed(opts.codec, out, |out| ndjson_file(ndjson, opts, out))
-        }
-        (FileFormat::Csv, _) => compressed(opts.codec, out, |out| csv::write(ndjson, opts, out)),
+        (FileFormat::Ndjson, _) => compressed(opts, out, |out| ndjson_file(ndjson, opts, out)),
+        (FileFormat::Csv, _) => compressed(opts, out, |out| csv::write(ndjson, opts, out)),
         (FileFormat::Avro, None) => avro::write(ndjson, opts, out),
         (FileFormat::Parquet, _) => parquet::write(ndjson, opts, out),
     }
@@ -146,21 +144,22 @@ fn ndjson_file(ndjson: &[u8], opts: &EncodeOptions, out: Sink) -> Result<Written
 
 /// Whole-file compression for the text formats, on the way to `out`.
 fn compressed<T>(
-    codec: Codec,
+    opts: &EncodeOptions,
     out: Sink,
     write: impl FnOnce(Sink) -> Result<T, EncodeError>,
 ) -> Result<T, EncodeError> {
-    match codec {
+    match opts.codec {
         Codec::Gzip => {
-            let mut gz = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(out, flate2::Compression::default());
+            let level = opts.level.map_or(flate2::Compression::default(), |l| {
+                flate2::Compression::new(l.clamp(1, 9) as u32)
+            });
+            let mut gz = flate2::GzBuilder::new().mtime(0).write(out, level);
             let done = write(&mut gz)?;
             gz.try_finish()?;
             Ok(done)
         }
         Codec::Zstd => {
-            let mut z = zstd::Encoder::new(out, 3)?;
+            let mut z = zstd::Encoder::new(out, opts.level.unwrap_or(3))?;
             let done = write(&mut z)?;
             z.finish()?;
             Ok(done)
@@ -219,6 +218,40 @@ mod tests {
         assert_eq!(zstd::decode_all(&z.bytes[..]).unwrap(), lines);
         let plain = EncodeOptions::new(FileFormat::Ndjson, Codec::None);
         assert_eq!(encode(&lines, &plain).unwrap().bytes, lines);
+    }
+
+    #[test]
+    fn a_compression_level_is_used_by_every_writer() {
+        // Varied lines, so that a stronger level finds more to remove.
+        let lines: Vec<u8> = (0..4000)
+            .flat_map(|i| format!("{{\"id\":{i},\"v\":\"{}\"}}\n", i * 7919 % 1000).into_bytes())
+            .collect();
+        let size = |format, codec, level| {
+            let mut opts = EncodeOptions::new(format, codec);
+            opts.level = level;
+            encode(&lines, &opts).unwrap().bytes.len()
+        };
+        for (format, codec) in [
+            (FileFormat::Ndjson, Codec::Gzip),
+            (FileFormat::Ndjson, Codec::Zstd),
+            (FileFormat::Avro, Codec::Deflate),
+            (FileFormat::Avro, Codec::Zstd),
+            (FileFormat::Parquet, Codec::Zstd),
+            (FileFormat::Parquet, Codec::Gzip),
+        ] {
+            let (fast, strong) = (size(format, codec, Some(1)), size(format, codec, Some(9)));
+            assert_ne!(
+                fast, strong,
+                "{format:?} {codec:?}: the level changes nothing"
+            );
+        }
+        let mut opts = EncodeOptions::new(FileFormat::Ndjson, Codec::Gzip);
+        opts.level = Some(1);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&encode(&lines, &opts).unwrap().bytes[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, lines);
     }
 
     #[test]

@@ -35,6 +35,16 @@ impl Codec {
         }
     }
 
+    /// The levels `sink.compression_level` may choose (higher: smaller and slower), or
+    /// `None` for a codec that has no level.
+    pub fn levels(self) -> Option<std::ops::RangeInclusive<i32>> {
+        match self {
+            Codec::Gzip | Codec::Deflate => Some(1..=9),
+            Codec::Zstd => Some(1..=22),
+            Codec::None | Codec::Snappy | Codec::Lz4 => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Codec> {
         Some(match s {
             "none" | "null" | "uncompressed" => Codec::None,
@@ -151,6 +161,9 @@ pub struct Column {
 pub struct EncodeOptions {
     pub format: FileFormat,
     pub codec: Codec,
+    /// The codec's level (within [`Codec::levels`]); `None` keeps each writer's default:
+    /// 6 for gzip and deflate, 3 for zstd (1 inside Parquet pages).
+    pub level: Option<i32>,
     pub timestamp_unit: TimeUnit,
     /// Type RFC 3339 strings as timestamps (columnar formats).
     pub infer_timestamps: bool,
@@ -170,6 +183,7 @@ impl EncodeOptions {
         Self {
             format,
             codec,
+            level: None,
             timestamp_unit: TimeUnit::default(),
             infer_timestamps: true,
             csv: CsvOptions::default(),

@@ -23,8 +23,16 @@ pub(crate) fn write(
     let schema = table.arrow_schema();
     let compression = match opts.codec {
         Codec::Snappy => Compression::SNAPPY,
-        Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
-        Codec::Gzip => Compression::GZIP(GzipLevel::default()),
+        Codec::Zstd => Compression::ZSTD(
+            opts.level
+                .and_then(|l| ZstdLevel::try_new(l).ok())
+                .unwrap_or_default(),
+        ),
+        Codec::Gzip => Compression::GZIP(
+            opts.level
+                .and_then(|l| GzipLevel::try_new(l as u32).ok())
+                .unwrap_or_default(),
+        ),
         Codec::Lz4 => Compression::LZ4_RAW,
         Codec::None | Codec::Deflate => Compression::UNCOMPRESSED,
     };
