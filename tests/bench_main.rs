@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -31,21 +30,55 @@ const SIGNALS: [&str; 10] = [
     "brake.wear",
     "cabin.co2",
 ];
-/// Sluice runs: the names results.json uses, and their `[sink]` settings.
-const SLUICE_RUNS: [(&str, &str); 4] = [
-    ("ndjson-gzip", "format = \"ndjson\"\ncompression = \"gzip\""),
-    (
+/// One Sluice run of the benchmark: its name in results.json, its `[sink]` settings, and
+/// whether window markers are on (leases always are).
+struct SluiceRun {
+    name: &'static str,
+    sink: &'static str,
+    markers: bool,
+}
+
+const fn sluice_run(name: &'static str, sink: &'static str, markers: bool) -> SluiceRun {
+    SluiceRun {
+        name,
+        sink,
+        markers,
+    }
+}
+
+const SLUICE_RUNS: [SluiceRun; 6] = [
+    sluice_run(
+        "ndjson-gzip",
+        "format = \"ndjson\"\ncompression = \"gzip\"",
+        false,
+    ),
+    // What the level costs: gzip's fastest level against its default (6) above.
+    sluice_run(
+        "ndjson-gzip-level1",
+        "format = \"ndjson\"\ncompression = \"gzip\"\ncompression_level = 1",
+        false,
+    ),
+    sluice_run(
         "avro-deflate",
         "format = \"avro\"\ncompression = \"deflate\"",
+        false,
     ),
-    (
+    sluice_run(
         "parquet-zstd",
         "format = \"parquet\"\ncompression = \"zstd\"",
+        false,
+    ),
+    // The same files with window markers on: progress rounds and _SUCCESS markers.
+    sluice_run(
+        "parquet-zstd-markers",
+        "format = \"parquet\"\ncompression = \"zstd\"",
+        true,
     ),
     // The same Parquet files, committed to one Delta table per signal.
-    (
+    sluice_run(
         "delta-parquet-zstd",
         "table = \"delta\"\ncompression = \"zstd\"",
+        false,
     ),
 ];
 
@@ -111,19 +144,19 @@ fn one() {
     let group = string_arg("--group").expect("--group");
     let records = number_arg("--records", 1_000_000);
     let lake = std::path::PathBuf::from(string_arg("--lake").expect("--lake"));
-    let (secs, cpu_s, consumed, commits) = if mode == "ceiling" {
+    let (secs, cpu_s, rss, consumed, commits) = if mode == "ceiling" {
         let (secs, cpu_s, consumed) = ceiling(&bootstrap, &group, records);
-        (secs, cpu_s, consumed, 0)
+        (secs, cpu_s, peak_rss_bytes(), consumed, 0)
     } else {
-        let (_, sink) = SLUICE_RUNS
+        let run = SLUICE_RUNS
             .iter()
-            .find(|(name, ..)| *name == mode)
+            .find(|r| r.name == mode)
             .unwrap_or_else(|| panic!("unknown mode {mode}"));
-        sluice_run(&bootstrap, &group, records, &lake, &mode, sink)
+        sluice_process(&bootstrap, &group, records, &lake, run)
     };
     println!(
         "{}",
-        json!({"name": mode, "records": consumed, "secs": secs, "cpu_s": cpu_s, "peak_rss_bytes": peak_rss_bytes(), "table_commits": commits})
+        json!({"name": mode, "records": consumed, "secs": secs, "cpu_s": cpu_s, "peak_rss_bytes": rss, "table_commits": commits})
     );
 }
 
@@ -154,59 +187,118 @@ fn ceiling(bootstrap: &str, group: &str, records: u64) -> (f64, f64, u64) {
     (t0.elapsed().as_secs_f64(), cpu_seconds() - c0, n)
 }
 
-fn sluice_run(
+/// Sluice as users run it: the `sluice` binary in its own process (`run --until-caught-up`),
+/// timed from its first consumed record (seen on its `/metrics`, polled every 2 ms until then
+/// and never after, so the polling costs it nothing while it works) until it has landed every
+/// file, committed and exited. CPU seconds and peak RSS are the whole process's, start-up and
+/// the group join included. Returns (secs, cpu_s, peak_rss_bytes, records, table_versions).
+fn sluice_process(
     bootstrap: &str,
     group: &str,
     records: u64,
     lake: &std::path::Path,
-    format: &str,
-    sink: &str,
-) -> (f64, f64, u64, u64) {
-    let text = hourly_tansu_pipeline(bootstrap, TOPIC, group, lake, sink);
-    let p = sluice_config::parse(&text, &|_| None).unwrap();
-    sluice_telemetry::init_logging(false, "warn");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let start: OnceLock<(Instant, f64)> = OnceLock::new();
-    let metrics = sluice_telemetry::Metrics::new(&p.name);
-    let summary = rt
-        .block_on(sluice_pipeline::run_until(
-            &p,
-            metrics.clone(),
-            Duration::from_secs(1800),
-            |m| {
-                let consumed = m.records_consumed.get();
-                if std::env::var_os("SLUICE_BENCH_TRACE").is_some() {
-                    if let Some((t0, _)) = start.get() {
-                        eprintln!(
-                            "{:.2} s: {consumed} consumed, paused {}",
-                            t0.elapsed().as_secs_f64(),
-                            m.paused.get()
-                        );
-                    }
-                }
-                if consumed > 0 {
-                    start.get_or_init(|| (Instant::now(), cpu_seconds()));
-                }
-                let done = consumed >= records;
-                if done && std::env::var_os("SLUICE_BENCH_TRACE").is_some() {
-                    if let Some((t0, _)) = start.get() {
-                        eprintln!("consumed all after {:.2} s", t0.elapsed().as_secs_f64());
-                    }
-                }
-                done
-            },
-        ))
-        .unwrap();
-    let (t0, c0) = *start.get().expect("consumed");
+    run: &SluiceRun,
+) -> (f64, f64, u64, u64, u64) {
+    let mut text = hourly_tansu_pipeline(bootstrap, TOPIC, group, lake, run.sink);
+    if run.markers {
+        text = text.replace(
+            "granularity = \"hour\"",
+            "granularity = \"hour\"\nmarkers = true",
+        );
+    }
+    std::fs::create_dir_all(lake).unwrap();
+    let file = lake.with_extension("toml");
+    std::fs::write(&file, text).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let me = std::env::current_exe().unwrap();
+    let mut child = Command::new(me.with_file_name("sluice"))
+        .arg("run")
+        .arg(&file)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--until-caught-up",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sluice");
+    let started = Instant::now();
+    let t0 = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{}: sluice exited ({status}) before consuming", run.name);
+        }
+        if consumed_so_far(port) > 0 {
+            break Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{}: nothing consumed",
+            run.name
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let out = child.wait_with_output().unwrap();
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - c0;
-    assert_eq!(summary.records_consumed, records, "{format}: consumed");
-    assert_eq!(summary.records_dead_lettered, 0, "{format}: dead letters");
-    let commits = metrics
-        .table_commits
-        .with_label_values(&["committed"])
-        .get();
-    (secs, cpu, summary.records_consumed, commits)
+    assert!(out.status.success(), "{}: sluice failed", run.name);
+    // This process waits for no other child: its children's usage is this run's.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: summary: {e}: {}",
+            run.name,
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let consumed = summary["records_consumed"].as_u64().unwrap_or(0);
+    assert_eq!(consumed, records, "{}: consumed: {summary}", run.name);
+    assert_eq!(summary["caught_up"], json!(true), "{}: {summary}", run.name);
+    (
+        secs,
+        cpu,
+        usage.ru_maxrss as u64 * 1024,
+        consumed,
+        table_versions(lake),
+    )
+}
+
+/// `sluice_source_records_consumed_total` from a worker's `/metrics` (0 until it answers).
+fn consumed_so_far(port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| !l.starts_with('#') && l.contains("source_records_consumed_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Versions in every Delta log under `lake` (the table commits, creations included).
+fn table_versions(lake: &std::path::Path) -> u64 {
+    let Ok(tables) = std::fs::read_dir(lake) else {
+        return 0;
+    };
+    tables
+        .flatten()
+        .filter_map(|t| std::fs::read_dir(t.path().join("_delta_log")).ok())
+        .flat_map(|log| log.flatten())
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".json"))
+        .count() as u64
 }
 
 /// Issue 3's memory figure: bytes held per buffered record when 1,000,000 small records of
@@ -417,7 +509,7 @@ fn orchestrate() {
     let work = tempfile::tempdir().unwrap();
     let mut samples: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let modes: Vec<&str> = std::iter::once("ceiling")
-        .chain(SLUICE_RUNS.iter().map(|(n, ..)| *n))
+        .chain(SLUICE_RUNS.iter().map(|r| r.name))
         .chain(std::iter::once("python"))
         .collect();
     for rep in 0..repeats {
@@ -502,8 +594,8 @@ fn orchestrate() {
     };
     row("ceiling", ceiling_rps, ceiling_cpu, ceiling_rss);
     let mut runs = Vec::new();
-    for (name, ..) in SLUICE_RUNS {
-        let (rps, cpu, rss, all) = summarize(&samples[name]);
+    for SluiceRun { name, .. } in &SLUICE_RUNS {
+        let (rps, cpu, rss, all) = summarize(&samples[*name]);
         row(name, rps, cpu, rss);
         runs.push(json!({
             "name": name, "rps": rps, "mb_per_s": mb(rps), "ratio_to_ceiling": rps / ceiling_rps,
