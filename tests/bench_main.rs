@@ -203,7 +203,8 @@ fn sluice_process(
     if run.markers {
         text = text.replace(
             "granularity = \"hour\"",
-            "granularity = \"hour\"\nmarkers = true",
+            // Markers need late records kept out of sealed windows.
+            "granularity = \"hour\"\nmarkers = true\nlate_data = \"divert\"",
         );
     }
     std::fs::create_dir_all(lake).unwrap();
@@ -224,13 +225,18 @@ fn sluice_process(
             "--until-caught-up",
         ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(lake.with_extension("log")).unwrap())
         .spawn()
         .expect("start sluice");
     let started = Instant::now();
     let t0 = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("{}: sluice exited ({status}) before consuming", run.name);
+            let log = std::fs::read_to_string(lake.with_extension("log")).unwrap_or_default();
+            panic!(
+                "{}: sluice exited ({status}) before consuming: {}",
+                run.name,
+                &log[log.len().saturating_sub(2000)..]
+            );
         }
         if consumed_so_far(port) > 0 {
             break Instant::now();
@@ -244,7 +250,14 @@ fn sluice_process(
     };
     let out = child.wait_with_output().unwrap();
     let secs = t0.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}: sluice failed", run.name);
+    if !out.status.success() {
+        let log = std::fs::read_to_string(lake.with_extension("log")).unwrap_or_default();
+        panic!(
+            "{}: sluice failed: {}",
+            run.name,
+            &log[log.len().saturating_sub(2000)..]
+        );
+    }
     // This process waits for no other child: its children's usage is this run's.
     let usage = unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
