@@ -126,8 +126,13 @@ fn main() {
         Some("fold-memory") => fold_memory(),
         Some("pgp-memory") => pgp_memory(),
         Some("serve") => {
-            // For profiling one run by hand: preload, print the bootstrap address, keep going.
-            let (tansu, _, _) = preload(number_arg("--records", 1_000_000));
+            // For profiling one run by hand: preload every topic, print the bootstrap
+            // address, keep going.
+            let records = number_arg("--records", 1_000_000);
+            let (tansu, _, _) = preload(records);
+            for shape in &SHAPES {
+                preload_topic(&tansu, shape.topic, records / shape.share, &shape.spec());
+            }
             println!("{}", tansu.bootstrap);
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
@@ -144,15 +149,16 @@ fn one() {
     let group = string_arg("--group").expect("--group");
     let records = number_arg("--records", 1_000_000);
     let lake = std::path::PathBuf::from(string_arg("--lake").expect("--lake"));
+    let topic = string_arg("--topic").unwrap_or_else(|| TOPIC.to_string());
     let (secs, cpu_s, rss, consumed, commits) = if mode == "ceiling" {
-        let (secs, cpu_s, consumed) = ceiling(&bootstrap, &group, records);
+        let (secs, cpu_s, consumed) = ceiling(&bootstrap, &group, records, &topic);
         (secs, cpu_s, peak_rss_bytes(), consumed, 0)
     } else {
         let run = SLUICE_RUNS
             .iter()
             .find(|r| r.name == mode)
             .unwrap_or_else(|| panic!("unknown mode {mode}"));
-        sluice_process(&bootstrap, &group, records, &lake, run)
+        sluice_process(&bootstrap, &topic, &group, records, &lake, run)
     };
     println!(
         "{}",
@@ -161,17 +167,17 @@ fn one() {
 }
 
 /// A bare consumer with exactly Sluice's librdkafka settings, discarding what it reads.
-fn ceiling(bootstrap: &str, group: &str, records: u64) -> (f64, f64, u64) {
+fn ceiling(bootstrap: &str, group: &str, records: u64, topic: &str) -> (f64, f64, u64) {
     let settings = sluice_config::SourceSettings {
         bootstrap_servers: bootstrap.into(),
-        topics: vec![TOPIC.into()],
+        topics: vec![topic.into()],
         group_id: group.into(),
         start_from: "earliest".into(),
         properties: BTreeMap::from([("fetch.wait.max.ms".to_string(), "10".to_string())]),
         secret_properties: BTreeMap::new(),
     };
     let consumer: BaseConsumer = sluice_kafka::client_config(&settings).create().unwrap();
-    consumer.subscribe(&[TOPIC]).unwrap();
+    consumer.subscribe(&[topic]).unwrap();
     let mut n = 0u64;
     let mut bytes = 0usize;
     let mut start = None;
@@ -194,12 +200,13 @@ fn ceiling(bootstrap: &str, group: &str, records: u64) -> (f64, f64, u64) {
 /// the group join included. Returns (secs, cpu_s, peak_rss_bytes, records, table_versions).
 fn sluice_process(
     bootstrap: &str,
+    topic: &str,
     group: &str,
     records: u64,
     lake: &std::path::Path,
     run: &SluiceRun,
 ) -> (f64, f64, u64, u64, u64) {
-    let mut text = hourly_tansu_pipeline(bootstrap, TOPIC, group, lake, run.sink);
+    let mut text = hourly_tansu_pipeline(bootstrap, topic, group, lake, run.sink);
     if run.markers {
         text = text.replace(
             "granularity = \"hour\"",
@@ -484,10 +491,17 @@ fn run_json(cmd: &mut Command) -> Value {
 fn preload(records: u64) -> (Tansu, u64, f64) {
     eprintln!("==> preloading {records} records into Tansu ({PARTITIONS} partitions, 10 signals, 6 hours)");
     let tansu = Tansu::start();
-    tansu.create_topic(TOPIC, PARTITIONS);
+    let avg = preload_topic(&tansu, TOPIC, records, &spec(0));
+    eprintln!("    {avg:.0} bytes per record on average");
+    (tansu, (avg * records as f64) as u64, avg)
+}
+
+/// Produces `records` records shaped by `shape` to a new topic; returns their mean size.
+fn preload_topic(tansu: &Tansu, topic: &str, records: u64, shape: &SampleSpec) -> f64 {
+    tansu.create_topic(topic, PARTITIONS);
     let mut payload_bytes = 0u64;
     let mut left = records as usize;
-    let mut chunk_spec = spec(200_000);
+    let mut chunk_spec = shape.clone();
     while left > 0 {
         chunk_spec.records = left.min(200_000);
         chunk_spec.seed = left as u64;
@@ -496,13 +510,49 @@ fn preload(records: u64) -> (Tansu, u64, f64) {
             .iter()
             .map(|o| o.payload.as_ref().map_or(0, Vec::len) as u64)
             .sum::<u64>();
-        sluice_testkit::produce(&tansu.bootstrap, TOPIC, &batch).unwrap();
+        sluice_testkit::produce(&tansu.bootstrap, topic, &batch).unwrap();
         left -= batch.len();
     }
-    let avg = payload_bytes as f64 / records as f64;
-    eprintln!("    {avg:.0} bytes per record on average");
+    payload_bytes as f64 / records as f64
+}
 
-    (tansu, payload_bytes, avg)
+/// Topics of other shapes, each measured by its own ceiling and parquet-zstd once per repeat:
+/// many signals (a file and a lake listing per signal, hour and partition) and large records.
+struct Shape {
+    name: &'static str,
+    topic: &'static str,
+    signals: usize,
+    note_bytes: usize,
+    /// Records, as a fraction of `--records`.
+    share: u64,
+}
+
+const SHAPES: [Shape; 2] = [
+    Shape {
+        name: "1000-signals",
+        topic: "bench-1000-signals",
+        signals: 1000,
+        note_bytes: 58,
+        share: 1,
+    },
+    Shape {
+        name: "4kb-records",
+        topic: "bench-4kb-records",
+        signals: 10,
+        note_bytes: 3_900,
+        share: 10,
+    },
+];
+
+impl Shape {
+    fn spec(&self) -> SampleSpec {
+        let mut s = spec(0);
+        s.signals = (0..self.signals)
+            .map(|i| format!("{}.{i:04}", SIGNALS[i % SIGNALS.len()]))
+            .collect();
+        s.note_bytes = self.note_bytes;
+        s
+    }
 }
 
 fn orchestrate() {
@@ -525,46 +575,50 @@ fn orchestrate() {
         .chain(SLUICE_RUNS.iter().map(|r| r.name))
         .chain(std::iter::once("python"))
         .collect();
+    // The other shapes' topics, beside the main one.
+    let shape_avgs: Vec<f64> = SHAPES
+        .iter()
+        .map(|shape| {
+            eprintln!(
+                "==> preloading {} records of shape {}",
+                records / shape.share,
+                shape.name
+            );
+            preload_topic(&tansu, shape.topic, records / shape.share, &shape.spec())
+        })
+        .collect();
+    // One measurement in its own process, its lake removed after it.
+    let mut measure = |label: String, mode: &str, topic: &str, n: u64, rep: u64| {
+        let group = format!("bench-{}-{rep}", label.replace('/', "-"));
+        let lake = work.path().join(&group);
+        eprintln!("==> {label} (repeat {})", rep + 1);
+        let mut cmd = if mode == "python" {
+            let mut c = Command::new(&python);
+            c.arg(workspace_root().join("bench/baseline.py"));
+            c
+        } else {
+            let mut c = Command::new(&me);
+            c.args(["one", "--mode", mode]);
+            c
+        };
+        cmd.args(["--bootstrap", &tansu.bootstrap, "--topic", topic])
+            .args(["--group", &group, "--records", &n.to_string(), "--lake"])
+            .arg(&lake);
+        let v = run_json(&mut cmd);
+        assert_eq!(v["records"].as_u64(), Some(n), "{label}: {v}");
+        eprintln!("    {v}");
+        let _ = std::fs::remove_dir_all(&lake);
+        samples.entry(label).or_default().push(v);
+    };
     for rep in 0..repeats {
         for mode in &modes {
-            let group = format!("bench-{mode}-{rep}");
-            let lake = work.path().join(&group);
-            eprintln!("==> {mode} (repeat {})", rep + 1);
-            let v = if *mode == "python" {
-                run_json(
-                    Command::new(&python)
-                        .arg(workspace_root().join("bench/baseline.py"))
-                        .args([
-                            "--bootstrap",
-                            &tansu.bootstrap,
-                            "--topic",
-                            TOPIC,
-                            "--group",
-                            &group,
-                        ])
-                        .args(["--records", &records.to_string(), "--lake"])
-                        .arg(&lake),
-                )
-            } else {
-                run_json(
-                    Command::new(&me)
-                        .args([
-                            "one",
-                            "--mode",
-                            mode,
-                            "--bootstrap",
-                            &tansu.bootstrap,
-                            "--group",
-                            &group,
-                        ])
-                        .args(["--records", &records.to_string(), "--lake"])
-                        .arg(&lake),
-                )
-            };
-            assert_eq!(v["records"].as_u64(), Some(records), "{mode}: {v}");
-            eprintln!("    {v}");
-            let _ = std::fs::remove_dir_all(&lake);
-            samples.entry(mode.to_string()).or_default().push(v);
+            measure(mode.to_string(), mode, TOPIC, records, rep);
+        }
+        for shape in &SHAPES {
+            for mode in ["ceiling", "parquet-zstd"] {
+                let label = format!("{mode}/{}", shape.name);
+                measure(label, mode, shape.topic, records / shape.share, rep);
+            }
         }
     }
 
@@ -616,6 +670,30 @@ fn orchestrate() {
         }));
     }
     row("python", python_rps, python_cpu, python_rss);
+    // The other shapes, each against its own topic's ceiling.
+    println!(
+        "\n{:<28} {:>10} {:>8} {:>12} {:>12} {:>11}",
+        "shape: run", "records/s", "MB/s", "CPU s per M", "peak RSS MB", "vs ceiling"
+    );
+    let mut shapes = Vec::new();
+    for (shape, avg) in SHAPES.iter().zip(&shape_avgs) {
+        let n = records / shape.share;
+        let (ceil_rps, ..) = summarize(&samples[&format!("ceiling/{}", shape.name)]);
+        let (rps, cpu, rss, all) = summarize(&samples[&format!("parquet-zstd/{}", shape.name)]);
+        let cpu_per_m = cpu * 1e6 / n as f64;
+        println!(
+            "{:<28} {rps:>10.0} {:>8.1} {cpu_per_m:>12.2} {:>12.1} {:>10.1}%",
+            format!("{}: parquet-zstd", shape.name),
+            rps * avg / 1e6,
+            rss as f64 / 1e6,
+            100.0 * rps / ceil_rps
+        );
+        shapes.push(json!({
+            "shape": shape.name, "records": n, "avg_record_bytes": avg, "signals": shape.signals,
+            "ceiling_rps": ceil_rps, "rps": rps, "ratio_to_ceiling": rps / ceil_rps,
+            "cpu_s": cpu, "cpu_s_per_m_records": cpu_per_m, "peak_rss_bytes": rss, "rps_each_run": all,
+        }));
+    }
     // What committing to tables costs over writing the same files loose.
     let (files_rps, files_cpu, ..) = summarize(&samples["parquet-zstd"]);
     let (delta_rps, delta_cpu, ..) = summarize(&samples["delta-parquet-zstd"]);
@@ -692,6 +770,7 @@ fn orchestrate() {
         "python_peak_rss_bytes": python_rss,
         "python_rps_each_run": python_all,
         "delta_overhead": delta_overhead,
+        "shapes": shapes,
         "memory": memory,
         "fold_memory": fold,
         "machine": machine,

@@ -37,7 +37,7 @@ impl Worker {
     /// (the next ownership lists the lake again too).
     pub(crate) fn forget(&mut self, tp: &TopicPartition) -> Option<Ownership> {
         let owned = self.ownership.remove(tp);
-        self.landed.retain(|key, _| &key.tp != tp);
+        self.landed.forget_partition(tp);
         if let Some(t) = &mut self.tables {
             t.forget(tp);
         }

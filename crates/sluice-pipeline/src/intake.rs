@@ -10,9 +10,7 @@ use sluice_core::{Granularity, TopicPartition, Window};
 use sluice_fold::{dead_letter_line, BufferKey, DeadReason, Routed, Target};
 
 use crate::markers::PartitionProgress;
-use crate::{
-    now_ms, PipelineError, Worker, INITIAL_STORAGE_BACKOFF, MAX_LANDED_KEYS, MAX_STORAGE_BACKOFF,
-};
+use crate::{now_ms, PipelineError, Worker, INITIAL_STORAGE_BACKOFF, MAX_STORAGE_BACKOFF};
 
 /// The clock, read once per batch of records: two clock reads per record showed in profiles,
 /// and a batch is handled within a millisecond or so.
@@ -125,16 +123,12 @@ impl Worker {
             target,
         });
         if let Some(key) = &key {
-            if !self.landed.contains_key(key) {
+            if self.landed.get(key).is_none() {
                 match self.landed_ranges(key).await {
                     Ok(ranges) => {
-                        if self.landed.len() >= MAX_LANDED_KEYS {
-                            // What the lake says is the truth: a key dropped here is listed
-                            // again when it comes back. Keys with open buffers stay.
-                            let buffers = &self.buffers;
-                            self.landed.retain(|k, _| buffers.contains(k));
-                        }
-                        self.landed.insert(key.clone(), ranges);
+                        let buffers = &self.buffers;
+                        self.landed
+                            .insert(key.clone(), ranges, |k| buffers.contains(k));
                     }
                     Err(PipelineError::Lake(e)) if e.is_retryable() => return Ok(Some(record)),
                     Err(e) => return Err(e),
@@ -159,7 +153,7 @@ impl Worker {
             self.mark_consumed(&tp, offset);
             return Ok(None);
         };
-        if self.landed[&key].covers(offset) {
+        if self.landed.get(&key).is_some_and(|r| r.covers(offset)) {
             // A replay after a crash or rebalance: this record is already in a landed file
             // (which the previous owner may not have noted in its progress).
             if let (

@@ -20,6 +20,7 @@ mod commits;
 mod fuzz_tests;
 mod inflight;
 mod intake;
+mod landed_cache;
 mod landing;
 mod maintenance;
 mod marker_rounds;
@@ -90,10 +91,6 @@ const RELEASE_PATIENCE: Duration = Duration::from_secs(2);
 const MARKER_ROUND_EVERY: Duration = Duration::from_secs(5);
 /// How long the list of all partitions (from the brokers' metadata) is reused.
 const PARTITIONS_REFRESH: Duration = Duration::from_secs(60);
-/// Keys whose landed offset ranges are kept from their listing; past it, those without an
-/// open buffer are forgotten (and listed again if they come back), so high-cardinality signals
-/// cannot grow the cache without bound.
-const MAX_LANDED_KEYS: usize = 4096;
 /// The signal name dead-letter files are labelled with in metrics and logs.
 const DEAD_LETTER: &str = "_dead_letter";
 
@@ -387,7 +384,7 @@ struct Worker {
     /// (parsed chunks, Arrow arrays, output), so landings take a permit to encode.
     encode_permits: Arc<tokio::sync::Semaphore>,
     /// For each key seen since its partition was assigned: offsets already in landed files.
-    landed: foldhash::HashMap<BufferKey, LandedRanges>,
+    landed: landed_cache::LandedCache,
     /// Per owned partition, how its watermark (the latest window end seen) grew, and for
     /// markers which windows it has files in: a window this far behind has closed.
     progress: foldhash::HashMap<TopicPartition, PartitionProgress>,
