@@ -281,7 +281,14 @@ fn sluice_process(
         )
     });
     let consumed = summary["records_consumed"].as_u64().unwrap_or(0);
-    assert_eq!(consumed, records, "{}: consumed: {summary}", run.name);
+    // `--until-caught-up` stops at the ends the broker gave at assignment. Tansu 0.6 can give
+    // an end short of the last record batch (seen on the 1,000-signal topic: 64 records of a
+    // million), so a run may stop just before the end; rates use what it consumed.
+    assert!(
+        consumed <= records && consumed >= records - records / 100,
+        "{}: consumed: {summary}",
+        run.name
+    );
     assert_eq!(summary["caught_up"], json!(true), "{}: {summary}", run.name);
     (
         secs,
@@ -605,7 +612,8 @@ fn orchestrate() {
             .args(["--group", &group, "--records", &n.to_string(), "--lake"])
             .arg(&lake);
         let v = run_json(&mut cmd);
-        assert_eq!(v["records"].as_u64(), Some(n), "{label}: {v}");
+        let got = v["records"].as_u64().unwrap_or(0);
+        assert!(got <= n && got >= n - n / 100, "{label}: {v}");
         eprintln!("    {v}");
         let _ = std::fs::remove_dir_all(&lake);
         samples.entry(label).or_default().push(v);
@@ -625,7 +633,7 @@ fn orchestrate() {
     let summarize = |runs: &[Value]| {
         let rps = median(
             runs.iter()
-                .map(|r| records as f64 / r["secs"].as_f64().unwrap())
+                .map(|r| r["records"].as_f64().unwrap() / r["secs"].as_f64().unwrap())
                 .collect(),
         );
         let cpu = median(runs.iter().map(|r| r["cpu_s"].as_f64().unwrap()).collect());
@@ -636,7 +644,7 @@ fn orchestrate() {
         );
         let all_rps: Vec<f64> = runs
             .iter()
-            .map(|r| records as f64 / r["secs"].as_f64().unwrap())
+            .map(|r| r["records"].as_f64().unwrap() / r["secs"].as_f64().unwrap())
             .collect();
         (rps, cpu, rss as u64, all_rps)
     };
