@@ -255,6 +255,7 @@ struct Blocks {
     codec: Codec,
     /// `sink.compression_level`, or the codec's default.
     level: Option<i32>,
+    deflate_level: flate2::Compression,
     marker: [u8; 16],
     block: Vec<u8>,
     records: i64,
@@ -274,10 +275,8 @@ impl Blocks {
             AvroCodec::Deflate(_) => {
                 // Avro's deflate is raw RFC 1951 deflate; zlib-rs does it, at level 6 unless
                 // the pipeline chose another.
-                let level = self.level.map_or(flate2::Compression::default(), |l| {
-                    flate2::Compression::new(l.clamp(1, 9) as u32)
-                });
-                let mut z = flate2::write::DeflateEncoder::new(std::mem::take(scratch), level);
+                let mut z =
+                    flate2::write::DeflateEncoder::new(std::mem::take(scratch), self.deflate_level);
                 z.write_all(&self.block)?;
                 *scratch = z.finish()?;
                 scratch
@@ -333,6 +332,7 @@ pub(crate) fn write(
     let mut blocks = Blocks {
         codec: opts.codec,
         level: opts.level,
+        deflate_level: opts.deflate_level(),
         marker,
         block: Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4),
         records: 0,

@@ -150,10 +150,9 @@ fn compressed<T>(
 ) -> Result<T, EncodeError> {
     match opts.codec {
         Codec::Gzip => {
-            let level = opts.level.map_or(flate2::Compression::default(), |l| {
-                flate2::Compression::new(l.clamp(1, 9) as u32)
-            });
-            let mut gz = flate2::GzBuilder::new().mtime(0).write(out, level);
+            let mut gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(out, opts.deflate_level());
             let done = write(&mut gz)?;
             gz.try_finish()?;
             Ok(done)

@@ -179,6 +179,13 @@ pub struct EncodeOptions {
 }
 
 impl EncodeOptions {
+    /// The deflate level for gzip and Avro's deflate blocks: the pipeline's, else 6.
+    pub fn deflate_level(&self) -> flate2::Compression {
+        self.level.map_or(flate2::Compression::default(), |l| {
+            flate2::Compression::new(l.clamp(1, 9) as u32)
+        })
+    }
+
     pub fn new(format: FileFormat, codec: Codec) -> Self {
         Self {
             format,
