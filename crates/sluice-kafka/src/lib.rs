@@ -290,13 +290,6 @@ impl KafkaSource {
         })
     }
 
-    /// The next record, owned. Cancellation-safe.
-    pub async fn next(&self) -> Result<Record, SourceError> {
-        let mut batch = Vec::with_capacity(1);
-        self.next_batch(1, &mut batch).await?;
-        Ok(batch.pop().expect("a batch holds at least one record"))
-    }
-
     /// Waits for the next record, then appends up to `max - 1` more that librdkafka has
     /// already fetched, without waiting for them: the run loop then handles a batch per wake
     /// instead of a record. A batch ends before the first record polled after a rebalance
