@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{json, Value};
-use sluice_e2e::{hourly_tansu_pipeline, number_arg};
+use sluice_e2e::{hourly_tansu_pipeline, number_arg, sluice_bin};
 use sluice_testkit::sample::{generate, outgoing, SampleSpec};
-use sluice_testkit::services::{workspace_root, Tansu};
+use sluice_testkit::services::{free_port, workspace_root, Tansu};
 
 const TOPIC: &str = "bench";
 const PARTITIONS: i32 = 4;
@@ -217,13 +217,14 @@ fn sluice_process(
     std::fs::create_dir_all(lake).unwrap();
     let file = lake.with_extension("toml");
     std::fs::write(&file, text).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let me = std::env::current_exe().unwrap();
-    let mut child = Command::new(me.with_file_name("sluice"))
+    let port = free_port();
+    let log = lake.with_extension("log");
+    // The end of the worker's log, for a run that failed.
+    let log_tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text[text.floor_char_boundary(text.len().saturating_sub(2000))..].to_string()
+    };
+    let mut child = Command::new(sluice_bin())
         .arg("run")
         .arg(&file)
         .args([
@@ -232,17 +233,16 @@ fn sluice_process(
             "--until-caught-up",
         ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(lake.with_extension("log")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start sluice");
     let started = Instant::now();
     let t0 = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(lake.with_extension("log")).unwrap_or_default();
             panic!(
                 "{}: sluice exited ({status}) before consuming: {}",
                 run.name,
-                &log[log.len().saturating_sub(2000)..]
+                log_tail()
             );
         }
         if consumed_so_far(port) > 0 {
@@ -258,12 +258,7 @@ fn sluice_process(
     let out = child.wait_with_output().unwrap();
     let secs = t0.elapsed().as_secs_f64();
     if !out.status.success() {
-        let log = std::fs::read_to_string(lake.with_extension("log")).unwrap_or_default();
-        panic!(
-            "{}: sluice failed: {}",
-            run.name,
-            &log[log.len().saturating_sub(2000)..]
-        );
+        panic!("{}: sluice failed: {}", run.name, log_tail());
     }
     // This process waits for no other child: its children's usage is this run's.
     let usage = unsafe {
