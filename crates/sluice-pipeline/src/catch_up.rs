@@ -78,8 +78,18 @@ impl CatchUp {
         self.targets.insert(tp, (start, high));
     }
 
-    pub(crate) fn revoked(&mut self, tp: &TopicPartition) {
-        self.targets.remove(tp);
+    /// `committed`: the group's offset after the revocation's own commit, so the summary
+    /// names where this worker left the partition, not where the last tick saw it.
+    pub(crate) fn revoked(&mut self, tp: &TopicPartition, committed: Option<i64>) {
+        if let (Some((start, end)), Some(c)) = (self.targets.remove(tp), committed) {
+            let reached = c.max(start);
+            let seen = self
+                .reached
+                .get(tp)
+                .map_or(reached, |p| p.reached.max(reached));
+            self.reached
+                .insert(tp.clone(), PartitionEnd { reached: seen, end });
+        }
     }
 
     /// Where each owned partition stands: committed by this worker, else where it started.

@@ -528,7 +528,13 @@ impl Worker {
                     for tp in tps {
                         if let Some(c) = &mut self.catch_up {
                             c.rebalanced();
-                            c.revoked(&tp);
+                            // The rebalance callback committed the partition's landed
+                            // progress: that is as far as this worker got (a broker round
+                            // trip, batch runs only).
+                            let committed = tokio::task::block_in_place(|| {
+                                source.committed_and_end(&tp).ok().and_then(|(c, ..)| c)
+                            });
+                            c.revoked(&tp, committed);
                         }
                         self.fenced.remove(&tp);
                         if let Some(epoch) = self.forget(&tp).and_then(|o| o.epoch) {
