@@ -207,7 +207,15 @@ fn a_file_a_paused_owner_lands_after_a_takeover_is_found_and_repaired_by_the_aud
     assert_eq!(report["partitions"][0]["missing"], 0, "{report:#}");
     let (code, repaired) = audit(&pipeline, true);
     assert_eq!(code, 0, "{repaired:#}");
-    assert_eq!(repaired["repaired"], serde_json::json!([zombie_path]));
+    // A lands every file it had past its lease check when it froze: the one the fault hook
+    // held, and any other landing in flight at that moment (a second one was seen once the
+    // intake took batches). The repair removes those copies and nothing else: below, every
+    // record is still there once.
+    let removed = repaired["repaired"].as_array().cloned().unwrap_or_default();
+    assert!(
+        removed.contains(&serde_json::json!(zombie_path)),
+        "{repaired:#}"
+    );
     let found = paths_by_seq(&read_ndjson_tree(&lake));
     for s in &samples {
         assert_eq!(found[&s.id].len(), 1, "record {} after the repair", s.id);
