@@ -210,12 +210,25 @@ fn partition_list(tps: &[TopicPartition]) -> Result<TopicPartitionList, SourceEr
 /// How long a blocking broker request (committed offsets, watermarks, seek) may take.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a consumer group stands on one partition and where the partition ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPosition {
+    pub tp: TopicPartition,
+    /// The group's committed offset, if it ever committed one.
+    pub committed: Option<i64>,
+    /// The low and high watermarks.
+    pub low: i64,
+    pub high: i64,
+}
+
 pub struct KafkaSource {
     consumer: Arc<StreamConsumer<SourceContext>>,
     /// `auto.offset.reset` is `latest`.
     reset_to_end: bool,
     /// A record polled after a rebalance event, returned first by the next batch.
     held_back: Mutex<Option<Record>>,
+    /// The subscription, for `rejoin`.
+    topics: Vec<String>,
 }
 
 /// Whether this worker still owns its assignment, for landings that outlive a poll.
@@ -287,6 +300,7 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             reset_to_end: settings.start_from == "latest",
             held_back: Mutex::new(None),
+            topics: settings.topics.clone(),
         })
     }
 
@@ -432,6 +446,54 @@ impl KafkaSource {
             self.consumer
                 .fetch_watermarks(&tp.topic, tp.partition, BROKER_TIMEOUT)?;
         Ok((committed, low, high))
+    }
+
+    /// Where the group stands on each of `tps` and where each ends, as `committed_and_end`
+    /// but with one offset fetch for all of them. Blocks for broker round trips.
+    pub fn group_positions(
+        &self,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<GroupPosition>, SourceError> {
+        let mut tpl = TopicPartitionList::new();
+        for tp in tps {
+            tpl.add_partition(&tp.topic, tp.partition);
+        }
+        let committed = self.consumer.committed_offsets(tpl, BROKER_TIMEOUT)?;
+        let mut out = Vec::with_capacity(tps.len());
+        for tp in tps {
+            let c = match committed
+                .find_partition(&tp.topic, tp.partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            let (low, high) =
+                self.consumer
+                    .fetch_watermarks(&tp.topic, tp.partition, BROKER_TIMEOUT)?;
+            out.push(GroupPosition {
+                tp: tp.clone(),
+                committed: c,
+                low,
+                high,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Leaves the group and joins it again, so that its members' assignments are computed
+    /// afresh: the way out when the group left partitions with no owner. This worker's
+    /// partitions are revoked (the callback commits what landed) and events follow as for
+    /// any rebalance.
+    pub fn rejoin(&self) -> Result<(), SourceError> {
+        self.consumer.unsubscribe();
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|source| SourceError::Subscribe {
+                topics: self.topics.clone(),
+                source,
+            })
     }
 
     /// The partitions the group currently assigns to this worker.

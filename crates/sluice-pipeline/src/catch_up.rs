@@ -1,12 +1,16 @@
 //! `--until-caught-up`: for each partition this worker owns, where the partition ended when it
 //! was assigned; the run ends once everything up to there has landed and been committed on
-//! every owned partition, or once the lake has been down longer than the patience allows.
+//! every owned partition, and the group has committed every other partition of the topics to
+//! where it ended when first seen, or once the lake has been down longer than the patience
+//! allows. A partition the group leaves with no owner (Tansu was seen to revoke two
+//! partitions from one member and give them to none) makes the worker rejoin the group.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use sluice_core::{PartitionLedgers, TopicPartition};
+use sluice_kafka::GroupPosition;
 
 /// How a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +39,39 @@ impl PartitionEnd {
 
 /// How long the group must leave this worker's partitions alone before it may end.
 const SETTLE: Duration = Duration::from_secs(3);
+/// How long a partition owned elsewhere (or by nobody) may stay behind its end with its
+/// committed offset unchanged before this worker rejoins the group; doubled after each rejoin
+/// so that a slow owner costs a few rebalances at most.
+const FIRST_STALL: Duration = Duration::from_secs(10);
+const LONGEST_STALL: Duration = Duration::from_secs(300);
+
+/// What the group's other partitions say once this worker's own are caught up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GroupVerdict {
+    /// Every partition of the topics is committed to its end: the run may end.
+    Done,
+    /// Some partition is behind, and its committed offset moved lately: its owner works.
+    Wait,
+    /// Some partition has been behind, unmoved, for longer than the stall allows: ask the
+    /// group to assign its partitions afresh.
+    Rejoin,
+}
+
+/// A partition this worker does not own: where it ended when first seen, and the group's
+/// committed offset with when it last changed.
+struct Elsewhere {
+    end: i64,
+    committed: Option<i64>,
+    since: Instant,
+}
+
+/// How often the group's positions on other partitions are read (broker round trips).
+const GROUP_CHECK: Duration = Duration::from_secs(2);
 
 pub(crate) struct CatchUp {
     pub(crate) lake_patience: Duration,
+    /// The pipeline's topics: all their partitions must be committed to their ends.
+    pub(crate) topics: Vec<String>,
     /// Per owned partition: where it started (committed, else the low watermark) and ended.
     targets: BTreeMap<TopicPartition, (i64, i64)>,
     /// Every partition this worker has finished (kept when it moves on, for the summary).
@@ -47,19 +81,87 @@ pub(crate) struct CatchUp {
     lake_down_since: Option<Instant>,
     started: Instant,
     next_report: Instant,
+    /// Partitions of the topics not owned here, once this worker's own are caught up.
+    elsewhere: BTreeMap<TopicPartition, Elsewhere>,
+    stall: Duration,
+    next_group_check: Instant,
 }
 
 impl CatchUp {
-    pub(crate) fn new(lake_patience: Duration) -> Self {
+    pub(crate) fn new(lake_patience: Duration, topics: Vec<String>) -> Self {
         Self {
             lake_patience,
+            topics,
+            next_group_check: Instant::now(),
             targets: BTreeMap::new(),
             reached: BTreeMap::new(),
             last_rebalance: None,
             lake_down_since: None,
             started: Instant::now(),
             next_report: Instant::now(),
+            elsewhere: BTreeMap::new(),
+            stall: FIRST_STALL,
         }
+    }
+
+    /// Whether it is time to read the group's positions on other partitions again.
+    pub(crate) fn group_check_due(&mut self, now: Instant) -> bool {
+        if now < self.next_group_check {
+            return false;
+        }
+        self.next_group_check = now + GROUP_CHECK;
+        true
+    }
+
+    /// Whether `tp` is one of this worker's partitions.
+    pub(crate) fn owns(&self, tp: &TopicPartition) -> bool {
+        self.targets.contains_key(tp)
+    }
+
+    /// Judges the partitions owned elsewhere from the group's positions on them, read after this worker's own were caught up. A partition that
+    /// was never committed counts from its low watermark.
+    pub(crate) fn judge_elsewhere(
+        &mut self,
+        positions: &[GroupPosition],
+        now: Instant,
+    ) -> GroupVerdict {
+        let mut verdict = GroupVerdict::Done;
+        for GroupPosition {
+            tp,
+            committed,
+            low,
+            high,
+        } in positions
+        {
+            let seen = self
+                .elsewhere
+                .entry(tp.clone())
+                .or_insert_with(|| Elsewhere {
+                    end: *high,
+                    committed: *committed,
+                    since: now,
+                });
+            if seen.committed != *committed {
+                seen.committed = *committed;
+                seen.since = now;
+            }
+            let reached = committed.unwrap_or(*low).max(*low);
+            if reached >= seen.end {
+                continue;
+            }
+            if now.duration_since(seen.since) >= self.stall {
+                verdict = GroupVerdict::Rejoin;
+            } else if verdict == GroupVerdict::Done {
+                verdict = GroupVerdict::Wait;
+            }
+        }
+        if verdict == GroupVerdict::Rejoin {
+            self.stall = (self.stall * 2).min(LONGEST_STALL);
+            for seen in self.elsewhere.values_mut() {
+                seen.since = now;
+            }
+        }
+        verdict
     }
 
     /// The group moved partitions (an assignment, possibly empty, or a revocation).
@@ -182,5 +284,62 @@ impl CatchUp {
         } else {
             tracing::info!(records_per_sec = rate as u64, lag, files, eta = %eta, "catching up");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    fn pos(p: i32, committed: Option<i64>, low: i64, high: i64) -> GroupPosition {
+        GroupPosition {
+            tp: tp(p),
+            committed,
+            low,
+            high,
+        }
+    }
+
+    #[test]
+    fn other_partitions_must_be_committed_to_where_they_ended_when_first_seen() {
+        let mut c = CatchUp::new(Duration::from_secs(60), vec!["t".into()]);
+        let t0 = Instant::now();
+        // Partition 0 is at its end; partition 1 is behind and its owner commits.
+        let v = c.judge_elsewhere(&[pos(0, Some(10), 0, 10), pos(1, Some(3), 0, 10)], t0);
+        assert_eq!(v, GroupVerdict::Wait);
+        let t1 = t0 + Duration::from_secs(8);
+        let v = c.judge_elsewhere(&[pos(0, Some(10), 0, 10), pos(1, Some(7), 0, 12)], t1);
+        assert_eq!(v, GroupVerdict::Wait, "moving: its owner works");
+        // The end is where the partition was first seen, not where it grew to since.
+        let t2 = t1 + Duration::from_secs(1);
+        let v = c.judge_elsewhere(&[pos(0, Some(10), 0, 15), pos(1, Some(10), 0, 20)], t2);
+        assert_eq!(v, GroupVerdict::Done);
+    }
+
+    #[test]
+    fn a_partition_that_stays_behind_unmoved_asks_for_a_rejoin_less_often_each_time() {
+        let mut c = CatchUp::new(Duration::from_secs(60), vec!["t".into()]);
+        let t0 = Instant::now();
+        // Never committed, records from 5 on: behind, owned by nobody.
+        let behind = [pos(2, None, 5, 9)];
+        assert_eq!(c.judge_elsewhere(&behind, t0), GroupVerdict::Wait);
+        let t1 = t0 + FIRST_STALL - Duration::from_millis(1);
+        assert_eq!(c.judge_elsewhere(&behind, t1), GroupVerdict::Wait);
+        let t2 = t0 + FIRST_STALL;
+        assert_eq!(c.judge_elsewhere(&behind, t2), GroupVerdict::Rejoin);
+        // The next rejoin waits twice as long.
+        let t3 = t2 + FIRST_STALL;
+        assert_eq!(c.judge_elsewhere(&behind, t3), GroupVerdict::Wait);
+        let t4 = t2 + FIRST_STALL * 2;
+        assert_eq!(c.judge_elsewhere(&behind, t4), GroupVerdict::Rejoin);
+        // An empty partition never committed is at its end.
+        assert_eq!(
+            c.judge_elsewhere(&[pos(3, None, 4, 4)], t4),
+            GroupVerdict::Done
+        );
     }
 }

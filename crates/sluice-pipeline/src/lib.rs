@@ -236,7 +236,10 @@ pub async fn run_with(
         ),
         catch_up: match mode {
             RunMode::Continuous => None,
-            RunMode::UntilCaughtUp { lake_patience } => Some(catch_up::CatchUp::new(lake_patience)),
+            RunMode::UntilCaughtUp { lake_patience } => Some(catch_up::CatchUp::new(
+                lake_patience,
+                pipeline.source.topics.clone(),
+            )),
         },
         schedule: pipeline.flush.schedule.clone(),
         manifest: pipeline.flush.manifest,
@@ -486,7 +489,7 @@ impl Worker {
                     // A failed commit is retried on the next tick.
                     self.commit(source);
                     self.update_gauges();
-                    self.check_caught_up();
+                    self.check_caught_up(source);
                 }
                 received = source.next_batch(RECORDS_PER_WAKE, &mut batch) => {
                     // A batch ends at a rebalance: its events come before its records.
@@ -564,13 +567,13 @@ impl Worker {
 
     /// With `--until-caught-up`: ends the run once every owned partition is landed and
     /// committed to its end, or when the lake has been down past the patience.
-    fn check_caught_up(&mut self) {
+    fn check_caught_up(&mut self, source: &KafkaSource) {
         let Some(c) = &mut self.catch_up else { return };
-        let (done, read_to_end) = {
+        let (own_done, read_to_end) = {
             let ledgers = self.ledgers.lock().expect("ledger lock");
             (c.done(&ledgers), c.read_to_end(&ledgers))
         };
-        if !done && read_to_end {
+        if !own_done && read_to_end {
             // Everything is read: land what is open now instead of waiting for it to age,
             // and commit what waits for its table.
             for buffer in self.buffers.take_all() {
@@ -578,15 +581,58 @@ impl Worker {
             }
             self.start_table_commits(true);
         }
+        let done = own_done && self.group_caught_up(source);
         let Some(c) = &mut self.catch_up else { return };
         if done {
-            tracing::info!("caught up: every owned partition is landed and committed to its end");
+            tracing::info!("caught up: every owned partition is landed and committed to its end, and the group's other partitions are committed to theirs");
             self.shutdown.cancel();
         } else if c.lake_gave_out(self.metrics.lake_up.get() == 1) {
             tracing::error!(patience = ?c.lake_patience, "the lake has been down too long; stopping without committing what did not land");
             self.shutdown.cancel();
         }
         c.report(self.summary.records_consumed, self.summary.files_landed);
+    }
+
+    /// Whether the group has committed every partition this worker does not own to where it
+    /// ended when first seen (read every few seconds). A partition left behind by an owner
+    /// that does not move it, or by none, makes this worker rejoin the group, so that it is
+    /// assigned again.
+    fn group_caught_up(&mut self, source: &KafkaSource) -> bool {
+        let due = self
+            .catch_up
+            .as_mut()
+            .is_some_and(|c| c.group_check_due(Instant::now()));
+        let Some(topics) = self.catch_up.as_ref().map(|c| c.topics.clone()) else {
+            return false;
+        };
+        if !due {
+            return false;
+        }
+        let Some(all) = self.all_partitions(source, &topics) else {
+            return false;
+        };
+        let Some(c) = &mut self.catch_up else {
+            return false;
+        };
+        let others: Vec<_> = all.into_iter().filter(|tp| !c.owns(tp)).collect();
+        let positions = match tokio::task::block_in_place(|| source.group_positions(&others)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the group's other partitions; the run goes on");
+                return false;
+            }
+        };
+        match c.judge_elsewhere(&positions, Instant::now()) {
+            catch_up::GroupVerdict::Done => true,
+            catch_up::GroupVerdict::Wait => false,
+            catch_up::GroupVerdict::Rejoin => {
+                tracing::warn!("a partition of the topics stays behind its end with no commits; rejoining the group so that it is assigned");
+                if let Err(e) = source.rejoin() {
+                    tracing::warn!(error = %e, "cannot rejoin the group");
+                }
+                false
+            }
+        }
     }
 
     fn update_gauges(&self) {
