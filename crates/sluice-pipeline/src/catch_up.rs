@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use sluice_core::{PartitionLedgers, TopicPartition};
-use sluice_kafka::GroupPosition;
+use sluice_kafka::{GroupPosition, KafkaSource};
 
 /// How a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +283,79 @@ impl CatchUp {
             );
         } else {
             tracing::info!(records_per_sec = rate as u64, lag, files, eta = %eta, "catching up");
+        }
+    }
+}
+
+/// The worker's side of `--until-caught-up`: asking, each tick, whether the run is done.
+impl crate::Worker {
+    /// With `--until-caught-up`: ends the run once every owned partition is landed and
+    /// committed to its end, or when the lake has been down past the patience.
+    pub(crate) fn check_caught_up(&mut self, source: &KafkaSource) {
+        let Some(c) = &mut self.catch_up else { return };
+        let (own_done, read_to_end) = {
+            let ledgers = self.ledgers.lock().expect("ledger lock");
+            (c.done(&ledgers), c.read_to_end(&ledgers))
+        };
+        if !own_done && read_to_end {
+            // Everything is read: land what is open now instead of waiting for it to age,
+            // and commit what waits for its table.
+            for buffer in self.buffers.take_all() {
+                self.spawn_landing(buffer, None);
+            }
+            self.start_table_commits(true);
+        }
+        let done = own_done && self.group_caught_up(source);
+        let Some(c) = &mut self.catch_up else { return };
+        if done {
+            tracing::info!("caught up: every owned partition is landed and committed to its end, and the group's other partitions are committed to theirs");
+            self.shutdown.cancel();
+        } else if c.lake_gave_out(self.metrics.lake_up.get() == 1) {
+            tracing::error!(patience = ?c.lake_patience, "the lake has been down too long; stopping without committing what did not land");
+            self.shutdown.cancel();
+        }
+        c.report(self.summary.records_consumed, self.summary.files_landed);
+    }
+
+    /// Whether the group has committed every partition this worker does not own to where it
+    /// ended when first seen (read every few seconds). A partition left behind by an owner
+    /// that does not move it, or by none, makes this worker rejoin the group, so that it is
+    /// assigned again.
+    fn group_caught_up(&mut self, source: &KafkaSource) -> bool {
+        let due = self
+            .catch_up
+            .as_mut()
+            .is_some_and(|c| c.group_check_due(Instant::now()));
+        let Some(topics) = self.catch_up.as_ref().map(|c| c.topics.clone()) else {
+            return false;
+        };
+        if !due {
+            return false;
+        }
+        let Some(all) = self.all_partitions(source, &topics) else {
+            return false;
+        };
+        let Some(c) = &mut self.catch_up else {
+            return false;
+        };
+        let others: Vec<_> = all.into_iter().filter(|tp| !c.owns(tp)).collect();
+        let positions = match tokio::task::block_in_place(|| source.group_positions(&others)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the group's other partitions; the run goes on");
+                return false;
+            }
+        };
+        match c.judge_elsewhere(&positions, Instant::now()) {
+            GroupVerdict::Done => true,
+            GroupVerdict::Wait => false,
+            GroupVerdict::Rejoin => {
+                tracing::warn!("a partition of the topics stays behind its end with no commits; rejoining the group so that it is assigned");
+                if let Err(e) = source.rejoin() {
+                    tracing::warn!(error = %e, "cannot rejoin the group");
+                }
+                false
+            }
         }
     }
 }
