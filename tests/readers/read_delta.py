@@ -1,7 +1,8 @@
 """The independent reader of Sluice's Delta tables: the Python `deltalake` package (delta-rs's
 Python binding, with its own log replay). Prints one JSON object per table path given:
 version, schema, partition columns, row count, the rows' ids (sorted; `--id-column`, default
-`id`), the partition values seen (and each id's, with --with-partitions), and the txn version
+`id`), the partition values seen (and each id's, with --with-partitions), each id's value of
+one column (--values), and the txn version
 of every app id passed with --app-id."""
 import argparse
 import json
@@ -17,6 +18,8 @@ parser.add_argument("--version", type=int)
 parser.add_argument("--id-column", default="id")
 parser.add_argument("--with-partitions", action="store_true",
                     help="also print each id's partition values")
+parser.add_argument("--values",
+                    help="also print this column's value for each id")
 parser.add_argument("--storage-option", action="append", default=[],
                     help="key=value, for a table in Azure Blob or S3")
 args = parser.parse_args()
@@ -43,6 +46,9 @@ for path in args.tables:
         "files": len(dt.file_uris()),
         "txn": {a: dt.transaction_version(a) for a in args.app_id},
     }
+    if args.values:
+        values = table.column(args.values).to_pylist()
+        out[path]["values"] = {str(i): v for i, v in zip(ids, values)}
     if args.with_partitions:
         columns = [table.column(c).to_pylist() for c in md.partition_columns]
         out[path]["id_partitions"] = {

@@ -7,9 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use deltalake_core::arrow::array::{new_null_array, ArrayRef, RecordBatch};
+use deltalake_core::arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, ListArray, RecordBatch, StringBuilder, StructArray,
+};
 use deltalake_core::arrow::compute::cast;
-use deltalake_core::arrow::datatypes::{Schema, SchemaRef};
+use deltalake_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake_core::arrow::error::ArrowError;
+use deltalake_core::arrow::json::writer::{make_encoder, EncoderOptions};
 use deltalake_core::kernel::{Action, Add, Remove};
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -82,20 +86,78 @@ fn plan(candidates: Vec<Candidate>, target_size: u64) -> Vec<Vec<Candidate>> {
     bins
 }
 
-/// `batch` in the table's data schema: columns it lacks (fields added later) are null,
-/// and narrower types are cast to the table's.
+/// `batch` in the table's data schema: columns it lacks (fields added later) are null, and
+/// columns of narrower types are converted to the table's.
 pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, TableError> {
     let columns = schema
         .fields()
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
-            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
-            Some(column) => cast(column, field.data_type()),
+            Some(column) => conform_array(column, field.data_type()),
             None => Ok(new_null_array(field.data_type(), batch.num_rows())),
         })
         .collect::<Result<Vec<ArrayRef>, _>>()
         .map_err(DeltaTableError::from)?;
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| DeltaTableError::from(e).into())
+}
+
+/// `array` in type `to`, which holds every value of it (see `evolve`): objects by field
+/// name, lists item by item, nested values made text as their JSON text, the rest cast.
+fn conform_array(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
+    match (array.data_type(), to) {
+        (from, to) if from == to => Ok(array.clone()),
+        (DataType::Null, to) => Ok(new_null_array(to, array.len())),
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let objects = array.as_struct();
+            let children = fields
+                .iter()
+                .map(|f| match objects.column_by_name(f.name()) {
+                    Some(c) => conform_array(c, f.data_type()),
+                    None => Ok(new_null_array(f.data_type(), objects.len())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let nulls = objects.nulls().cloned();
+            Ok(Arc::new(StructArray::try_new(
+                fields.clone(),
+                children,
+                nulls,
+            )?))
+        }
+        (DataType::List(_), DataType::List(item)) => {
+            let lists = array.as_list::<i32>();
+            let values = conform_array(lists.values(), item.data_type())?;
+            let nulls = lists.nulls().cloned();
+            Ok(Arc::new(ListArray::try_new(
+                item.clone(),
+                lists.offsets().clone(),
+                values,
+                nulls,
+            )?))
+        }
+        (DataType::Struct(_) | DataType::List(_) | DataType::Map(..), DataType::Utf8) => {
+            json_text(array)
+        }
+        _ => cast(array, to),
+    }
+}
+
+/// Each value of a nested `array` as its JSON text.
+fn json_text(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let field = Arc::new(Field::new("value", array.data_type().clone(), true));
+    let options = EncoderOptions::default();
+    let mut encoder = make_encoder(&field, array.as_ref(), &options)?;
+    let mut texts = StringBuilder::with_capacity(array.len(), array.len() * 32);
+    let mut text = Vec::new();
+    for i in 0..array.len() {
+        if encoder.is_null(i) {
+            texts.append_null();
+            continue;
+        }
+        text.clear();
+        encoder.encode(i, &mut text);
+        texts.append_value(String::from_utf8_lossy(&text));
+    }
+    Ok(Arc::new(texts.finish()))
 }
 
 /// How Sluice writes the Parquet files it makes itself (compacted and rewritten ones).

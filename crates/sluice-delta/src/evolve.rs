@@ -1,18 +1,23 @@
 //! Schema evolution across files. Each file's columns are inferred from its own records, so
 //! files of one table can disagree; a Delta table has one type per column, which every file
-//! must hold physically. New fields add nullable columns. A field the table has as integer
-//! and a new file as double widens the table to double (as our Parquet files do within one
-//! file): the metadata changes and every file holding that column as integer is rewritten
-//! as double in the same commit (`dataChange: false`). A file narrower than the table
-//! (integers where the table has doubles) is rewritten in the table's types before it is
-//! added. Rewritten files keep their offset name (`{topic}-{partition}-{first}-{last}.v…`),
-//! so replays still read which records they hold.
+//! must hold physically. New fields add nullable columns, at the top or inside a nested
+//! object. A field the table has as integer and a new file as double widens the table to
+//! double (as our Parquet files do within one file). Any other disagreement — a string
+//! where the table has a number, an object where it has a list — makes the column text, so
+//! no record is refused for its shape: strings are kept as they are, every other value
+//! becomes its JSON text (as conflicting values in our own files are). When the table's
+//! types change, the metadata changes and every file holding a changed column in its old
+//! type is rewritten in the new one in the same commit (`dataChange: false`). A file
+//! narrower than the table (integers where the table has doubles, numbers where it has
+//! text) is rewritten in the table's types before it is added. Rewritten files keep their
+//! offset name (`{topic}-{partition}-{first}-{last}.v…`), so replays still read which
+//! records they hold.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use deltalake_core::arrow::datatypes::{DataType, Schema as ArrowSchema, SchemaRef};
+use deltalake_core::arrow::datatypes::{DataType, Fields, Schema as ArrowSchema, SchemaRef};
 use deltalake_core::kernel::{Action, Add};
 use deltalake_core::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake_core::parquet::arrow::ArrowWriter;
@@ -21,50 +26,67 @@ use deltalake_core::DeltaTableError;
 use crate::compact::{add_action, conform, zstd_writer_properties};
 use crate::{DataFile, Table, TableError};
 
-/// The type a table column takes once a file brings `file` for it, when it changes.
-fn widen(table: &DataType, file: &DataType) -> Option<DataType> {
+/// The type holding the values of both `table` and `file`; a column that had to become text
+/// is recorded by its path in `texts`.
+fn merge(table: &DataType, file: &DataType, path: &str, texts: &mut Vec<String>) -> DataType {
     match (table, file) {
-        (DataType::Int64, DataType::Float64) => Some(DataType::Float64),
-        _ => None,
+        (t, f) if t == f => t.clone(),
+        (t, DataType::Null) => t.clone(),
+        (DataType::Null, f) => f.clone(),
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+            DataType::Float64
+        }
+        (DataType::Utf8, _) => DataType::Utf8,
+        (DataType::Struct(t), DataType::Struct(f)) => {
+            DataType::Struct(merge_fields(t, f, &format!("{path}."), texts))
+        }
+        (DataType::List(t), DataType::List(f)) => {
+            let item = merge(t.data_type(), f.data_type(), &format!("{path}[]"), texts);
+            DataType::List(Arc::new(t.as_ref().clone().with_data_type(item)))
+        }
+        _ => {
+            texts.push(path.to_string());
+            DataType::Utf8
+        }
     }
 }
 
-/// Whether a file's column of type `file` can be written as the table's `table` without
-/// losing a value (integers as doubles are exact up to 2^53, as in our Parquet files).
-pub fn fits(file: &DataType, table: &DataType) -> bool {
-    file == table
-        || matches!(file, DataType::Null)
-        || matches!((file, table), (DataType::Int64, DataType::Float64))
+/// `table`'s fields with `file`'s merged in: types merged, fields it lacks added as
+/// nullable at the end.
+fn merge_fields(table: &Fields, file: &Fields, prefix: &str, texts: &mut Vec<String>) -> Fields {
+    let mut fields: Vec<_> = table.iter().cloned().collect();
+    for field in file {
+        match fields.iter().position(|f| f.name() == field.name()) {
+            Some(i) => {
+                let path = format!("{prefix}{}", field.name());
+                let merged = merge(fields[i].data_type(), field.data_type(), &path, texts);
+                if &merged != fields[i].data_type() {
+                    fields[i] = Arc::new(fields[i].as_ref().clone().with_data_type(merged));
+                }
+            }
+            None => fields.push(Arc::new(field.as_ref().clone().with_nullable(true))),
+        }
+    }
+    Fields::from(fields)
 }
 
-/// `table` grown by a data file's `schema`: fields it lacks as nullable columns, integer
-/// columns the file has as doubles widened; `None` when nothing changes. Also the fields
-/// whose types cannot be reconciled (the table keeps its type).
+/// Whether a file's column of type `file` can be written as the table's `table` without
+/// changing the table (integers as doubles are exact up to 2^53, as in our Parquet files).
+pub fn fits(file: &DataType, table: &DataType) -> bool {
+    &merge(table, file, "", &mut Vec::new()) == table
+}
+
+/// `table` grown by a data file's `schema`, or `None` when nothing changes: fields it lacks
+/// as nullable columns, integer columns the file has as doubles widened, conflicting
+/// columns made text. Also the paths of the columns that became text.
 pub fn grow_schema(
     table: &ArrowSchema,
     schema: &ArrowSchema,
 ) -> (Option<ArrowSchema>, Vec<String>) {
-    let mut fields: Vec<_> = table.fields().iter().cloned().collect();
-    let mut conflicts = Vec::new();
-    let mut grew = false;
-    for field in schema.fields() {
-        match fields.iter().position(|f| f.name() == field.name()) {
-            Some(i) if fields[i].data_type() == field.data_type() => {}
-            Some(i) => match widen(fields[i].data_type(), field.data_type()) {
-                Some(wider) => {
-                    fields[i] = Arc::new(fields[i].as_ref().clone().with_data_type(wider));
-                    grew = true;
-                }
-                None if fits(field.data_type(), fields[i].data_type()) => {}
-                None => conflicts.push(field.name().clone()),
-            },
-            None => {
-                fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
-                grew = true;
-            }
-        }
-    }
-    (grew.then(|| ArrowSchema::new(fields)), conflicts)
+    let mut texts = Vec::new();
+    let fields = merge_fields(table.fields(), schema.fields(), "", &mut texts);
+    let grown = (&fields != table.fields()).then(|| ArrowSchema::new(fields));
+    (grown, texts)
 }
 
 /// Whether a file of `schema` must be rewritten to hold `table`'s types.
@@ -245,13 +267,63 @@ mod tests {
         assert_eq!(grow_schema(&doubles, &ints), (None, vec![]));
         assert!(needs_rewrite(&ints, &doubles));
         assert!(!needs_rewrite(&doubles, &doubles));
-        // A string where the table has a number is a conflict.
+        // A string where the table has a number makes the column text, and a number where
+        // the table has text is rewritten as text.
         let strings = schema(&[("a", DataType::Utf8)]);
         assert_eq!(
             grow_schema(&doubles, &strings),
-            (None, vec!["a".to_string()])
+            (Some(strings.clone()), vec!["a".to_string()])
         );
-        assert!(!needs_rewrite(&strings, &doubles));
+        assert_eq!(grow_schema(&strings, &doubles), (None, vec![]));
+        assert!(needs_rewrite(&doubles, &strings));
+    }
+
+    #[test]
+    fn nested_objects_gain_fields_and_conflicts_deep_down_become_text() {
+        let inner = |fields: &[(&str, DataType)]| {
+            DataType::Struct(Fields::from(
+                fields
+                    .iter()
+                    .map(|(n, t)| Field::new(*n, t.clone(), true))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let list = |t: DataType| DataType::List(Arc::new(Field::new("item", t, true)));
+        let table = schema(&[
+            (
+                "o",
+                inner(&[("x", DataType::Int64), ("y", DataType::Boolean)]),
+            ),
+            ("l", list(DataType::Int64)),
+        ]);
+        let file = schema(&[
+            (
+                "o",
+                inner(&[("y", list(DataType::Utf8)), ("z", DataType::Utf8)]),
+            ),
+            ("l", list(DataType::Float64)),
+        ]);
+        let (grown, texts) = grow_schema(&table, &file);
+        assert_eq!(
+            grown.unwrap(),
+            schema(&[
+                (
+                    "o",
+                    inner(&[
+                        ("x", DataType::Int64),
+                        ("y", DataType::Utf8),
+                        ("z", DataType::Utf8)
+                    ])
+                ),
+                ("l", list(DataType::Float64)),
+            ])
+        );
+        assert_eq!(texts, vec!["o.y".to_string()]);
+        // An object where the table has a list: the whole column becomes text.
+        let objects = schema(&[("l", inner(&[("x", DataType::Int64)]))]);
+        let (grown, texts) = grow_schema(&table, &objects);
+        assert_eq!(grown.unwrap().field(1).data_type(), &DataType::Utf8);
+        assert_eq!(texts, vec!["l".to_string()]);
     }
 
     #[test]

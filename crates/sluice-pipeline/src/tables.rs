@@ -346,9 +346,9 @@ impl Target<'_> {
         let mut schema = t.schema()?;
         let mut grew = false;
         for q in files {
-            let (more, conflicts) = grow_schema(&schema, &q.landed.schema);
-            if !conflicts.is_empty() {
-                tracing::warn!(file = %q.landed.file.path, fields = ?conflicts, "fields whose type cannot be reconciled with the table's (not integer into double); the table keeps its types");
+            let (more, texts) = grow_schema(&schema, &q.landed.schema);
+            if !texts.is_empty() {
+                tracing::warn!(file = %q.landed.file.path, fields = ?texts, "fields whose type conflicts with the table's: the table holds them as text from now on (strings as they are, other values as JSON text)");
             }
             if let Some(more) = more {
                 (schema, grew) = (more, true);

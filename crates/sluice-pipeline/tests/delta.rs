@@ -244,3 +244,43 @@ async fn a_field_added_and_integers_turned_doubles_give_one_table_with_both() {
     assert_eq!(t["ids"], serde_json::json!((0..300).collect::<Vec<u64>>()));
     assert!(t["version"].as_i64().unwrap() >= 3, "{t:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_whose_type_changes_becomes_text_and_no_record_is_refused() {
+    let kafka = sluice_testkit::services::MockKafka::start(1);
+    kafka.create_topic(TOPIC, 2);
+    let lake = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        "conflicts",
+        &format!("{TABLE}\n[flush]\nmax_age_secs = 1"),
+    );
+    // One commit per shape: the first change rewrites the table's files, the later ones
+    // rewrite the incoming files into the text column.
+    let rounds = ["21", r#""high""#, r#"{"a":1}"#, "[1,2]", "true"];
+    for (round, value) in rounds.iter().enumerate() {
+        let records: Vec<_> = (0..50)
+            .map(|i| reading(round as u64 * 50 + i, value, false))
+            .collect();
+        sluice_testkit::produce(&kafka.bootstrap, TOPIC, &records).unwrap();
+        let summary = catch_up(&p).await;
+        assert_eq!(summary.caught_up, Some(true), "{summary:?}");
+        assert_eq!(summary.records_dead_lettered, 0, "{summary:?}");
+    }
+    let table = lake.path().join("tables/engine.temperature");
+    let read = sluice_testkit::lake_files::read_delta_values(
+        std::slice::from_ref(&table),
+        "seq",
+        "reading",
+    );
+    let t = &read[table.to_string_lossy().as_ref()];
+    assert_eq!(t["schema"]["reading"], "string", "{t:#}");
+    assert_eq!(t["ids"], serde_json::json!((0..250).collect::<Vec<u64>>()));
+    // Strings as they are, every other value as its JSON text.
+    let expected = ["21", "high", r#"{"a":1}"#, "[1,2]", "true"];
+    for seq in 0..250u64 {
+        let value = t["values"][seq.to_string()].as_str().unwrap_or_default();
+        assert_eq!(value, expected[seq as usize / 50], "seq {seq}: {t:#}");
+    }
+}

@@ -189,6 +189,25 @@ pub fn read_delta_rows(
     )
 }
 
+/// `read_delta_rows` with each id's value of `column` (`values`, keyed by the id's text).
+pub fn read_delta_values(
+    tables: &[std::path::PathBuf],
+    id_column: &str,
+    column: &str,
+) -> serde_json::Value {
+    let tables: Vec<String> = tables
+        .iter()
+        .map(|t| t.to_string_lossy().to_string())
+        .collect();
+    run_delta_reader(
+        &tables,
+        &[],
+        &[],
+        None,
+        &["--id-column", id_column, "--values", column],
+    )
+}
+
 /// `read_delta_rows` for tables named by URL (`az://…`) with the reader's `storage_options`.
 pub fn read_delta_rows_from(
     tables: &[String],
