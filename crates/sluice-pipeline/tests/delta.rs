@@ -197,6 +197,26 @@ async fn files_landed_but_never_committed_are_committed_once_by_the_next_run() {
     assert_eq!(summary.records_landed, exported);
 }
 
+/// A mock cluster with the topic, a lake, and a Delta pipeline committing every second.
+fn one_second_table_pipeline(
+    group: &str,
+) -> (
+    sluice_testkit::services::MockKafka,
+    tempfile::TempDir,
+    sluice_config::ValidatedPipeline,
+) {
+    let kafka = sluice_testkit::services::MockKafka::start(1);
+    kafka.create_topic(TOPIC, 2);
+    let lake = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        group,
+        &format!("{TABLE}\n[flush]\nmax_age_secs = 1"),
+    );
+    (kafka, lake, p)
+}
+
 /// One `engine.temperature` record with a `reading` of the given JSON text.
 fn reading(seq: u64, reading: &str, extra: bool) -> sluice_testkit::Outgoing {
     let extra = if extra { r#","site":"north""# } else { "" };
@@ -217,15 +237,7 @@ fn reading(seq: u64, reading: &str, extra: bool) -> sluice_testkit::Outgoing {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_added_and_integers_turned_doubles_give_one_table_with_both() {
-    let kafka = sluice_testkit::services::MockKafka::start(1);
-    kafka.create_topic(TOPIC, 2);
-    let lake = tempfile::tempdir().unwrap();
-    let p = pipeline(
-        &kafka.bootstrap,
-        lake.path(),
-        "evolve",
-        &format!("{TABLE}\n[flush]\nmax_age_secs = 1"),
-    );
+    let (kafka, lake, p) = one_second_table_pipeline("evolve");
     // Three commits: integers; doubles and a new field; integers again.
     let rounds: [(&str, bool); 3] = [("21", false), ("21.5", true), ("22", false)];
     for (round, (value, extra)) in rounds.iter().enumerate() {
@@ -247,15 +259,7 @@ async fn a_field_added_and_integers_turned_doubles_give_one_table_with_both() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_whose_type_changes_becomes_text_and_no_record_is_refused() {
-    let kafka = sluice_testkit::services::MockKafka::start(1);
-    kafka.create_topic(TOPIC, 2);
-    let lake = tempfile::tempdir().unwrap();
-    let p = pipeline(
-        &kafka.bootstrap,
-        lake.path(),
-        "conflicts",
-        &format!("{TABLE}\n[flush]\nmax_age_secs = 1"),
-    );
+    let (kafka, lake, p) = one_second_table_pipeline("conflicts");
     // One commit per shape: the first change rewrites the table's files, the later ones
     // rewrite the incoming files into the text column.
     let rounds = ["21", r#""high""#, r#"{"a":1}"#, "[1,2]", "true"];

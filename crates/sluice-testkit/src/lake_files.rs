@@ -176,17 +176,20 @@ pub fn read_delta_rows(
     id_column: &str,
     app_ids: &[&str],
 ) -> serde_json::Value {
-    let tables: Vec<String> = tables
-        .iter()
-        .map(|t| t.to_string_lossy().to_string())
-        .collect();
     run_delta_reader(
-        &tables,
+        &local_paths(tables),
         &[],
         app_ids,
         None,
         &["--id-column", id_column, "--with-partitions"],
     )
+}
+
+fn local_paths(tables: &[std::path::PathBuf]) -> Vec<String> {
+    tables
+        .iter()
+        .map(|t| t.to_string_lossy().to_string())
+        .collect()
 }
 
 /// `read_delta_rows` with each id's value of `column` (`values`, keyed by the id's text).
@@ -195,12 +198,8 @@ pub fn read_delta_values(
     id_column: &str,
     column: &str,
 ) -> serde_json::Value {
-    let tables: Vec<String> = tables
-        .iter()
-        .map(|t| t.to_string_lossy().to_string())
-        .collect();
     run_delta_reader(
-        &tables,
+        &local_paths(tables),
         &[],
         &[],
         None,
