@@ -1,5 +1,5 @@
-//! `[sink] table = "delta"`: where each signal's Delta table is, its partition columns from
-//! the window, and the data-file path inside a table that this layout implies.
+//! `[sink] table = "delta"`: where each signal's Delta table is (or the one table all signals
+//! share), its partition columns, and the data-file path inside a table that this layout implies.
 
 use sluice_core::{Granularity, PathTemplate, Window, OFFSET_FILE_NAME, PLACEHOLDERS};
 use sluice_format::FileFormat;
@@ -9,6 +9,8 @@ use crate::validate::Problems;
 
 const DEFAULT_TABLE_PATH: &str = "{signal}";
 const DEFAULT_COMMIT_FILES: usize = 100;
+/// The partition column naming each row's signal in a table shared by several signals.
+pub const SIGNAL_COLUMN: &str = "signal";
 
 /// Which window levels are partition columns of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,7 @@ pub struct CompactionSchedule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSettings {
     /// The root of a signal's table inside the lake; `{signal}` is its only placeholder.
+    /// Without it, every signal goes to one table, with a `signal` partition column.
     pub path: PathTemplate,
     pub partition_by: TablePartitioning,
     /// A commit waits for at most this many landed files.
@@ -70,12 +73,41 @@ pub struct TableSettings {
 }
 
 impl TableSettings {
-    /// The data files' path template: the table root, one directory per window level
-    /// (`date=…/hour=…` for partition columns, plain values otherwise, so a directory still
-    /// holds one window), then the offset-named file.
+    /// Whether all signals share one table (a `table_path` without `{signal}`).
+    pub fn shared(&self) -> bool {
+        !self.path.uses("signal")
+    }
+
+    /// The table's partition columns: `signal` first in a shared table, then the window's.
+    pub fn partition_columns(&self) -> Vec<String> {
+        let signal = self.shared().then(|| SIGNAL_COLUMN.to_string());
+        signal
+            .into_iter()
+            .chain(self.partition_by.columns().iter().map(|c| c.to_string()))
+            .collect()
+    }
+
+    /// The partition values of `signal`'s files of `window`; `signal` as in paths.
+    pub fn partition_values(&self, signal: &str, window: &Window) -> Vec<(String, String)> {
+        let signal = self
+            .shared()
+            .then(|| (SIGNAL_COLUMN.to_string(), signal.to_string()));
+        signal
+            .into_iter()
+            .chain(self.partition_by.values(window))
+            .collect()
+    }
+
+    /// The data files' path template: the table root, `signal=…/` in a shared table, one
+    /// directory per window level (`date=…/hour=…` for partition columns, plain values
+    /// otherwise), so a directory still holds one signal's window, then the offset-named
+    /// file.
     pub fn file_path(&self, granularity: Granularity) -> String {
         let partitioned = |c: &str| self.partition_by.columns().contains(&c);
         let mut dirs = String::new();
+        if self.shared() {
+            dirs += "signal={signal}/";
+        }
         dirs += if partitioned("date") {
             "date={YYYY}-{MM}-{dd}/"
         } else {
@@ -178,8 +210,8 @@ pub(crate) fn validate(
                 .filter(|f| **f != "signal" && t.uses(f))
                 .map(|f| format!("{{{f}}}"))
                 .collect();
-            if !t.uses("signal") || !others.is_empty() || raw.starts_with('_') {
-                problem("sink.table_path", format!("'{raw}' must name one table per signal: {{signal}} and literal directories only, not starting with '_'"), "use e.g. \"{signal}\" or \"tables/{signal}\"".into());
+            if raw.trim_matches('/').is_empty() || !others.is_empty() || raw.starts_with('_') {
+                problem("sink.table_path", format!("'{raw}' must name a table per signal ({{signal}}) or one shared table, with literal directories only, not starting with '_'"), "use e.g. \"{signal}\", \"tables/{signal}\" or \"tables/events\"".into());
                 None
             } else {
                 Some(t)
@@ -344,6 +376,36 @@ table = "delta"
         assert_eq!(
             v.sink.path.to_string(),
             "{signal}/{YYYY}-{MM}-{dd}/{hh}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}"
+        );
+    }
+
+    #[test]
+    fn a_table_path_without_a_signal_is_one_table_partitioned_by_signal() {
+        let shared = TABLE.to_string() + "table_path = \"tables/events\"\n";
+        let v = crate::parse(&shared, &|_| None).unwrap();
+        let t = v.sink.table.clone().unwrap();
+        assert!(t.shared());
+        assert_eq!(t.partition_columns(), ["signal", "date", "hour"]);
+        // Each directory still holds one signal's window.
+        assert_eq!(
+            v.sink.path.to_string(),
+            "tables/events/signal={signal}/date={YYYY}-{MM}-{dd}/hour={hh}/{topic}-{partition}-{first_offset}-{last_offset}.{ext}"
+        );
+        let window = Window::containing(1_764_590_400_000, Granularity::Hour);
+        assert_eq!(
+            t.partition_values("engine.rpm", &window),
+            [
+                ("signal".to_string(), "engine.rpm".to_string()),
+                ("date".into(), "2025-12-01".into()),
+                ("hour".into(), "12".into())
+            ]
+        );
+        let per_signal = crate::parse(TABLE, &|_| None).unwrap().sink.table.unwrap();
+        assert!(!per_signal.shared());
+        assert_eq!(per_signal.partition_columns(), ["date", "hour"]);
+        assert_eq!(
+            fields(&(TABLE.to_string() + "table_path = \"/\"\n")),
+            ["sink.table_path"]
         );
     }
 

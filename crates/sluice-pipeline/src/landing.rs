@@ -161,7 +161,11 @@ impl Worker {
                     .strip_prefix(&format!("{table}/"))
                     .unwrap_or(&path)
                     .to_string();
-                Some((table, relative, tables.partition_values(&layout.window)))
+                Some((
+                    table,
+                    relative,
+                    tables.partition_values(&layout.signal, &layout.window),
+                ))
             }
             _ => None,
         };

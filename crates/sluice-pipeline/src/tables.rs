@@ -82,8 +82,12 @@ impl Tables {
         format!("{prefix}{}", root.trim_end_matches('/'))
     }
 
-    pub(crate) fn partition_values(&self, window: &Window) -> Vec<(String, String)> {
-        self.settings.partition_by.values(window)
+    pub(crate) fn partition_values(
+        &self,
+        signal: &SignalName,
+        window: &Window,
+    ) -> Vec<(String, String)> {
+        self.settings.partition_values(signal.as_str(), window)
     }
 
     fn handle(&self, table: &str) -> Handle {
@@ -166,13 +170,7 @@ impl Tables {
             let files: Vec<Queued> = queue.drain(..take).collect();
             self.committing.insert(table.clone());
             let handle = self.handle(&table);
-            let partition_columns: Vec<String> = self
-                .settings
-                .partition_by
-                .columns()
-                .iter()
-                .map(|c| c.to_string())
-                .collect();
+            let partition_columns = self.settings.partition_columns();
             // A revocation waits for these like for landings (see `run_with`).
             let landings: Vec<_> = files.iter().map(|q| ctx.inflight.start(&q.tp)).collect();
             let (lake, app, metrics, shutdown, epochs) = (
@@ -323,8 +321,16 @@ impl Target<'_> {
     async fn commit_once(&self, files: &[&Queued]) -> Result<i64, TableError> {
         let mut guard = self.handle.lock().await;
         if guard.is_none() {
-            // Created from the first file's columns; later files grow it.
-            let mut fields: Vec<_> = files[0].landed.schema.fields().iter().cloned().collect();
+            // Created from the first file's columns; later files grow it. A record field
+            // named like a partition column (`signal` in a shared table) is that column.
+            let mut fields: Vec<_> = files[0]
+                .landed
+                .schema
+                .fields()
+                .iter()
+                .filter(|f| !self.partition_columns.contains(f.name()))
+                .cloned()
+                .collect();
             fields.extend(
                 self.partition_columns
                     .iter()

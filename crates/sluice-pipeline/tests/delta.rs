@@ -288,3 +288,66 @@ async fn a_field_whose_type_changes_becomes_text_and_no_record_is_refused() {
         assert_eq!(value, expected[seq as usize / 50], "seq {seq}: {t:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_share_one_table_partitioned_by_signal() {
+    let (kafka, samples, lake) = loaded_topic(3_000);
+    let shared = "table = \"delta\"\ntable_path = \"tables/events\"\n[flush]\nmax_age_secs = 1";
+    let p = pipeline(&kafka.bootstrap, lake.path(), "shared", shared);
+    let summary = catch_up(&p).await;
+    assert_eq!(summary.caught_up, Some(true), "{summary:?}");
+
+    let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut ids = Vec::new();
+    let mut partitions = BTreeMap::new();
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for s in &samples {
+        let offset = next_offset.entry(s.record.partition).or_default();
+        if p.filter.admits(&s.signal) {
+            let t = chrono::DateTime::from_timestamp_millis(s.event_ms).unwrap();
+            ids.push(s.id);
+            partitions.insert(
+                s.id,
+                format!(
+                    "signal={}/date={}/hour={}",
+                    s.signal,
+                    t.format("%Y-%m-%d"),
+                    t.format("%H")
+                ),
+            );
+            last.insert(s.record.partition, *offset);
+        }
+        *offset += 1;
+    }
+    ids.sort();
+    let signals: std::collections::BTreeSet<_> = samples.iter().map(|s| &s.signal).collect();
+    assert!(signals.len() >= 3, "{signals:?}");
+    let table = lake.path().join("tables/events");
+    let apps: Vec<String> = (0..4).map(|n| format!("mock:{TOPIC}:{n}")).collect();
+    let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+    let check = |read: &serde_json::Value| {
+        let t = &read[table.to_string_lossy().as_ref()];
+        assert_eq!(
+            t["partition_columns"],
+            serde_json::json!(["signal", "date", "hour"])
+        );
+        assert_eq!(t["schema"]["signal"], "string", "{:#}", t["schema"]);
+        assert_eq!(t["ids"], serde_json::json!(ids), "each record once");
+        for (id, partition) in &partitions {
+            assert_eq!(t["id_partitions"][id.to_string()], *partition, "seq {id}");
+        }
+        for (n, app) in apps.iter().enumerate() {
+            let next = last.get(&(n as i32)).map(|o| o + 1);
+            assert_eq!(t["txn"][app], serde_json::json!(next), "{app}");
+        }
+    };
+    check(&read_delta_rows(std::slice::from_ref(&table), "seq", &apps));
+    assert_eq!(summary.records_landed, ids.len() as u64);
+
+    // A second group replays everything into the same table: nothing is added twice.
+    let again = pipeline(&kafka.bootstrap, lake.path(), "shared-again", shared);
+    let replay = catch_up(&again).await;
+    assert_eq!(replay.caught_up, Some(true), "{replay:?}");
+    assert_eq!(replay.records_landed, 0, "{replay:?}");
+    check(&read_delta_rows(std::slice::from_ref(&table), "seq", &apps));
+}
