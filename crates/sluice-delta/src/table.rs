@@ -254,7 +254,6 @@ impl Table {
             .await?)
     }
 
-    /// The paths (relative to the table root) of the files in the table now.
     /// The offset-named data files whose records the table holds: its files, and for a
     /// compacted one the files it replaced (see `compact::SOURCES_TAG`).
     pub fn record_files(&self) -> Result<Vec<String>, TableError> {
@@ -270,6 +269,7 @@ impl Table {
             .collect())
     }
 
+    /// The paths (relative to the table root) of the files in the table now.
     pub fn files(&self) -> Result<Vec<String>, TableError> {
         let snapshot = self.table.snapshot()?;
         Ok(snapshot

@@ -267,6 +267,7 @@ pub async fn run_with(
                 },
                 topics: pipeline.source.topics.clone(),
                 idle_partition: markers.idle_partition,
+                table_path: pipeline.sink.table.as_ref().map(|t| t.path.clone()),
             })
         }),
         marker_round: JoinSet::new(),

@@ -21,7 +21,7 @@
 //! worker taking a partition over classifies replayed records as late exactly as their first
 //! owner did, and finds each in the file it landed in before.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -274,6 +274,16 @@ pub(crate) struct Sealer {
     pub(crate) topics: Vec<String>,
     /// After this long without a record (and nothing unlanded) a partition is idle.
     pub(crate) idle_partition: std::time::Duration,
+    /// Delta mode (`sink.table_path`): markers list only files the table holds, and name its
+    /// version.
+    pub(crate) table_path: Option<PathTemplate>,
+}
+
+/// A table as a marker sees it: the version read and every file it holds (lake paths).
+struct TableView {
+    root: String,
+    version: i64,
+    files: HashSet<String>,
 }
 
 /// One round's work: progress to write, then every partition to read.
@@ -365,7 +375,11 @@ impl Sealer {
         for w in &windows {
             let mut signals = with_files.remove(&w.start_ms).unwrap_or_default();
             signals.extend(self.named_signals.iter().cloned());
-            out.markers_written += self.seal(*w, &signals, &input.partitions).await?;
+            match self.seal(*w, &signals, &input.partitions).await? {
+                Some(written) => out.markers_written += written,
+                // A table could not be read: the pointer stays, later rounds seal from here.
+                None => return Ok(()),
+            }
         }
         // Capped rounds continue after their last window next time.
         let sealed_until = match windows.last() {
@@ -399,12 +413,17 @@ impl Sealer {
         w: Window,
         signals: &BTreeSet<String>,
         partitions: &[TopicPartition],
-    ) -> Result<u64, LakeError> {
+    ) -> Result<Option<u64>, LakeError> {
         let mut written = 0;
         let mut all_files = Vec::new();
+        // Read before any marker is written, so a table that cannot be read writes none.
+        let Some(views) = self.table_views(signals).await else {
+            return Ok(None);
+        };
         for signal in signals {
             // Progress and `named_signals` hold names as the paths do: sanitized already.
             let name = SignalName::from_sanitized(signal);
+            let view = views.get(signal).and_then(Option::as_ref);
             let dirs: BTreeSet<String> = partitions
                 .iter()
                 .map(|tp| {
@@ -423,8 +442,10 @@ impl Sealer {
             for dir in &dirs {
                 for f in self.lake.list(dir).await? {
                     let file_name = &f.path[dir.len()..];
-                    // This directory's own data files: not deeper ones, not markers.
-                    if !file_name.contains('/') && !file_name.starts_with('_') {
+                    // This directory's own data files: not deeper ones, not markers, and
+                    // with a table only those it holds (not orphans or replaced files).
+                    let held = view.is_none_or(|v| v.files.contains(&f.path));
+                    if !file_name.contains('/') && !file_name.starts_with('_') && held {
                         files.push(serde_json::json!({
                             "path": f.path,
                             "name": file_name,
@@ -436,21 +457,71 @@ impl Sealer {
             }
             // A per-signal marker only where the signal's window is one directory.
             if let [dir] = dirs.iter().collect::<Vec<_>>()[..] {
-                let body = self.marker_body(w, Some(signal), &files);
+                let body = self.marker_body(w, Some(signal), &files, view.into_iter());
                 if self.lake.land(&format!("{dir}{MARKER}"), body).await? == Landed::Written {
                     written += 1;
                 }
             }
             all_files.extend(files);
         }
-        let body = self.marker_body(w, None, &all_files);
+        let body = self.marker_body(w, None, &all_files, views.values().flatten());
         if self.lake.land(&window_marker_path(w), body).await? == Landed::Written {
             written += 1;
         }
-        Ok(written)
+        Ok(Some(written))
     }
 
-    fn marker_body(&self, w: Window, signal: Option<&str>, files: &[serde_json::Value]) -> Vec<u8> {
+    /// In Delta mode, each signal's table as it is now (`None` for a table not created yet);
+    /// `None` when one cannot be read (the window is sealed in a later round).
+    async fn table_views(
+        &self,
+        signals: &BTreeSet<String>,
+    ) -> Option<BTreeMap<String, Option<TableView>>> {
+        let mut views = BTreeMap::new();
+        let Some(path) = &self.table_path else {
+            return Some(views);
+        };
+        let mut by_root: HashMap<String, Option<(i64, HashSet<String>)>> = HashMap::new();
+        for signal in signals {
+            let root = crate::tables::table_root(path, &SignalName::from_sanitized(signal));
+            if !by_root.contains_key(&root) {
+                let read = match sluice_delta::Table::open(&self.lake, &root, &self.pipeline).await
+                {
+                    Ok(None) => None,
+                    Ok(Some(t)) => match t.files() {
+                        Ok(files) => Some((
+                            t.version(),
+                            files.into_iter().map(|f| format!("{root}/{f}")).collect(),
+                        )),
+                        Err(e) => {
+                            tracing::warn!(table = %root, error = %e, "cannot read the table's files; its windows are sealed later");
+                            return None;
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(table = %root, error = %e, "cannot read the table; its windows are sealed later");
+                        return None;
+                    }
+                };
+                by_root.insert(root.clone(), read);
+            }
+            let view = by_root[&root].clone().map(|(version, files)| TableView {
+                root,
+                version,
+                files,
+            });
+            views.insert(signal.clone(), view);
+        }
+        Some(views)
+    }
+
+    fn marker_body<'a>(
+        &self,
+        w: Window,
+        signal: Option<&str>,
+        files: &[serde_json::Value],
+        tables: impl Iterator<Item = &'a TableView>,
+    ) -> Vec<u8> {
         let bytes: u64 = files.iter().filter_map(|f| f["size"].as_u64()).sum();
         let mut marker = serde_json::json!({
             "pipeline": self.pipeline,
@@ -462,6 +533,11 @@ impl Sealer {
         });
         if let Some(signal) = signal {
             marker["signal"] = signal.into();
+        }
+        // The table versions that hold the window complete: a reader can pin them.
+        let versions: BTreeMap<&str, i64> = tables.map(|t| (t.root.as_str(), t.version)).collect();
+        if !versions.is_empty() {
+            marker["tables"] = serde_json::json!(versions);
         }
         serde_json::to_vec_pretty(&marker).expect("JSON")
     }

@@ -70,16 +70,7 @@ impl Tables {
 
     /// The root of `signal`'s table (late records diverted under `_late/` get their own).
     pub(crate) fn root(&self, signal: &SignalName, prefix: &str) -> String {
-        let root = self.settings.path.render(&PathValues {
-            signal,
-            window: Window::containing(0, Granularity::Day),
-            topic: "",
-            partition: 0,
-            first_offset: 0,
-            last_offset: 0,
-            ext: "",
-        });
-        format!("{prefix}{}", root.trim_end_matches('/'))
+        format!("{prefix}{}", table_root(&self.settings.path, signal))
     }
 
     pub(crate) fn partition_values(
@@ -241,6 +232,20 @@ impl Tables {
         }
         Ok(ranges)
     }
+}
+
+/// The root of `signal`'s table in the lake, from `sink.table_path`.
+pub(crate) fn table_root(path: &PathTemplate, signal: &SignalName) -> String {
+    let root = path.render(&PathValues {
+        signal,
+        window: Window::containing(0, Granularity::Day),
+        topic: "",
+        partition: 0,
+        first_offset: 0,
+        last_offset: 0,
+        ext: "",
+    });
+    root.trim_end_matches('/').to_string()
 }
 
 /// What commit tasks need from the worker.

@@ -351,3 +351,66 @@ async fn signals_share_one_table_partitioned_by_signal() {
     assert_eq!(replay.records_landed, 0, "{replay:?}");
     check(&read_delta_rows(std::slice::from_ref(&table), "seq", &apps));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_markers_list_the_tables_files_and_name_the_version_that_holds_the_window() {
+    sluice_telemetry::init_logging(false, "warn");
+    let (kafka, lake, mut p) = one_second_table_pipeline("table-markers");
+    p.window.markers = Some(sluice_config::MarkerSettings {
+        idle_partition: Duration::from_secs(600),
+    });
+    p.window.late_data = sluice_config::LateData::Divert;
+    p.window.allowed_lateness = Duration::from_secs(60);
+    // Hour 10 on both partitions, then one record at 11:30 on each moves them past it.
+    let mut records: Vec<_> = (0..200).map(|i| reading(i, "21", false)).collect();
+    for seq in [1_000u64, 1_001] {
+        let mut r = reading(seq, "21", false);
+        let text = String::from_utf8(r.payload.unwrap()).unwrap();
+        r.payload = Some(text.replacen("T10:", "T11:", 1).into_bytes());
+        records.push(r);
+    }
+    sluice_testkit::produce(&kafka.bootstrap, TOPIC, &records).unwrap();
+    // A file in the hour's directory that no commit names (as a crashed writer leaves).
+    let table = lake.path().join("tables/engine.temperature");
+    let dir = table.join("date=2024-03-05/hour=10");
+    std::fs::create_dir_all(&dir).unwrap();
+    let orphan = format!("{TOPIC}-0-000000900000-000000900001.zstd.parquet");
+    std::fs::write(dir.join(&orphan), b"not in the table").unwrap();
+
+    let marker = dir.join("_SUCCESS");
+    let done = |_: &Metrics| marker.exists();
+    sluice_pipeline::run_until(&p, Metrics::new("t"), Duration::from_secs(90), done)
+        .await
+        .unwrap();
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).expect("a marker")).unwrap()
+    };
+    let signal_marker = read(&marker);
+    let version = signal_marker["tables"]["tables/engine.temperature"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the marker names the table version: {signal_marker:#}"));
+    let listed: Vec<&str> = signal_marker["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(!listed.is_empty(), "{signal_marker:#}");
+    assert!(!listed.contains(&orphan.as_str()), "{signal_marker:#}");
+    let window = read(&lake.path().join("_windows/2024/03/05/10/_SUCCESS"));
+    assert_eq!(
+        window["tables"]["tables/engine.temperature"], version,
+        "{window:#}"
+    );
+    // The version named holds every record of the hour.
+    let at = sluice_testkit::lake_files::read_delta_rows_at(
+        std::slice::from_ref(&table),
+        "seq",
+        version,
+    );
+    let t = &at[table.to_string_lossy().as_ref()];
+    let in_hour: Vec<u64> = (0..200)
+        .filter(|seq| t["id_partitions"][seq.to_string()] == "date=2024-03-05/hour=10")
+        .collect();
+    assert_eq!(in_hour.len(), 200, "{t:#}");
+}

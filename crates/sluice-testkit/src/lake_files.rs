@@ -192,6 +192,21 @@ fn local_paths(tables: &[std::path::PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// `read_delta_rows` of the tables as they were at `version`.
+pub fn read_delta_rows_at(
+    tables: &[std::path::PathBuf],
+    id_column: &str,
+    version: i64,
+) -> serde_json::Value {
+    run_delta_reader(
+        &local_paths(tables),
+        &[],
+        &[],
+        Some(version),
+        &["--id-column", id_column, "--with-partitions"],
+    )
+}
+
 /// `read_delta_rows` with each id's value of `column` (`values`, keyed by the id's text).
 pub fn read_delta_values(
     tables: &[std::path::PathBuf],
