@@ -414,3 +414,31 @@ async fn window_markers_list_the_tables_files_and_name_the_version_that_holds_th
         .collect();
     assert_eq!(in_hour.len(), 200, "{t:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_schema_makes_the_table_and_refuses_what_does_not_fit() {
+    let kafka = sluice_testkit::services::MockKafka::start(1);
+    kafka.create_topic(TOPIC, 2);
+    let lake = tempfile::tempdir().unwrap();
+    let declared = "[schema.\"engine.temperature\"]\nfields = { seq = \"long\", reading = \"double\" }\nrequired = [\"seq\", \"reading\"]";
+    let p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        "declared",
+        &format!("{TABLE}\n[flush]\nmax_age_secs = 1\n{declared}"),
+    );
+    // Readings that fit, with a field the schema leaves out, then ten that do not fit.
+    let mut records: Vec<_> = (0..90).map(|i| reading(i, "21.5", true)).collect();
+    records.extend((90..100).map(|i| reading(i, r#""high""#, false)));
+    sluice_testkit::produce(&kafka.bootstrap, TOPIC, &records).unwrap();
+    let summary = catch_up(&p).await;
+    assert_eq!(summary.caught_up, Some(true), "{summary:?}");
+    assert_eq!(summary.records_dead_lettered, 10, "{summary:?}");
+
+    let table = lake.path().join("tables/engine.temperature");
+    let read = read_delta_rows(std::slice::from_ref(&table), "seq", &[]);
+    let t = &read[table.to_string_lossy().as_ref()];
+    assert_eq!(t["schema"]["reading"], "double", "{t:#}");
+    assert!(t["schema"].get("site").is_none(), "{t:#}");
+    assert_eq!(t["ids"], serde_json::json!((0..90).collect::<Vec<u64>>()));
+}
