@@ -401,18 +401,29 @@ impl KafkaSource {
 
     /// The group's committed offset of `tp`, if any. Blocks for a broker round trip.
     fn committed(&self, tp: &TopicPartition) -> Result<Option<i64>, SourceError> {
+        Ok(self.committed_offsets(std::slice::from_ref(tp))?[0])
+    }
+
+    /// The group's committed offset on each of `tps` (`None` where it never committed), in
+    /// one offset fetch.
+    fn committed_offsets(&self, tps: &[TopicPartition]) -> Result<Vec<Option<i64>>, SourceError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&tp.topic, tp.partition);
+        for tp in tps {
+            tpl.add_partition(&tp.topic, tp.partition);
+        }
         let committed = self.consumer.committed_offsets(tpl, BROKER_TIMEOUT)?;
-        Ok(
-            match committed
-                .find_partition(&tp.topic, tp.partition)
-                .map(|e| e.offset())
-            {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            },
-        )
+        Ok(tps
+            .iter()
+            .map(|tp| {
+                match committed
+                    .find_partition(&tp.topic, tp.partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                }
+            })
+            .collect())
     }
 
     /// Every partition of `topics` as the brokers know them (not only this worker's). Blocks
@@ -454,20 +465,9 @@ impl KafkaSource {
         &self,
         tps: &[TopicPartition],
     ) -> Result<Vec<GroupPosition>, SourceError> {
-        let mut tpl = TopicPartitionList::new();
-        for tp in tps {
-            tpl.add_partition(&tp.topic, tp.partition);
-        }
-        let committed = self.consumer.committed_offsets(tpl, BROKER_TIMEOUT)?;
+        let committed = self.committed_offsets(tps)?;
         let mut out = Vec::with_capacity(tps.len());
-        for tp in tps {
-            let c = match committed
-                .find_partition(&tp.topic, tp.partition)
-                .map(|e| e.offset())
-            {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            };
+        for (tp, c) in tps.iter().zip(committed) {
             let (low, high) =
                 self.consumer
                     .fetch_watermarks(&tp.topic, tp.partition, BROKER_TIMEOUT)?;

@@ -118,8 +118,9 @@ impl CatchUp {
         self.targets.contains_key(tp)
     }
 
-    /// Judges the partitions owned elsewhere from the group's positions on them, read after this worker's own were caught up. A partition that
-    /// was never committed counts from its low watermark.
+    /// Judges the partitions owned elsewhere from the group's positions on them, read after
+    /// this worker's own were caught up. A partition never committed counts from its low
+    /// watermark.
     pub(crate) fn judge_elsewhere(
         &mut self,
         positions: &[GroupPosition],
@@ -290,7 +291,8 @@ impl CatchUp {
 /// The worker's side of `--until-caught-up`: asking, each tick, whether the run is done.
 impl crate::Worker {
     /// With `--until-caught-up`: ends the run once every owned partition is landed and
-    /// committed to its end, or when the lake has been down past the patience.
+    /// committed to its end and the group's other partitions are committed to theirs, or when
+    /// the lake has been down past the patience.
     pub(crate) fn check_caught_up(&mut self, source: &KafkaSource) {
         let Some(c) = &mut self.catch_up else { return };
         let (own_done, read_to_end) = {
@@ -322,16 +324,13 @@ impl crate::Worker {
     /// that does not move it, or by none, makes this worker rejoin the group, so that it is
     /// assigned again.
     fn group_caught_up(&mut self, source: &KafkaSource) -> bool {
-        let due = self
-            .catch_up
-            .as_mut()
-            .is_some_and(|c| c.group_check_due(Instant::now()));
-        let Some(topics) = self.catch_up.as_ref().map(|c| c.topics.clone()) else {
+        let Some(c) = &mut self.catch_up else {
             return false;
         };
-        if !due {
+        if !c.group_check_due(Instant::now()) {
             return false;
         }
+        let topics = c.topics.clone();
         let Some(all) = self.all_partitions(source, &topics) else {
             return false;
         };
