@@ -372,14 +372,21 @@ impl Sealer {
             with_files.keys().next().copied(),
             self.granularity,
         );
-        for w in &windows {
-            let mut signals = with_files.remove(&w.start_ms).unwrap_or_default();
-            signals.extend(self.named_signals.iter().cloned());
-            match self.seal(*w, &signals, &input.partitions).await? {
-                Some(written) => out.markers_written += written,
-                // A table could not be read: the pointer stays, later rounds seal from here.
-                None => return Ok(()),
-            }
+        let signals_of: Vec<BTreeSet<String>> = windows
+            .iter()
+            .map(|w| {
+                let mut signals = with_files.remove(&w.start_ms).unwrap_or_default();
+                signals.extend(self.named_signals.iter().cloned());
+                signals
+            })
+            .collect();
+        // Tables are read once a round, before any marker: one that cannot be read seals
+        // nothing, and the pointer stays for a later round.
+        let Some(views) = self.table_views(signals_of.iter().flatten()).await else {
+            return Ok(());
+        };
+        for (w, signals) in windows.iter().zip(&signals_of) {
+            out.markers_written += self.seal(*w, signals, &input.partitions, &views).await?;
         }
         // Capped rounds continue after their last window next time.
         let sealed_until = match windows.last() {
@@ -413,13 +420,10 @@ impl Sealer {
         w: Window,
         signals: &BTreeSet<String>,
         partitions: &[TopicPartition],
-    ) -> Result<Option<u64>, LakeError> {
+        views: &BTreeMap<String, Option<TableView>>,
+    ) -> Result<u64, LakeError> {
         let mut written = 0;
         let mut all_files = Vec::new();
-        // Read before any marker is written, so a table that cannot be read writes none.
-        let Some(views) = self.table_views(signals).await else {
-            return Ok(None);
-        };
         for signal in signals {
             // Progress and `named_signals` hold names as the paths do: sanitized already.
             let name = SignalName::from_sanitized(signal);
@@ -464,18 +468,21 @@ impl Sealer {
             }
             all_files.extend(files);
         }
-        let body = self.marker_body(w, None, &all_files, views.values().flatten());
+        let tables = signals
+            .iter()
+            .filter_map(|s| views.get(s).and_then(Option::as_ref));
+        let body = self.marker_body(w, None, &all_files, tables);
         if self.lake.land(&window_marker_path(w), body).await? == Landed::Written {
             written += 1;
         }
-        Ok(Some(written))
+        Ok(written)
     }
 
     /// In Delta mode, each signal's table as it is now (`None` for a table not created yet);
-    /// `None` when one cannot be read (the window is sealed in a later round).
+    /// `None` when one cannot be read.
     async fn table_views(
         &self,
-        signals: &BTreeSet<String>,
+        signals: impl Iterator<Item = &String>,
     ) -> Option<BTreeMap<String, Option<TableView>>> {
         let mut views = BTreeMap::new();
         let Some(path) = &self.table_path else {
@@ -485,25 +492,13 @@ impl Sealer {
         for signal in signals {
             let root = crate::tables::table_root(path, &SignalName::from_sanitized(signal));
             if !by_root.contains_key(&root) {
-                let read = match sluice_delta::Table::open(&self.lake, &root, &self.pipeline).await
-                {
-                    Ok(None) => None,
-                    Ok(Some(t)) => match t.files() {
-                        Ok(files) => Some((
-                            t.version(),
-                            files.into_iter().map(|f| format!("{root}/{f}")).collect(),
-                        )),
-                        Err(e) => {
-                            tracing::warn!(table = %root, error = %e, "cannot read the table's files; its windows are sealed later");
-                            return None;
-                        }
-                    },
+                match self.read_table(&root).await {
+                    Ok(read) => by_root.insert(root.clone(), read),
                     Err(e) => {
                         tracing::warn!(table = %root, error = %e, "cannot read the table; its windows are sealed later");
                         return None;
                     }
                 };
-                by_root.insert(root.clone(), read);
             }
             let view = by_root[&root].clone().map(|(version, files)| TableView {
                 root,
@@ -513,6 +508,18 @@ impl Sealer {
             views.insert(signal.clone(), view);
         }
         Some(views)
+    }
+
+    /// The version of the table at `root` and its files (lake paths); `None` before it exists.
+    async fn read_table(
+        &self,
+        root: &str,
+    ) -> Result<Option<(i64, HashSet<String>)>, sluice_delta::TableError> {
+        let Some(t) = sluice_delta::Table::open(&self.lake, root, &self.pipeline).await? else {
+            return Ok(None);
+        };
+        let files = t.files()?.into_iter().map(|f| format!("{root}/{f}"));
+        Ok(Some((t.version(), files.collect())))
     }
 
     fn marker_body<'a>(

@@ -162,10 +162,15 @@ async fn markers_of_escaped_signal_names_sit_beside_their_files() {
     signals.insert(SignalName::sanitize("hum/x").as_str().to_string());
     signals.extend(sealer.named_signals.iter().cloned());
     let written = sealer
-        .seal(w, &signals, &[TopicPartition::new("t", 0)])
+        .seal(
+            w,
+            &signals,
+            &[TopicPartition::new("t", 0)],
+            &BTreeMap::new(),
+        )
         .await
         .unwrap();
-    assert_eq!(written, Some(3), "two signal markers and the window's");
+    assert_eq!(written, 3, "two signal markers and the window's");
     let marker: serde_json::Value = serde_json::from_slice(
         &lake
             .read("hum~2Fx/1970/01/01/10/_SUCCESS")
