@@ -17,7 +17,7 @@ pub use deltalake_core::arrow::datatypes::{
 pub use evolve::{fits, grow_schema, needs_rewrite};
 pub use lake_tables::{compact_lake, find_tables, window_end, TableMaintenance};
 pub use store::LakeStore;
-pub use table::{offset_app_id, Commit, DataFile, PartitionMark, Table};
+pub use table::{offset_app_id, Commit, Committed, DataFile, PartitionMark, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {

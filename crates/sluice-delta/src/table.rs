@@ -98,6 +98,16 @@ pub struct Commit {
     pub marks: Vec<PartitionMark>,
 }
 
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The version that holds the commit's files.
+    pub version: i64,
+    /// Paths of the commit's files that the table held already (committed by an earlier
+    /// attempt or a predecessor), so not added by this commit.
+    pub held: Vec<String>,
+}
+
 /// The `txn` application ids of one Kafka partition in a table written by `app`.
 pub fn offset_app_id(app: &str, topic: &str, partition: i32) -> String {
     format!("{app}:{topic}:{partition}")
@@ -286,6 +296,11 @@ impl Table {
     /// version and the loser sees it is fenced. Races with writers of other partitions are
     /// retried by delta-rs: appends do not conflict.
     pub async fn commit(&mut self, commit: &Commit) -> Result<i64, TableError> {
+        self.commit_files(commit).await.map(|c| c.version)
+    }
+
+    /// [`Table::commit`], saying also which of the commit's files the table held already.
+    pub async fn commit_files(&mut self, commit: &Commit) -> Result<Committed, TableError> {
         for _ in 0..COMMIT_ATTEMPTS {
             self.refresh().await?;
             let marks = self.check_marks(&commit.marks).await?;
@@ -297,13 +312,16 @@ impl Table {
                 .iter()
                 .map(|p| evolve::offset_stem(p).to_string())
                 .collect();
-            let files: Vec<&DataFile> = commit
+            let (held, files): (Vec<&DataFile>, Vec<&DataFile>) = commit
                 .files
                 .iter()
-                .filter(|f| !present.contains(evolve::offset_stem(&f.path)))
-                .collect();
+                .partition(|f| present.contains(evolve::offset_stem(&f.path)));
+            let held: Vec<String> = held.into_iter().map(|f| f.path.clone()).collect();
             if files.is_empty() && commit.schema.is_none() {
-                return Ok(self.version());
+                return Ok(Committed {
+                    version: self.version(),
+                    held,
+                });
             }
             let version = self.version() + 1;
             let current = self.schema()?;
@@ -343,7 +361,7 @@ impl Table {
                 Ok(done) => {
                     let version = done.version() as i64;
                     self.refresh().await?;
-                    return Ok(version);
+                    return Ok(Committed { version, held });
                 }
                 Err(DeltaTableError::Transaction {
                     source: TransactionError::CommitConflict(_),

@@ -5,6 +5,7 @@
 use sluice_delta::DataFile;
 
 use super::*;
+use crate::schedule::ExportedFile;
 use crate::tables::TableFile;
 
 /// A landed buffer, reported back to the loop.
@@ -373,27 +374,37 @@ impl Worker {
         self.metrics
             .last_landing_timestamp_seconds
             .set(now_ms() as f64 / 1000.0);
-        match (file.table.take(), &mut self.tables, file.epoch) {
+        // In table mode a file is exported (counted, listed in its run's manifest) only
+        // once its table's commit names it.
+        let exported = match (file.table.take(), &mut self.tables, file.epoch) {
             // The offsets wait for the table's commit.
-            (Some(landed), Some(tables), Some(epoch)) => tables.queue(
-                landed,
-                file.tp.clone(),
-                file.generation,
-                file.first_offset,
-                file.last_offset + 1,
-                epoch,
-            ),
+            (Some(landed), Some(tables), Some(epoch)) => {
+                tables.queue(
+                    landed,
+                    ExportedFile::of(&file),
+                    file.tp.clone(),
+                    file.generation,
+                    file.first_offset,
+                    file.last_offset + 1,
+                    epoch,
+                );
+                None
+            }
             // Without a claim there is no mark to commit under: the offsets stay held, and
             // the partition's next owner commits these records.
             (Some(_), Some(_), None) => {
                 tracing::warn!(tp = %file.tp, "a table file landed without a lake claim; left uncommitted");
+                None
             }
-            _ => self.ledgers.lock().expect("ledger lock").release(
-                &file.tp,
-                file.generation,
-                file.first_offset,
-            ),
-        }
+            _ => {
+                self.ledgers.lock().expect("ledger lock").release(
+                    &file.tp,
+                    file.generation,
+                    file.first_offset,
+                );
+                Some(ExportedFile::of(&file))
+            }
+        };
         let format = if file.dead_letter {
             "ndjson"
         } else {
@@ -423,20 +434,29 @@ impl Worker {
         let totals = self.summary.signals.entry(file.signal.clone()).or_default();
         totals.files += u64::from(wrote_file);
         totals.bytes += file.bytes;
-        totals.records += file.records;
         if let (Some(window), Some(p)) = (file.window, self.progress.get_mut(&file.tp)) {
             p.landed_in(window, &file.signal);
         }
-        self.on_run_file(&file);
         self.summary.records_dead_lettered += file.refused;
-        if !file.dead_letter {
+        if let Some(exported) = exported {
+            self.count_exported(&exported, file.dead_letter);
+            self.on_run_file(&exported, None);
+        }
+        Ok(())
+    }
+
+    /// Counts an exported file's records: at landing, or in table mode at the commit that
+    /// added it to its table.
+    pub(crate) fn count_exported(&mut self, file: &ExportedFile, dead_letter: bool) {
+        let totals = self.summary.signals.entry(file.signal.clone()).or_default();
+        totals.records += file.records;
+        if !dead_letter {
             self.metrics
                 .records_landed
                 .with_label_values(&[self.metrics.signal_label(&file.signal)])
                 .inc_by(file.records);
             self.summary.records_landed += file.records;
         }
-        Ok(())
     }
 
     /// Lands every open buffer and waits for all landings.

@@ -1,5 +1,8 @@
 //! Batch schedules (`flush.every`, `flush.cron`): landing every open buffer as one run at
-//! each scheduled time, and the run's manifest once all of its files have landed.
+//! each scheduled time, and the run's manifest once all of its files are exported: landed,
+//! or in table mode committed to their tables (the manifest then names the versions).
+
+use std::collections::BTreeMap;
 
 use super::*;
 
@@ -10,6 +13,31 @@ pub(crate) const MANIFEST_DIR: &str = "_manifests";
 pub(crate) struct RunState {
     pending: usize,
     files: Vec<serde_json::Value>,
+    /// Table mode: each table's version holding the run's files.
+    tables: BTreeMap<String, i64>,
+}
+
+/// A landed file as it is counted and listed once it is part of the export: when it lands,
+/// or in table mode when its table's commit names it.
+pub(crate) struct ExportedFile {
+    pub(crate) run: Option<i64>,
+    /// In the lake, from the sink root.
+    pub(crate) path: String,
+    pub(crate) bytes: u64,
+    pub(crate) records: u64,
+    pub(crate) signal: String,
+}
+
+impl ExportedFile {
+    pub(crate) fn of(file: &LandedFile) -> Self {
+        Self {
+            run: file.run,
+            path: file.path.clone(),
+            bytes: file.bytes,
+            records: file.records,
+            signal: file.signal.clone(),
+        }
+    }
 }
 
 impl Worker {
@@ -40,6 +68,7 @@ impl Worker {
                 RunState {
                     pending: buffers.len(),
                     files: Vec::new(),
+                    tables: BTreeMap::new(),
                 },
             );
         }
@@ -48,20 +77,28 @@ impl Worker {
         }
     }
 
-    /// Records a landed file of a scheduled run; after its last one, writes the manifest.
-    pub(crate) fn on_run_file(&mut self, file: &LandedFile) {
+    /// Records an exported file of a scheduled run (with its table's root and version, in
+    /// table mode); after the run's last one, writes the manifest.
+    pub(crate) fn on_run_file(&mut self, file: &ExportedFile, table: Option<(&str, i64)>) {
         let Some(run) = file.run else { return };
         let Some(state) = self.runs.get_mut(&run) else {
             return;
         };
         state.pending -= 1;
-        state.files.push(serde_json::json!({
+        let mut entry = serde_json::json!({
             "sinkPath": format!("{}/{}", self.lake.describe().trim_end_matches('/'), file.path),
             "name": file.path.rsplit('/').next().unwrap_or_default(),
             "size": file.bytes,
             "records": file.records,
             "signal": file.signal,
-        }));
+        });
+        if let Some((root, version)) = table {
+            entry["table"] = root.into();
+            entry["tableVersion"] = version.into();
+            let held = state.tables.entry(root.to_string()).or_default();
+            *held = (*held).max(version);
+        }
+        state.files.push(entry);
         if state.pending > 0 {
             return;
         }
@@ -73,7 +110,7 @@ impl Worker {
             .iter()
             .filter_map(|f| f["records"].as_u64())
             .sum();
-        let manifest = serde_json::json!({
+        let mut manifest = serde_json::json!({
             "flowRunId": run_id,
             "pipeline": self.pipeline_name,
             "scheduledTime": scheduled.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -81,6 +118,10 @@ impl Worker {
             "records": records,
             "exportResults": state.files,
         });
+        if !state.tables.is_empty() {
+            // A reader of the table at these versions sees every file of the run.
+            manifest["tables"] = serde_json::json!(state.tables);
+        }
         let path = format!(
             "{MANIFEST_DIR}/manifest-{}-{run_id}.json",
             self.pipeline_name

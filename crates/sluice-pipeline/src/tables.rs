@@ -8,12 +8,13 @@ use std::collections::HashSet;
 
 use sluice_config::TableSettings;
 use sluice_delta::{
-    grow_schema, ArrowDataType, ArrowField, ArrowSchema, Commit, DataFile, PartitionMark, Table,
-    TableError,
+    grow_schema, ArrowDataType, ArrowField, ArrowSchema, Commit, Committed, DataFile,
+    PartitionMark, Table, TableError,
 };
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::*;
+use crate::schedule::ExportedFile;
 
 /// A table handle shared by commits and replay lookups; `None` until the table exists.
 type Handle = Arc<AsyncMutex<Option<Table>>>;
@@ -28,6 +29,8 @@ pub(crate) struct TableFile {
 
 pub(crate) struct Queued {
     pub(crate) landed: TableFile,
+    /// Counted and listed in its run's manifest once a commit names it.
+    exported: ExportedFile,
     pub(crate) tp: TopicPartition,
     pub(crate) generation: u64,
     pub(crate) first_offset: i64,
@@ -39,9 +42,26 @@ pub(crate) struct Queued {
 pub(crate) struct CommitDone {
     pub(crate) table: String,
     pub(crate) files: Vec<Queued>,
-    /// The version committed; `None` when no file was left to commit (their partitions
-    /// were revoked meanwhile).
-    pub(crate) result: Result<Option<i64>, TableError>,
+    /// `None` when no file was left to commit (their partitions were revoked meanwhile).
+    pub(crate) result: Result<Option<TableCommit>, TableError>,
+}
+
+/// A commit that landed.
+pub(crate) struct TableCommit {
+    /// The version that holds the commit's files.
+    pub(crate) version: i64,
+    /// What became of each file of the commit task, in order.
+    pub(crate) fates: Vec<FileFate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileFate {
+    /// This commit added it to the table.
+    Added,
+    /// The table held it already (an earlier attempt or a predecessor committed it).
+    Held,
+    /// Left out: its partition was revoked before the commit.
+    LeftOut,
 }
 
 pub(crate) struct Tables {
@@ -94,9 +114,11 @@ impl Tables {
         self.queued.values().map(Vec::len).sum()
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn queue(
         &mut self,
         landed: TableFile,
+        exported: ExportedFile,
         tp: TopicPartition,
         generation: u64,
         first_offset: i64,
@@ -108,6 +130,7 @@ impl Tables {
             .or_default()
             .push(Queued {
                 landed,
+                exported,
                 tp,
                 generation,
                 first_offset,
@@ -151,7 +174,10 @@ impl Tables {
                     && !self.committing.contains(*table)
                     && (all
                         || files.len() >= self.settings.commit_files
-                        || files[0].since.elapsed() >= self.max_age)
+                        || files[0].since.elapsed() >= self.max_age
+                        // A scheduled run's files are committed as they land (the
+                        // schedule, not age, made them).
+                        || files.iter().any(|q| q.exported.run.is_some()))
             })
             .map(|(table, _)| table.clone())
             .collect();
@@ -282,27 +308,50 @@ impl Target<'_> {
         shutdown: &CancellationToken,
         epochs: &SharedEpochs,
         write_timeout: Duration,
-    ) -> Result<Option<i64>, TableError> {
+    ) -> Result<Option<TableCommit>, TableError> {
         let mut backoff = INITIAL_STORAGE_BACKOFF;
+        // After a failed attempt (one that may have written its log entry before timing
+        // out), a file the table holds is this task's own.
+        let mut retried = false;
         loop {
-            let live: Vec<&Queued> = {
+            let live: Vec<bool> = {
                 let held = epochs.lock().expect("epochs lock");
                 files
                     .iter()
-                    .filter(|q| held.get(&q.tp) == Some(&q.epoch))
+                    .map(|q| held.get(&q.tp) == Some(&q.epoch))
                     .collect()
             };
-            if live.is_empty() {
+            let taken: Vec<&Queued> = files
+                .iter()
+                .zip(&live)
+                .filter(|(_, l)| **l)
+                .map(|(q, _)| q)
+                .collect();
+            if taken.is_empty() {
                 return Ok(None);
             }
-            let attempt = tokio::time::timeout(write_timeout, self.commit_once(&live)).await;
+            let attempt = tokio::time::timeout(write_timeout, self.commit_once(&taken)).await;
             let error = match attempt {
-                Ok(Ok(version)) => {
+                Ok(Ok(done)) => {
                     metrics
                         .table_commits
                         .with_label_values(&["committed"])
                         .inc();
-                    return Ok(Some(version));
+                    let fates = files
+                        .iter()
+                        .zip(live)
+                        .map(|(q, live)| match live {
+                            false => FileFate::LeftOut,
+                            true if !retried && done.held.contains(&q.landed.file.path) => {
+                                FileFate::Held
+                            }
+                            true => FileFate::Added,
+                        })
+                        .collect();
+                    return Ok(Some(TableCommit {
+                        version: done.version,
+                        fates,
+                    }));
                 }
                 Ok(Err(e @ TableError::Fenced { .. })) => {
                     metrics.table_commits.with_label_values(&["fenced"]).inc();
@@ -311,6 +360,7 @@ impl Target<'_> {
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("took longer than {write_timeout:?}"),
             };
+            retried = true;
             metrics.table_commits.with_label_values(&["retried"]).inc();
             tracing::warn!(error = %error, retry_in = ?backoff, "table commit failed; retrying");
             tokio::select! {
@@ -323,7 +373,7 @@ impl Target<'_> {
         }
     }
 
-    async fn commit_once(&self, files: &[&Queued]) -> Result<i64, TableError> {
+    async fn commit_once(&self, files: &[&Queued]) -> Result<Committed, TableError> {
         let mut guard = self.handle.lock().await;
         if guard.is_none() {
             // Created from the first file's columns; later files grow it. A record field
@@ -380,7 +430,7 @@ impl Target<'_> {
                 }),
             }
         }
-        t.commit(&Commit {
+        t.commit_files(&Commit {
             files: files.iter().map(|q| q.landed.file.clone()).collect(),
             schema: grew.then_some(schema),
             marks,
@@ -419,9 +469,10 @@ impl Worker {
         tables.start_due(all, &ctx);
     }
 
-    /// A finished commit: its files' offsets may be committed to Kafka now; or, fenced, the
-    /// partition is dropped (the newer owner lands its records) and the other partitions'
-    /// files wait for the next commit.
+    /// A finished commit: its files' offsets may be committed to Kafka now, and its files
+    /// are exported (counted, listed in their runs' manifests with the version); or, fenced,
+    /// the partition is dropped (the newer owner lands its records) and the other
+    /// partitions' files wait for the next commit.
     pub(crate) fn on_table_commit(
         &mut self,
         done: Result<CommitDone, tokio::task::JoinError>,
@@ -433,13 +484,26 @@ impl Worker {
         let tables = self.tables.as_mut().expect("table mode");
         tables.committed(&done.table);
         match done.result {
-            Ok(version) => {
-                if let Some(version) = version {
-                    tracing::info!(table = %done.table, version, files = done.files.len(), "committed to the table");
+            Ok(committed) => {
+                {
+                    let mut ledgers = self.ledgers.lock().expect("ledger lock");
+                    for q in &done.files {
+                        ledgers.release(&q.tp, q.generation, q.first_offset);
+                    }
                 }
-                let mut ledgers = self.ledgers.lock().expect("ledger lock");
-                for q in &done.files {
-                    ledgers.release(&q.tp, q.generation, q.first_offset);
+                let Some(TableCommit { version, fates }) = committed else {
+                    return Ok(());
+                };
+                tracing::info!(table = %done.table, version, files = done.files.len(), "committed to the table");
+                for (q, fate) in done.files.iter().zip(fates) {
+                    if fate == FileFate::LeftOut {
+                        continue;
+                    }
+                    // A file the table held already was counted by whoever committed it.
+                    if fate == FileFate::Added {
+                        self.count_exported(&q.exported, false);
+                    }
+                    self.on_run_file(&q.exported, Some((&done.table, version)));
                 }
                 Ok(())
             }

@@ -184,6 +184,8 @@ async fn files_landed_but_never_committed_are_committed_once_by_the_next_run() {
     }
     let orphans = sluice_testkit::lake_files::files_under(lake.path(), ".parquet").len();
     assert!(orphans >= 10, "{orphans}");
+    // Landed is not exported: a record counts once a table commit holds it.
+    assert_eq!(records_landed(&metrics), 0, "{}", metrics.render());
 
     let p = pipeline(
         &kafka.bootstrap,
@@ -195,6 +197,79 @@ async fn files_landed_but_never_committed_are_committed_once_by_the_next_run() {
     assert_eq!(summary.caught_up, Some(true), "{summary:?}");
     let exported = assert_tables_hold_each_once(&samples, lake.path(), &p);
     assert_eq!(summary.records_landed, exported);
+}
+
+/// The sum of `records_landed_total` over every signal.
+fn records_landed(metrics: &Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.contains("records_landed_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A scheduled run's manifest is written once the run's files are in their tables, and names
+/// each table's version: read at that version, a table holds every record the manifest lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_runs_manifest_waits_for_the_table_commits_and_names_their_versions() {
+    let (kafka, samples, lake) = loaded_topic(3_000);
+    let p = pipeline(
+        &kafka.bootstrap,
+        lake.path(),
+        "delta-sched",
+        &format!("{TABLE}\n[flush]\nevery = \"3s\"\nmanifest = true"),
+    );
+    let manifests = lake.path().join("_manifests");
+    let probe = manifests.clone();
+    let summary = run_until(&p, move |_| {
+        std::fs::read_dir(&probe).is_ok_and(|d| d.count() > 0)
+    })
+    .await
+    .unwrap();
+    let entries: Vec<_> = std::fs::read_dir(&manifests)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&entries[0]).unwrap()).unwrap();
+    let versions = m["tables"]
+        .as_object()
+        .unwrap_or_else(|| panic!("the manifest names the tables' versions: {m:#}"));
+    // Every record since the start is in the one run (the topic was loaded before).
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for s in samples.iter().filter(|s| p.filter.admits(&s.signal)) {
+        *expected.entry(format!("tables/{}", s.signal)).or_default() += 1;
+    }
+    assert_eq!(
+        versions.keys().cloned().collect::<Vec<_>>(),
+        expected.keys().cloned().collect::<Vec<_>>(),
+        "{m:#}"
+    );
+    let mut listed: BTreeMap<String, u64> = BTreeMap::new();
+    for r in m["exportResults"].as_array().unwrap() {
+        let table = r["table"].as_str().unwrap_or_else(|| panic!("{r}"));
+        assert!(r["tableVersion"].as_i64().unwrap() <= versions[table].as_i64().unwrap());
+        assert!(r["sinkPath"].as_str().unwrap().contains(table), "{r}");
+        *listed.entry(table.to_string()).or_default() += r["records"].as_u64().unwrap();
+    }
+    assert_eq!(listed, expected, "{m:#}");
+    assert_eq!(m["records"].as_u64(), Some(expected.values().sum()));
+    assert_eq!(summary.records_landed, expected.values().sum::<u64>());
+    for (table, version) in versions {
+        let path = lake.path().join(table);
+        let at = sluice_testkit::lake_files::read_delta_rows_at(
+            std::slice::from_ref(&path),
+            "seq",
+            version.as_i64().unwrap(),
+        );
+        let ids = at[path.to_string_lossy().as_ref()]["ids"]
+            .as_array()
+            .unwrap()
+            .len() as u64;
+        assert_eq!(ids, expected[table], "{table} at version {version}");
+    }
 }
 
 /// A mock cluster with the topic, a lake, and a Delta pipeline committing every second.
