@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::json::{self, Node, NumberKind};
+use jiter::{Jiter, Peek};
+
+use crate::json::{self, Failure, Node, NumberKind};
 use crate::options::TimeUnit;
 
 /// The type of one value or column. Every column is nullable: JSON fields come and go.
@@ -171,9 +173,106 @@ impl Inference {
         slot
     }
 
-    /// Widens `schema` by one JSON text.
+    /// Widens `schema` by one JSON text, read as a stream: no tree is built (settling a
+    /// file's columns reads every line once more than encoding it does). The same kinds,
+    /// conflicts and errors as `observe` of `json::parse`.
     pub fn observe_line(&mut self, schema: Kind, line: &[u8]) -> Result<Kind, String> {
-        Ok(self.observe(schema, &json::parse(line)?, ""))
+        let mut slot = schema;
+        let mut j = Jiter::new(line);
+        let conflicts = self.conflicts.len();
+        let read: Result<(), Failure> = (|| {
+            let peek = j.peek()?;
+            self.widen_from(&mut slot, &mut j, peek, 1, &String::new)?;
+            j.finish()?;
+            Ok(())
+        })();
+        if let Err(e) = read {
+            // A line that turns out broken widened nothing, as one that is parsed first.
+            self.conflicts.truncate(conflicts);
+            return Err(e.describe());
+        }
+        Ok(slot)
+    }
+
+    /// `widen_into` for the value `j` is at.
+    fn widen_from(
+        &mut self,
+        slot: &mut Kind,
+        j: &mut Jiter,
+        peek: Peek,
+        depth: usize,
+        path: &dyn Fn() -> String,
+    ) -> Result<(), Failure> {
+        match peek {
+            Peek::Null => j.known_null()?,
+            Peek::True | Peek::False => {
+                j.known_bool(peek)?;
+                self.widen_slot(slot, Kind::Bool, path);
+            }
+            Peek::String => {
+                let k = self.string_kind(j.known_str()?);
+                self.widen_slot(slot, k, path);
+            }
+            Peek::Array => {
+                if depth > json::MAX_DEPTH {
+                    return Err(Failure::TooDeep);
+                }
+                if matches!(slot, Kind::Null) {
+                    *slot = Kind::List(Box::new(Kind::Null));
+                }
+                // Not a list so far: this array's own kind, widened against it (a conflict).
+                let mut own = Kind::List(Box::new(Kind::Null));
+                let is_list = matches!(slot, Kind::List(_));
+                let Kind::List(elem) = (if is_list { &mut *slot } else { &mut own }) else {
+                    unreachable!("a list")
+                };
+                let inner = || format!("{}[]", path());
+                let mut next = j.known_array()?;
+                while let Some(p) = next {
+                    self.widen_from(elem, j, p, depth + 1, &inner)?;
+                    next = j.array_step()?;
+                }
+                if !is_list {
+                    self.widen_slot(slot, own, path);
+                }
+            }
+            Peek::Object => {
+                if depth > json::MAX_DEPTH {
+                    return Err(Failure::TooDeep);
+                }
+                if matches!(slot, Kind::Null) {
+                    *slot = Kind::Struct(Fields::default());
+                }
+                let mut own = Kind::Struct(Fields::default());
+                let is_struct = matches!(slot, Kind::Struct(_));
+                let Kind::Struct(fields) = (if is_struct { &mut *slot } else { &mut own }) else {
+                    unreachable!("a struct")
+                };
+                let mut key = j.known_object()?.map(|k| fields.slot(k));
+                while let Some(i) = key {
+                    let p = j.peek()?;
+                    let (name, kind) = &mut fields.entries[i];
+                    let at = || join(&path(), name);
+                    self.widen_from(kind, j, p, depth + 1, &at)?;
+                    key = j.next_key()?.map(|k| fields.slot(k));
+                }
+                if !is_struct {
+                    self.widen_slot(slot, own, path);
+                }
+            }
+            _ => {
+                // jiter refuses NaN and Infinity unless asked to allow them: only JSON numbers.
+                let text = j.known_number_bytes(peek)?;
+                let k = match std::str::from_utf8(text).map(json::number_kind) {
+                    Ok(NumberKind::Int) => Kind::Int,
+                    Ok(NumberKind::Float) => Kind::Float,
+                    // No column type holds it: kept exactly, as its text.
+                    _ => Kind::Json,
+                };
+                self.widen_slot(slot, k, path);
+            }
+        }
+        Ok(())
     }
 
     /// Widens the kind in `slot` by `v`, in place: a record whose fields the schema already
@@ -660,5 +759,88 @@ mod tests {
         assert!(check(&k, &bad, TimeUnit::Millis, "")
             .unwrap_err()
             .contains("tags[0]"));
+    }
+
+    mod streaming {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON texts with duplicate keys, timestamps, numbers no column holds and nesting
+        /// whose kinds conflict from line to line.
+        fn json_value(depth: u32) -> impl Strategy<Value = String> {
+            let key = prop::sample::select(vec!["a", "b", "ts", "a\\u0062", "é"]);
+            let leaf = prop_oneof![
+                Just("null".to_string()),
+                any::<bool>().prop_map(|b| b.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(|f| format!("{f:e}")),
+                Just("18446744073709551616".to_string()),
+                Just("1e400".to_string()),
+                Just("\"2024-03-05T10:00:00Z\"".to_string()),
+                "[a-z\"\\\\ ]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            ];
+            leaf.prop_recursive(depth, 48, 5, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|v| format!("[{}]", v.join(","))),
+                    prop::collection::vec((key.clone(), inner), 0..5).prop_map(|kv| {
+                        let body: Vec<String> =
+                            kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                        format!("{{{}}}", body.join(","))
+                    }),
+                ]
+            })
+        }
+
+        /// Widens by each line through the tree `json::parse` builds: what streaming must equal.
+        fn by_tree(inf: &mut Inference, schema: Kind, line: &[u8]) -> Result<Kind, String> {
+            Ok(inf.observe(schema, &json::parse(line)?, ""))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Over a sequence of lines (some broken), reading each as a stream gives the
+            /// kinds, conflicts and errors that reading it as a tree does.
+            #[test]
+            fn streaming_inference_agrees_with_the_tree(
+                lines in prop::collection::vec(json_value(4), 1..6),
+                cut in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+                mutate in 0u8..3,
+                timestamps in any::<bool>(),
+            ) {
+                let mut lines: Vec<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+                let last = lines.last_mut().expect("a line");
+                let at = cut.index(last.len());
+                match mutate {
+                    1 => last[at] = byte,
+                    2 => last.truncate(at),
+                    _ => {}
+                }
+                let mut stream = Inference::new(TimeUnit::Micros, timestamps);
+                let mut tree = stream.clone();
+                let (mut a, mut b) = (Kind::Null, Kind::Null);
+                for line in &lines {
+                    let (x, y) = (stream.observe_line(a, line), by_tree(&mut tree, b, line));
+                    prop_assert_eq!(&x, &y, "{}", String::from_utf8_lossy(line));
+                    let (Ok(x), Ok(y)) = (x, y) else { break };
+                    (a, b) = (x, y);
+                }
+                prop_assert_eq!(stream.conflicts, tree.conflicts);
+            }
+        }
+
+        #[test]
+        fn too_deep_is_refused_with_the_trees_reason() {
+            let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+            let mut inf = Inference::new(TimeUnit::Micros, true);
+            let got = inf.observe_line(Kind::Null, deep.as_bytes());
+            let want = by_tree(&mut inf.clone(), Kind::Null, deep.as_bytes());
+            assert!(got.is_err());
+            assert_eq!(got, want);
+        }
     }
 }

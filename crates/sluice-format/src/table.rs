@@ -1,5 +1,6 @@
 //! A file's columns (inferred, declared or mapped) and the Arrow batches built from its lines.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -150,16 +151,42 @@ impl Table {
     /// One Arrow batch holding `rows`.
     pub fn batch(&self, schema: &SchemaRef, rows: &[Node]) -> Result<RecordBatch, EncodeError> {
         let arrays: Vec<ArrayRef> = self
-            .columns
+            .column_values(rows)
             .iter()
-            .map(|c| {
-                let vals: Vec<Option<&Node>> = rows.iter().map(|r| lookup(r, &c.path)).collect();
-                build(&c.kind, &vals, self.unit)
-            })
+            .zip(&self.columns)
+            .map(|(vals, c)| build(&c.kind, vals, self.unit))
             .collect();
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
         RecordBatch::try_new_with_options(schema.clone(), arrays, &options)
             .map_err(|e| EncodeError::Schema(e.to_string()))
+    }
+
+    /// Each column's value in each row (`lookup` of its path). Top-level fields are found in
+    /// one pass over each row's entries rather than a search per column (a search per column
+    /// per row showed at ~4 % of a Parquet encode); as in `lookup`, the last of duplicate
+    /// keys wins and null is absent.
+    fn column_values<'n, 'a>(&self, rows: &'n [Node<'a>]) -> Vec<Vec<Option<&'n Node<'a>>>> {
+        let mut vals = vec![vec![None; rows.len()]; self.columns.len()];
+        let mut top: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, c) in self.columns.iter().enumerate() {
+            match c.path.as_slice() {
+                [field] => top.entry(field.as_str()).or_default().push(i),
+                path => {
+                    for (slot, row) in vals[i].iter_mut().zip(rows) {
+                        *slot = lookup(row, path);
+                    }
+                }
+            }
+        }
+        for (r, row) in rows.iter().enumerate() {
+            let Node::Object(entries) = row else { continue };
+            for (key, v) in entries {
+                for &i in top.get(key.as_ref()).map_or(&[][..], Vec::as_slice) {
+                    vals[i][r] = (!v.is_null()).then_some(v);
+                }
+            }
+        }
+        vals
     }
 
     /// Calls `each` with the parsed rows of `ndjson`, [`CHUNK_ROWS`] at a time.
@@ -322,6 +349,57 @@ pub fn build(kind: &Kind, vals: &[Option<&Node>], unit: TimeUnit) -> ArrayRef {
                 children,
                 Some(NullBuffer::from(valid)),
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn column(path: &[&str]) -> ColumnDef {
+        ColumnDef {
+            name: path.join("."),
+            path: path.iter().map(|p| p.to_string()).collect(),
+            kind: Kind::Json,
+        }
+    }
+
+    proptest! {
+        /// The one-pass gathering of top-level fields finds what `lookup` of each column's
+        /// path finds: duplicates (the last wins), nulls, nested paths, a field two columns map.
+        #[test]
+        fn column_values_are_each_paths_lookup(
+            rows in prop::collection::vec(
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec!["a", "b", "c"]),
+                        prop::sample::select(vec!["null", "1", "\"x\"", "{\"b\":2}", "{\"b\":null}"]),
+                    ),
+                    0..6,
+                ),
+                0..8,
+            ),
+        ) {
+            let lines: Vec<String> = rows
+                .iter()
+                .map(|kv| {
+                    let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", body.join(","))
+                })
+                .collect();
+            let parsed: Vec<Node> = lines.iter().map(|l| parse_line(l.as_bytes(), 0).unwrap()).collect();
+            let table = Table {
+                columns: vec![column(&["a"]), column(&["b"]), column(&["a"]), column(&["c", "b"]), column(&["d"])],
+                unit: TimeUnit::Micros,
+                conflicts: Vec::new(),
+            };
+            let got = table.column_values(&parsed);
+            for (c, vals) in table.columns.iter().zip(&got) {
+                let want: Vec<Option<&Node>> = parsed.iter().map(|r| lookup(r, &c.path)).collect();
+                prop_assert_eq!(vals, &want, "{}", c.name);
+            }
         }
     }
 }
