@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::json::Node;
 
-use crate::table::{lookup, Table};
+use crate::table::Table;
 use crate::{Codec, EncodeError, EncodeOptions, Kind, Sink, TimeUnit, Written};
 
 /// Bigger blocks than the crate's 16 kB compress better and cost little memory.
@@ -339,10 +339,11 @@ pub(crate) fn write(
         scratch: Vec::new(),
     };
     let rows = Table::chunks(ndjson, |rows| {
-        for row in rows {
+        let columns = table.column_values(rows);
+        for r in 0..rows.len() {
             // The top-level record is not a union; each of its fields is.
-            for ((_, _, p), c) in top.iter().zip(&table.columns) {
-                encode(p, lookup(row, &c.path), &mut blocks.block);
+            for ((_, _, p), values) in top.iter().zip(&columns) {
+                encode(p, values[r], &mut blocks.block);
             }
             blocks.records += 1;
             if blocks.block.len() >= BLOCK_BYTES {

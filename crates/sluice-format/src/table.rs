@@ -165,7 +165,7 @@ impl Table {
     /// one pass over each row's entries rather than a search per column (a search per column
     /// per row showed at ~4 % of a Parquet encode); as in `lookup`, the last of duplicate
     /// keys wins and null is absent.
-    fn column_values<'n, 'a>(&self, rows: &'n [Node<'a>]) -> Vec<Vec<Option<&'n Node<'a>>>> {
+    pub(crate) fn column_values<'n, 'a>(&self, rows: &'n [Node<'a>]) -> Vec<Vec<Option<&'n Node<'a>>>> {
         let mut vals = vec![vec![None; rows.len()]; self.columns.len()];
         let mut top: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, c) in self.columns.iter().enumerate() {
