@@ -338,11 +338,10 @@ pub(crate) fn write(
         records: 0,
         scratch: Vec::new(),
     };
-    let rows = Table::chunks(ndjson, |rows| {
-        let columns = table.column_values(rows);
-        for r in 0..rows.len() {
+    let rows = table.column_chunks(ndjson, |columns, rows| {
+        for r in 0..rows {
             // The top-level record is not a union; each of its fields is.
-            for ((_, _, p), values) in top.iter().zip(&columns) {
+            for ((_, _, p), values) in top.iter().zip(columns) {
                 encode(p, values[r], &mut blocks.block);
             }
             blocks.records += 1;

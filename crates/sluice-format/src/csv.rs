@@ -30,8 +30,8 @@ pub(crate) fn write(
     }
     let rows = {
         let mut writer = builder.build(std::io::BufWriter::with_capacity(64 * 1024, out));
-        let rows = Table::chunks(ndjson, |rows| {
-            let batch = table.batch(&schema, rows)?;
+        let rows = table.column_chunks(ndjson, |columns, rows| {
+            let batch = table.batch(&schema, columns, rows)?;
             writer.write(&batch).map_err(|e| EncodeError::Writer {
                 format: "csv",
                 detail: e.to_string(),

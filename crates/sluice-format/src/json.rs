@@ -83,7 +83,7 @@ impl From<JiterError> for Failure {
     }
 }
 
-fn value<'a>(
+pub(crate) fn value<'a>(
     j: &mut Jiter<'a>,
     data: &'a [u8],
     peek: Peek,

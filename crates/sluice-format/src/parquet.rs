@@ -42,8 +42,8 @@ pub(crate) fn write(
         .build();
     let mut writer =
         ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(writer_error)?;
-    let rows = Table::chunks(ndjson, |rows| {
-        let batch = table.batch(&schema, rows)?;
+    let rows = table.column_chunks(ndjson, |columns, rows| {
+        let batch = table.batch(&schema, columns, rows)?;
         writer.write(&batch).map_err(writer_error)
     })?;
     writer.into_inner().map_err(writer_error)?;
