@@ -220,20 +220,7 @@ async fn a_scheduled_runs_manifest_waits_for_the_table_commits_and_names_their_v
         "delta-sched",
         &format!("{TABLE}\n[flush]\nevery = \"3s\"\nmanifest = true"),
     );
-    let manifests = lake.path().join("_manifests");
-    let probe = manifests.clone();
-    let summary = run_until(&p, move |_| {
-        std::fs::read_dir(&probe).is_ok_and(|d| d.count() > 0)
-    })
-    .await
-    .unwrap();
-    let entries: Vec<_> = std::fs::read_dir(&manifests)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&entries[0]).unwrap()).unwrap();
+    let (summary, _, m) = run_until_one_manifest(&p, lake.path()).await;
     let versions = m["tables"]
         .as_object()
         .unwrap_or_else(|| panic!("the manifest names the tables' versions: {m:#}"));

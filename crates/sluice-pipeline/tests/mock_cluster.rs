@@ -340,29 +340,11 @@ async fn a_scheduled_run_lands_everything_and_writes_its_manifest() {
         p.flush.max_age > Duration::from_secs(60),
         "the schedule, not age, lands files"
     );
-    let manifests = lake.path().join("_manifests");
-    let probe = manifests.clone();
-    run_until(&p, move |_| {
-        std::fs::read_dir(&probe).is_ok_and(|d| d.count() > 0)
-    })
-    .await
-    .unwrap();
-    let entries: Vec<_> = std::fs::read_dir(&manifests)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    let name = entries[0]
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
+    let (_, name, m) = run_until_one_manifest(&p, lake.path()).await;
     assert!(
         name.starts_with("manifest-mock-") && name.ends_with(".json"),
         "{name}"
     );
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&entries[0]).unwrap()).unwrap();
     assert!(name.contains(m["flowRunId"].as_str().unwrap()));
     let scheduled = chrono_secs(m["scheduledTime"].as_str().unwrap());
     assert_eq!(

@@ -95,6 +95,33 @@ pub async fn run_until(
     sluice_pipeline::run_until(p, Metrics::new(&p.name), Duration::from_secs(90), done).await
 }
 
+/// Runs the pipeline until its first scheduled run's manifest is written; returns the run's
+/// summary, the manifest's file name and its JSON. There must be exactly one.
+pub async fn run_until_one_manifest(
+    p: &ValidatedPipeline,
+    lake: &std::path::Path,
+) -> (RunSummary, String, serde_json::Value) {
+    let manifests = lake.join("_manifests");
+    let probe = manifests.clone();
+    let summary = run_until(p, move |_| {
+        std::fs::read_dir(&probe).is_ok_and(|d| d.count() > 0)
+    })
+    .await
+    .unwrap();
+    let entries: Vec<_> = std::fs::read_dir(&manifests)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let name = entries[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let m = serde_json::from_slice(&std::fs::read(&entries[0]).unwrap()).unwrap();
+    (summary, name, m)
+}
+
 pub async fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + limit;
     while !done() {
