@@ -1,6 +1,5 @@
 //! A file's columns (inferred, declared or mapped) and the Arrow batches built from its lines.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -15,6 +14,9 @@ use crate::json::{self, Node};
 use crate::options::{EncodeOptions, TimeUnit};
 use crate::schema::{finalize, finalize_inferred, parse_timestamp, Inference, Kind};
 use crate::EncodeError;
+
+/// The columns of each top-level field, looked up per field per line (SipHash showed there).
+type FieldColumns<'t> = foldhash::HashMap<&'t str, Vec<usize>>;
 
 /// Lines parsed at a time: bounds how many parsed lines exist at once.
 pub const CHUNK_ROWS: usize = 8192;
@@ -174,7 +176,7 @@ impl Table {
         rows: &'n [Node<'a>],
     ) -> Vec<Vec<Option<&'n Node<'a>>>> {
         let mut vals = vec![vec![None; rows.len()]; self.columns.len()];
-        let mut top: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut top = FieldColumns::default();
         for (i, c) in self.columns.iter().enumerate() {
             match c.path.as_slice() {
                 [field] => top.entry(field.as_str()).or_default().push(i),
@@ -206,7 +208,7 @@ impl Table {
         ndjson: &'a [u8],
         mut each: impl FnMut(&[Vec<Option<&Node<'a>>>], usize) -> Result<(), EncodeError>,
     ) -> Result<u64, EncodeError> {
-        let mut top: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut top = FieldColumns::default();
         for (i, c) in self.columns.iter().enumerate() {
             match c.path.as_slice() {
                 [field] => top.entry(field.as_str()).or_default().push(i),
@@ -280,7 +282,7 @@ impl Table {
 /// are read too (not skipped), so a line fails exactly as `json::parse` would fail it.
 fn read_columns<'a>(
     line: &'a [u8],
-    top: &HashMap<&str, Vec<usize>>,
+    top: &FieldColumns,
     columns: &mut [Vec<Option<Node<'a>>>],
 ) -> Result<(), json::Failure> {
     let mut j = jiter::Jiter::new(line);
@@ -293,11 +295,13 @@ fn read_columns<'a>(
     while let Some(at) = key {
         let p = j.peek()?;
         let v = json::value(&mut j, line, p, 2)?;
-        if let Some(at) = at {
+        if let Some((&last, more)) = at.and_then(|at| at.split_last()) {
             let v = (!v.is_null()).then_some(v);
-            for &i in at {
+            // A field two columns map is copied; the usual one is moved.
+            for &i in more {
                 *columns[i].last_mut().expect("a slot per line") = v.clone();
             }
+            *columns[last].last_mut().expect("a slot per line") = v;
         }
         key = j.next_key()?.map(|k| top.get(k));
     }
