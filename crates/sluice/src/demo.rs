@@ -44,7 +44,24 @@ pub async fn run(lake_dir: &Path, records: usize) -> anyhow::Result<()> {
     })
     .await?;
     if summary.records_consumed != records as u64 {
-        bail!("consumed {} of {records} records", summary.records_consumed);
+        // Where each partition stopped, so a stalled one can be told from a slow run.
+        let progress = sluice_kafka::group_progress(
+            &kafka.bootstrap,
+            &pipeline.source.group_id,
+            &topic,
+            Duration::from_secs(10),
+        )
+        .map(|p| {
+            p.iter()
+                .map(|(n, (c, end))| format!("{n}: committed {c:?} of {end}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+        bail!(
+            "consumed {} of {records} records in 120 s; partitions: {progress}",
+            summary.records_consumed
+        );
     }
 
     let progress = sluice_kafka::group_progress(
