@@ -176,17 +176,14 @@ impl Table {
         rows: &'n [Node<'a>],
     ) -> Vec<Vec<Option<&'n Node<'a>>>> {
         let mut vals = vec![vec![None; rows.len()]; self.columns.len()];
-        let mut top = FieldColumns::default();
-        for (i, c) in self.columns.iter().enumerate() {
-            match c.path.as_slice() {
-                [field] => top.entry(field.as_str()).or_default().push(i),
-                path => {
-                    for (slot, row) in vals[i].iter_mut().zip(rows) {
-                        *slot = lookup(row, path);
-                    }
+        for (c, slots) in self.columns.iter().zip(vals.iter_mut()) {
+            if c.path.len() != 1 {
+                for (slot, row) in slots.iter_mut().zip(rows) {
+                    *slot = lookup(row, &c.path);
                 }
             }
         }
+        let top = self.field_columns();
         for (r, row) in rows.iter().enumerate() {
             let Node::Object(entries) = row else { continue };
             for (key, v) in entries {
@@ -196,6 +193,17 @@ impl Table {
             }
         }
         vals
+    }
+
+    /// The columns of each top-level field (a column whose path is one field).
+    fn field_columns(&self) -> FieldColumns<'_> {
+        let mut top = FieldColumns::default();
+        for (i, c) in self.columns.iter().enumerate() {
+            if let [field] = c.path.as_slice() {
+                top.entry(field.as_str()).or_default().push(i);
+            }
+        }
+        top
     }
 
     /// Calls `each` with each column's values in the next [`CHUNK_ROWS`] lines of `ndjson`
@@ -208,18 +216,13 @@ impl Table {
         ndjson: &'a [u8],
         mut each: impl FnMut(&[Vec<Option<&Node<'a>>>], usize) -> Result<(), EncodeError>,
     ) -> Result<u64, EncodeError> {
-        let mut top = FieldColumns::default();
-        for (i, c) in self.columns.iter().enumerate() {
-            match c.path.as_slice() {
-                [field] => top.entry(field.as_str()).or_default().push(i),
-                _ => {
-                    return Self::chunks(ndjson, |rows| {
-                        let columns = self.column_values(rows);
-                        each(&columns, rows.len())
-                    })
-                }
-            }
+        if self.columns.iter().any(|c| c.path.len() != 1) {
+            return Self::chunks(ndjson, |rows| {
+                let columns = self.column_values(rows);
+                each(&columns, rows.len())
+            });
         }
+        let top = self.field_columns();
         let mut columns: Vec<Vec<Option<Node<'a>>>> = (0..self.columns.len())
             .map(|_| Vec::with_capacity(CHUNK_ROWS))
             .collect();
