@@ -379,15 +379,7 @@ impl Worker {
         let exported = match (file.table.take(), &mut self.tables, file.epoch) {
             // The offsets wait for the table's commit.
             (Some(landed), Some(tables), Some(epoch)) => {
-                tables.queue(
-                    landed,
-                    ExportedFile::of(&file),
-                    file.tp.clone(),
-                    file.generation,
-                    file.first_offset,
-                    file.last_offset + 1,
-                    epoch,
-                );
+                tables.queue(landed, &file, epoch);
                 None
             }
             // Without a claim there is no mark to commit under: the offsets stay held, and

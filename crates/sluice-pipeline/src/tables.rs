@@ -114,27 +114,18 @@ impl Tables {
         self.queued.values().map(Vec::len).sum()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn queue(
-        &mut self,
-        landed: TableFile,
-        exported: ExportedFile,
-        tp: TopicPartition,
-        generation: u64,
-        first_offset: i64,
-        next_offset: i64,
-        epoch: u64,
-    ) {
+    /// `file`'s table data file, waiting for its table's commit under the claim `epoch`.
+    pub(crate) fn queue(&mut self, landed: TableFile, file: &LandedFile, epoch: u64) {
         self.queued
             .entry(landed.table.clone())
             .or_default()
             .push(Queued {
                 landed,
-                exported,
-                tp,
-                generation,
-                first_offset,
-                next_offset,
+                exported: ExportedFile::of(file),
+                tp: file.tp.clone(),
+                generation: file.generation,
+                first_offset: file.first_offset,
+                next_offset: file.last_offset + 1,
                 epoch,
                 since: Instant::now(),
             });
