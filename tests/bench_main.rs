@@ -349,7 +349,7 @@ fn fold_memory() {
     while (offset as u64) < records {
         one_signal.seed = offset as u64;
         for s in generate(&one_signal) {
-            let mut r = sluice_core::Record {
+            let r = sluice_core::Record {
                 topic: TOPIC.into(),
                 partition: 0,
                 offset,
@@ -364,7 +364,6 @@ fn fold_memory() {
             let Routed::Data { signal, line, .. } = router.route(&r, arrival) else {
                 panic!("routes")
             };
-            r.payload = None;
             let key = BufferKey {
                 tp: sluice_core::TopicPartition::new(TOPIC, 0),
                 target: Target::Signal {

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -34,12 +35,13 @@ impl fmt::Display for DeadReason {
 
 /// Where a record goes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Routed {
-    /// Into the buffer of its signal and window, as this one NDJSON line (no newline).
+pub enum Routed<'r> {
+    /// Into the buffer of its signal and window, as this one NDJSON line (no newline):
+    /// the payload itself unless it had to be put on one line.
     Data {
         signal: SignalName,
         window: Window,
-        line: Vec<u8>,
+        line: Cow<'r, [u8]>,
     },
     /// Its signal is not exported.
     Skipped,
@@ -77,14 +79,14 @@ impl Router {
     }
 
     /// `arrival_ms` stands in for the Kafka timestamp when a record has none.
-    pub fn route(&self, record: &Record, arrival_ms: i64) -> Routed {
+    pub fn route<'r>(&self, record: &'r Record, arrival_ms: i64) -> Routed<'r> {
         match self.try_route(record, arrival_ms) {
             Ok(r) => r,
             Err(reason) => Routed::Dead(reason),
         }
     }
 
-    fn try_route(&self, record: &Record, arrival_ms: i64) -> Result<Routed, DeadReason> {
+    fn try_route<'r>(&self, record: &'r Record, arrival_ms: i64) -> Result<Routed<'r>, DeadReason> {
         let payload = match record.payload.as_deref() {
             None => return Err(DeadReason::new("tombstone", "the record has no payload")),
             Some(p) if p.iter().all(u8::is_ascii_whitespace) => {
@@ -110,8 +112,20 @@ impl Router {
             TimeKey::Event { path, .. } => Some(path.as_slice()),
             TimeKey::Ingestion => None,
         };
-        let paths: Vec<&[String]> = signal_path.iter().chain(&time_path).copied().collect();
-        let found = scan(payload, &paths, nesting::MAX_NESTING).map_err(|e| match e {
+        // On the stack: a Vec here was an allocation per record.
+        let (both, one);
+        let paths: &[&[String]] = match (signal_path, time_path) {
+            (Some(signal), Some(time)) => {
+                both = [signal, time];
+                &both
+            }
+            (Some(path), None) | (None, Some(path)) => {
+                one = [path];
+                &one
+            }
+            (None, None) => &[],
+        };
+        let found = scan(payload, paths, nesting::MAX_NESTING).map_err(|e| match e {
             ScanError::NotUtf8 => DeadReason::new("not_utf8", "the payload is not UTF-8 text"),
             ScanError::NotAnObject => {
                 DeadReason::new("not_an_object", "the payload is JSON but not an object")
@@ -138,13 +152,14 @@ impl Router {
             SignalSource::Header(name) => record
                 .header(name)
                 .map(|v| {
-                    String::from_utf8(v.to_vec()).map_err(|_| {
+                    std::str::from_utf8(v).map(Cow::Borrowed).map_err(|_| {
                         DeadReason::new("missing_signal", format!("header '{name}' is not UTF-8"))
                     })
                 })
                 .transpose()?,
         };
-        let raw_signal = match raw_signal.or_else(|| self.default_signal.clone()) {
+        let default = self.default_signal.as_deref().map(Cow::Borrowed);
+        let raw_signal = match raw_signal.or(default) {
             Some(s) => s,
             None => {
                 return Err(DeadReason::new(
@@ -215,23 +230,24 @@ impl Router {
     }
 }
 
-/// A string or number as text (the signal name).
-fn scalar_text(raw: &str, path: &[String]) -> Result<String, DeadReason> {
+/// A string or number as text (the signal name): borrowed from the payload unless escapes
+/// or a number's form make it new text.
+fn scalar_text<'a>(raw: &'a str, path: &[String]) -> Result<Cow<'a, str>, DeadReason> {
     if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         if !inner.contains('\\') {
-            return Ok(inner.to_string());
+            return Ok(Cow::Borrowed(inner));
         }
     }
     match serde_json::from_str::<serde_json::Value>(raw) {
-        Ok(serde_json::Value::String(s)) => Ok(s),
+        Ok(serde_json::Value::String(s)) => Ok(Cow::Owned(s)),
         // An integer names its signal by its digits: serde_json would round 2^64 and beyond.
         Ok(serde_json::Value::Number(_))
             if !raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) =>
         {
-            Ok(raw.to_string())
+            Ok(Cow::Borrowed(raw))
         }
-        Ok(serde_json::Value::Number(n)) => Ok(n.to_string()),
-        Ok(serde_json::Value::Bool(b)) => Ok(b.to_string()),
+        Ok(serde_json::Value::Number(n)) => Ok(Cow::Owned(n.to_string())),
+        Ok(serde_json::Value::Bool(b)) => Ok(Cow::Owned(b.to_string())),
         _ => Err(DeadReason::new(
             "missing_signal",
             format!("field '{}' is {} , not a name", path.join("."), clip(raw)),
@@ -253,7 +269,8 @@ fn clip(s: &str) -> String {
 
 /// The payload as one NDJSON line. Inside valid JSON a raw CR or LF can only be whitespace
 /// between tokens, so replacing them with spaces keeps the value and the line structure.
-fn one_line(payload: &[u8]) -> Vec<u8> {
+/// Borrowed when it already is one line (a copy per record showed in profiles).
+fn one_line(payload: &[u8]) -> Cow<'_, [u8]> {
     let trimmed = payload.trim_ascii();
     if memchr::memchr2(b'\n', b'\r', trimmed).is_some() {
         trimmed
@@ -261,7 +278,7 @@ fn one_line(payload: &[u8]) -> Vec<u8> {
             .map(|b| if *b == b'\n' || *b == b'\r' { b' ' } else { *b })
             .collect()
     } else {
-        trimmed.to_vec()
+        Cow::Borrowed(trimmed)
     }
 }
 
@@ -352,10 +369,8 @@ url = "/tmp/x"
     #[test]
     fn routes_by_nested_signal_and_event_time() {
         let r = event_router();
-        let got = r.route(
-            &record(br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#),
-            0,
-        );
+        let temp = record(br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#);
+        let got = r.route(&temp, 0);
         let Routed::Data {
             signal,
             window,
@@ -367,14 +382,12 @@ url = "/tmp/x"
         assert_eq!(signal.as_str(), "temp");
         assert_eq!(window.start().to_rfc3339(), "2024-03-05T14:00:00+00:00");
         assert_eq!(
-            line,
+            &*line,
             br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#
         );
 
-        let got = r.route(
-            &record(b"{\"meta\":{\"name\":\"hum/x\"},\n\"ts\":1709649432}"),
-            0,
-        );
+        let hum = record(b"{\"meta\":{\"name\":\"hum/x\"},\n\"ts\":1709649432}");
+        let got = r.route(&hum, 0);
         let Routed::Data {
             signal,
             window,
@@ -453,13 +466,8 @@ url = "/tmp/x"
     #[test]
     fn implausible_event_times_are_dead_lettered() {
         let r = event_router();
-        let route = |ts: &str| {
-            r.route(
-                &record(format!(r#"{{"meta":{{"name":"temp"}},"ts":{ts}}}"#).as_bytes()),
-                0,
-            )
-        };
-        let label = |ts: &str| match route(ts) {
+        let at = |ts: &str| record(format!(r#"{{"meta":{{"name":"temp"}},"ts":{ts}}}"#).as_bytes());
+        let label = |ts: &str| match r.route(&at(ts), 0) {
             Routed::Dead(d) => d.label,
             Routed::Data { window, .. } => panic!("{ts} windowed at {}", window.start()),
             Routed::Skipped => panic!("skipped"),
@@ -472,7 +480,8 @@ url = "/tmp/x"
         assert_eq!(label(r#""inf""#), "bad_timestamp");
         assert_eq!(label("1e400"), "bad_timestamp");
         assert_eq!(label("9223372036854775807"), "implausible_timestamp");
-        let Routed::Data { window, .. } = route("1709649432345000000") else {
+        let nanos = at("1709649432345000000");
+        let Routed::Data { window, .. } = r.route(&nanos, 0) else {
             panic!("nanoseconds are a plausible time")
         };
         assert_eq!(window.start().to_rfc3339(), "2024-03-05T14:00:00+00:00");

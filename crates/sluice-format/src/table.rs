@@ -37,9 +37,23 @@ pub struct Table {
     pub conflicts: Vec<String>,
 }
 
-/// Each non-empty line, in order.
+/// Each non-empty line, in order. Found with memchr: splitting with a closure per byte
+/// showed at ~8 % of an uncompressed NDJSON run, just to count the rows.
 pub fn lines(ndjson: &[u8]) -> impl Iterator<Item = &[u8]> {
-    ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty())
+    let mut rest = ndjson;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, after) = match memchr::memchr(b'\n', rest) {
+            Some(end) => (&rest[..end], &rest[end + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = after;
+        if !line.is_empty() {
+            return Some(line);
+        }
+    })
 }
 
 pub fn parse_line(line: &[u8], row: usize) -> Result<Node<'_>, EncodeError> {
@@ -500,6 +514,17 @@ mod tests {
                 let want: Vec<Option<&Node>> = parsed.iter().map(|r| lookup(r, &c.path)).collect();
                 prop_assert_eq!(vals, &want, "{}", c.name);
             }
+        }
+    }
+
+    proptest! {
+        /// The memchr line splitter finds the lines a split on every newline finds.
+        #[test]
+        fn lines_are_the_non_empty_pieces_between_newlines(
+            text in prop::collection::vec(prop::sample::select(vec![b'\n', b'a', b'{', b'\r']), 0..40),
+        ) {
+            let want: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+            prop_assert_eq!(lines(&text).collect::<Vec<_>>(), want);
         }
     }
 

@@ -169,7 +169,7 @@ fn every_record_lands_or_has_a_reason(payloads: &[Vec<u8>], options: &EncodeOpti
             } => {
                 let line = match options.envelope {
                     Some(_) => sluice_format::envelope::line(0, offset as i64, &[], &line),
-                    None => line,
+                    None => line.into_owned(),
                 };
                 let (ndjson, offsets) = buffers
                     .entry((signal.as_str().to_string(), window.start_ms))
@@ -251,15 +251,13 @@ fn records_as_deep_as_the_limit_encode_in_every_format() {
     for options in options() {
         let router = router("ndjson", "");
         for (offset, payload) in payloads.iter().enumerate() {
-            let Routed::Data { line, .. } = router.route(
-                &kafka_record(offset as i64, payload.clone()),
-                1_709_649_432_345,
-            ) else {
+            let record = kafka_record(offset as i64, payload.clone());
+            let Routed::Data { line, .. } = router.route(&record, 1_709_649_432_345) else {
                 panic!("routing refused a record within the limit");
             };
             let line = match options.envelope {
                 Some(_) => sluice_format::envelope::line(0, offset as i64, &[], &line),
-                None => line,
+                None => line.into_owned(),
             };
             let mut ndjson = line;
             ndjson.push(b'\n');

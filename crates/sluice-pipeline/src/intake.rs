@@ -3,6 +3,7 @@
 //! lake is listed once per new key so a replay skips what already landed, and the ledger
 //! notes the offset. Records wait here, in order, while the lake cannot be listed.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use sluice_config::LateData;
@@ -93,12 +94,12 @@ impl Worker {
             } => {
                 // The envelope keeps what the Avro record needs besides the payload.
                 let line = match self.encoding.options.envelope {
-                    Some(_) => sluice_format::envelope::line(
+                    Some(_) => Cow::Owned(sluice_format::envelope::line(
                         record.timestamp_ms.unwrap_or(arrival),
                         record.offset,
                         &record.headers,
                         &line,
-                    ),
+                    )),
                     None => line,
                 };
                 let target = Target::Signal {
@@ -108,13 +109,13 @@ impl Worker {
                 };
                 (Some(target), line, None)
             }
-            Routed::Skipped => (None, Vec::new(), None),
+            Routed::Skipped => (None, Cow::Borrowed(&[][..]), None),
             Routed::Dead(reason) => {
                 // By the record's own timestamp, not arrival: a replay on another day must
                 // find the file it landed in before.
                 let window =
                     Window::containing(record.timestamp_ms.unwrap_or(arrival), Granularity::Day);
-                let line = dead_letter_line(&record, &reason);
+                let line = Cow::Owned(dead_letter_line(&record, &reason));
                 (Some(Target::DeadLetter { window }), line, Some(reason))
             }
         };
@@ -217,13 +218,13 @@ impl Worker {
     /// policy: a record is late when its window's end plus the allowed lateness is behind the
     /// watermark. Returns the record as routed (a dead letter, if late ones go there) and
     /// whether it is to be diverted.
-    fn judge_lateness(
+    fn judge_lateness<'r>(
         &mut self,
         tp: &TopicPartition,
         offset: i64,
-        routed: Routed,
+        routed: Routed<'r>,
         at: Instant,
-    ) -> (Routed, bool) {
+    ) -> (Routed<'r>, bool) {
         // Appending late records as they come needs no watermark, unless markers do.
         if self.late_data == LateData::Append && self.sealer.is_none() {
             return (routed, false);

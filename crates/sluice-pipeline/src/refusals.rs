@@ -45,7 +45,7 @@ pub(crate) fn encode_or_refuse(
         Err(e) => e,
     };
     tracing::warn!(error = %whole, "the format refused a buffer; trying its records one by one");
-    let lines = ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let lines = sluice_format::table::lines(ndjson);
     let mut kept = Vec::with_capacity(ndjson.len());
     let mut refused = Vec::new();
     for (line, offset) in lines.zip(offsets) {
