@@ -124,16 +124,23 @@ enum Command {
 /// file I/O on many blocking threads, freed memory stayed spread over them and peak RSS grew
 /// with the length of a run: 245 MB after 1 M records and 499 MB after 10 M (parquet-zstd,
 /// 32 MiB budget), against 168 MB and 219 MB with two arenas.
-fn limit_malloc_arenas() {
+///
+/// And a fixed mmap threshold: glibc raises it to the size of each large block freed (up to
+/// 32 MiB), after which buffers and files came from the heap, whose holes stay resident, and
+/// a growing buffer was copied at each doubling. Mapped blocks are returned when freed and
+/// grow in place (mremap): peak RSS of a 1 M-record drain 450 → 310 MB (ndjson and parquet,
+/// default budget), CPU unchanged.
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     let cli = Cli::parse();
     // The demo prints its own summary; per-file logs would bury it.
     let default_level = if matches!(cli.command, Command::Demo { .. }) {
