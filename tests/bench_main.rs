@@ -386,7 +386,8 @@ fn fold_memory() {
         Target::DeadLetter { .. } => unreachable!(),
     });
     let t = Instant::now();
-    let encoded = sluice_format::encode(&buffer.ndjson, &opts).unwrap();
+    let ndjson = buffer.lines.into_bytes().unwrap();
+    let encoded = sluice_format::encode(&ndjson, &opts).unwrap();
     let encode_secs = t.elapsed().as_secs_f64();
     let peak = peak_rss_bytes();
     println!(

@@ -3,6 +3,8 @@ use std::time::{Duration, Instant};
 use sluice_config::FlushPolicy;
 use sluice_core::{SignalName, TopicPartition, Window};
 
+use crate::lines::{Lines, Sealer};
+
 /// What a buffer's file will hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -30,7 +32,7 @@ pub struct Buffer {
     pub last_offset: i64,
     pub records: u64,
     /// Newline-terminated lines.
-    pub ndjson: Vec<u8>,
+    pub lines: Lines,
     /// The offset of each line, in order: a record the format refuses is dead-lettered
     /// under its own offset.
     pub offsets: Vec<i64>,
@@ -53,6 +55,7 @@ pub struct Buffers {
     open: foldhash::HashMap<BufferKey, Buffer>,
     policy: FlushPolicy,
     bytes: u64,
+    sealer: Sealer,
 }
 
 impl Buffers {
@@ -61,6 +64,7 @@ impl Buffers {
             open: foldhash::HashMap::default(),
             policy,
             bytes: 0,
+            sealer: Sealer::default(),
         }
     }
 
@@ -74,7 +78,7 @@ impl Buffers {
                 first_offset: offset,
                 last_offset: offset,
                 records: 0,
-                ndjson: Vec::with_capacity(line.len() * 16),
+                lines: Lines::default(),
                 offsets: Vec::with_capacity(16),
                 opened_at: now,
             };
@@ -88,11 +92,12 @@ impl Buffers {
         buf.last_offset = offset;
         buf.offsets.push(offset);
         buf.records += 1;
-        buf.ndjson.extend_from_slice(line);
-        buf.ndjson.push(b'\n');
+        // Memory is pressed from a quarter of the budget on: lines are then held compressed.
+        let pressed = self.bytes >= self.policy.max_buffered_bytes / 4;
+        buf.lines.push(line, pressed.then_some(&mut self.sealer));
         self.bytes += line.len() as u64 + 1;
         let full = (buf.records >= self.policy.max_records
-            || buf.ndjson.len() as u64 >= self.policy.max_bytes)
+            || buf.lines.len() as u64 >= self.policy.max_bytes)
             .then(|| buf.key.clone());
         let full = full.and_then(|k| self.remove(&k));
         Appended { opened, full }
@@ -114,7 +119,7 @@ impl Buffers {
         let mut by_size: Vec<(usize, BufferKey)> = self
             .open
             .values()
-            .map(|b| (b.ndjson.len(), b.key.clone()))
+            .map(|b| (b.lines.len(), b.key.clone()))
             .collect();
         by_size.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         let mut out = Vec::new();
@@ -163,7 +168,7 @@ impl Buffers {
 
     fn remove(&mut self, key: &BufferKey) -> Option<Buffer> {
         let b = self.open.remove(key)?;
-        self.bytes -= b.ndjson.len() as u64;
+        self.bytes -= b.lines.len() as u64;
         Some(b)
     }
 
@@ -215,7 +220,7 @@ mod tests {
             (full.first_offset, full.last_offset, full.records),
             (0, 3, 3)
         );
-        assert_eq!(full.ndjson, b"{}\n{}\n{\"x\":1}\n");
+        assert_eq!(full.lines.into_bytes().unwrap(), b"{}\n{}\n{\"x\":1}\n");
         assert_eq!(full.offsets, [0, 2, 3]);
         assert_eq!(b.buffered_bytes(), 3);
         assert!(b.take_expired(t0 + Duration::from_secs(9)).is_empty());
@@ -245,6 +250,31 @@ mod tests {
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].first_offset, 1);
         assert_eq!(b.buffered_bytes(), 50);
+    }
+
+    /// From a quarter of the budget on, lines are held compressed; they land as appended.
+    #[test]
+    fn lines_past_a_quarter_of_the_budget_are_held_compressed() {
+        let mut b = Buffers::new(FlushPolicy {
+            max_buffered_bytes: 4_000_000,
+            ..FlushPolicy::default()
+        });
+        let t0 = Instant::now();
+        let mut want = Vec::new();
+        for i in 0..50_000 {
+            let line = format!(r#"{{"device":"d-{}","value":{i}}}"#, i % 50);
+            b.append(key("a", 0), i, line.as_bytes(), t0);
+            want.extend_from_slice(line.as_bytes());
+            want.push(b'\n');
+        }
+        assert_eq!(b.buffered_bytes(), want.len() as u64, "counted as lines");
+        let buffer = b.take_all().pop().unwrap();
+        assert!(
+            buffer.lines.held() < want.len() / 2,
+            "{}",
+            buffer.lines.held()
+        );
+        assert_eq!(buffer.lines.into_bytes().unwrap(), want);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 mod buffers;
 mod event_time;
+mod lines;
 mod nesting;
 mod route;
 mod scan;
 
 pub use buffers::{Appended, Buffer, BufferKey, Buffers, Target};
+pub use lines::Lines;
 pub use nesting::{nests_deeper_than, MAX_NESTING};
 pub use route::{dead_letter_line, refused_line, DeadReason, Routed, Router};

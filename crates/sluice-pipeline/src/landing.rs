@@ -200,7 +200,7 @@ impl Worker {
         let landing = self.inflight.start(&buffer.key.tp);
         let encode_permits = self.encode_permits.clone();
         let tp = buffer.key.tp.clone();
-        let held = buffer.ndjson.len() as u64;
+        let held = buffer.lines.len() as u64;
         self.landing_bytes += held;
         let task_tp = tp.clone();
         // A record the format refuses is dead-lettered beside the others, in the day of its
@@ -217,7 +217,7 @@ impl Worker {
                     first_offset,
                     last_offset,
                     records,
-                    ndjson,
+                    lines,
                     offsets,
                     ..
                 } = buffer;
@@ -231,11 +231,15 @@ impl Worker {
                     .map_err(|e| encode_error(e.to_string()))?;
                 let encoded = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
+                    let ndjson = lines
+                        .into_bytes()
+                        .map_err(|e| format!("reading the buffered lines back: {e}"))?;
                     refusals::encode_or_refuse(&ndjson, &offsets, &options, sluice_format::encode)
+                        .map_err(|e| e.to_string())
                 })
                 .await
                 .map_err(|e| encode_error(e.to_string()))?
-                .map_err(|e| encode_error(e.to_string()))?;
+                .map_err(encode_error)?;
                 let guard = WriteGuard {
                     lake: &lake,
                     metrics: &metrics,
