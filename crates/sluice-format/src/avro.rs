@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::json::Node;
 
-use crate::table::Table;
+use crate::read::Reading;
 use crate::{Codec, EncodeError, EncodeOptions, Kind, Sink, TimeUnit, Written};
 
 /// Bigger blocks than the crate's 16 kB compress better and cost little memory.
@@ -310,7 +310,8 @@ pub(crate) fn write(
     opts: &EncodeOptions,
     mut out: Sink,
 ) -> Result<Written, EncodeError> {
-    let table = Table::settle(ndjson, opts, false)?;
+    let reading = Reading::settle(ndjson, opts, false)?;
+    let table = &reading.table;
     let mut builder = SchemaBuilder {
         unit: table.unit,
         record_names: HashSet::new(),
@@ -338,7 +339,7 @@ pub(crate) fn write(
         records: 0,
         scratch: Vec::new(),
     };
-    let rows = table.column_chunks(ndjson, |columns, rows| {
+    let rows = reading.column_chunks(ndjson, |columns, rows| {
         for r in 0..rows {
             // The top-level record is not a union; each of its fields is.
             for ((_, _, p), values) in top.iter().zip(columns) {
@@ -354,7 +355,7 @@ pub(crate) fn write(
     blocks.flush(&mut out)?;
     Ok(Written {
         rows,
-        conflicts: table.conflicts,
+        conflicts: reading.table.conflicts,
     })
 }
 

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use arrow_csv::WriterBuilder;
 
-use crate::table::Table;
+use crate::read::Reading;
 use crate::{EncodeError, EncodeOptions, Sink, TimeUnit, Written};
 
 pub(crate) fn write(
@@ -12,7 +12,8 @@ pub(crate) fn write(
     opts: &EncodeOptions,
     out: Sink,
 ) -> Result<Written, EncodeError> {
-    let table = Table::settle(ndjson, opts, true)?;
+    let reading = Reading::settle(ndjson, opts, true)?;
+    let table = &reading.table;
     let schema = table.arrow_schema();
     let c = &opts.csv;
     let ts_format = match opts.timestamp_unit {
@@ -30,7 +31,7 @@ pub(crate) fn write(
     }
     let rows = {
         let mut writer = builder.build(std::io::BufWriter::with_capacity(64 * 1024, out));
-        let rows = table.column_chunks(ndjson, |columns, rows| {
+        let rows = reading.column_chunks(ndjson, |columns, rows| {
             let batch = table.batch(&schema, columns, rows)?;
             writer.write(&batch).map_err(|e| EncodeError::Writer {
                 format: "csv",
@@ -51,6 +52,6 @@ pub(crate) fn write(
     };
     Ok(Written {
         rows,
-        conflicts: table.conflicts,
+        conflicts: reading.table.conflicts,
     })
 }

@@ -21,6 +21,7 @@ pub mod json;
 mod options;
 mod parquet;
 pub mod pgp;
+pub mod read;
 pub mod schema;
 pub mod table;
 
@@ -300,6 +301,21 @@ mod tests {
         }]);
         let out = encode(lines, &opts).unwrap();
         assert_eq!(out.bytes, b"{\"id\":18446744073709551616}\n{\"id\":3}\n");
+    }
+
+    /// Records with no fields are rows too (Avro and CSV wrote none of them while counting
+    /// them), in a file's first chunk and after it.
+    #[test]
+    fn records_without_fields_are_rows() {
+        for n in [2, table::CHUNK_ROWS + 2] {
+            let lines = b"{}\n".repeat(n);
+            for (format, name) in [(FileFormat::Avro, "f.avro"), (FileFormat::Csv, "f.csv")] {
+                let file = encode(&lines, &EncodeOptions::new(format, Codec::None)).unwrap();
+                assert_eq!(file.rows, n as u64);
+                let report = inspect::inspect(&file.bytes, name, 1).unwrap();
+                assert_eq!(report.rows, n as u64, "{format:?}");
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::table::Table;
+use crate::read::Reading;
 use crate::{Codec, EncodeError, EncodeOptions, Sink, Written};
 
 fn writer_error(e: impl std::fmt::Display) -> EncodeError {
@@ -19,7 +19,8 @@ pub(crate) fn write(
     opts: &EncodeOptions,
     out: Sink,
 ) -> Result<Written, EncodeError> {
-    let table = Table::settle(ndjson, opts, false)?;
+    let reading = Reading::settle(ndjson, opts, false)?;
+    let table = &reading.table;
     let schema = table.arrow_schema();
     let compression = match opts.codec {
         Codec::Snappy => Compression::SNAPPY,
@@ -42,13 +43,13 @@ pub(crate) fn write(
         .build();
     let mut writer =
         ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(writer_error)?;
-    let rows = table.column_chunks(ndjson, |columns, rows| {
+    let rows = reading.column_chunks(ndjson, |columns, rows| {
         let batch = table.batch(&schema, columns, rows)?;
         writer.write(&batch).map_err(writer_error)
     })?;
     writer.into_inner().map_err(writer_error)?;
     Ok(Written {
         rows,
-        conflicts: table.conflicts,
+        conflicts: reading.table.conflicts,
     })
 }

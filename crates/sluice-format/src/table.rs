@@ -62,6 +62,24 @@ pub fn parse_line(line: &[u8], row: usize) -> Result<Node<'_>, EncodeError> {
 
 pub use json::lookup;
 
+/// Widens `schema` by each line of `ndjson`, read as a stream; `first_row` numbers the first.
+pub(crate) fn observe_lines(
+    inference: &mut Inference,
+    mut schema: Kind,
+    ndjson: &[u8],
+    first_row: usize,
+) -> Result<Kind, EncodeError> {
+    for (row, line) in lines(ndjson).enumerate() {
+        schema = inference
+            .observe_line(schema, line)
+            .map_err(|detail| EncodeError::Line {
+                row: first_row + row,
+                detail,
+            })?;
+    }
+    Ok(schema)
+}
+
 impl Table {
     /// Reads every line once to settle the columns (unless a schema is declared). `flat`
     /// makes nested values JSON text, for formats without nesting (CSV).
@@ -116,26 +134,41 @@ impl Table {
                     .collect()
             }
             (None, None) => {
-                let mut schema = Kind::Null;
-                for (row, line) in lines(ndjson).enumerate() {
-                    schema = inference
-                        .observe_line(schema, line)
-                        .map_err(|detail| EncodeError::Line { row, detail })?;
-                }
-                match schema {
-                    Kind::Struct(fields) => fields
-                        .iter()
-                        .map(|(n, k)| ColumnDef {
-                            name: n.into(),
-                            path: vec![n.into()],
-                            kind: k.clone(),
-                        })
-                        .collect(),
-                    Kind::Null => Vec::new(),
-                    _ => return Err(EncodeError::Schema("lines must be JSON objects".into())),
-                }
+                let schema = observe_lines(&mut inference, Kind::Null, ndjson, 0)?;
+                return Self::inferred(schema, inference, opts, flat);
             }
         };
+        Ok(Self::finalized(columns, inference, opts, flat))
+    }
+
+    /// The table of an inferred schema: a column per top-level field.
+    pub(crate) fn inferred(
+        schema: Kind,
+        inference: Inference,
+        opts: &EncodeOptions,
+        flat: bool,
+    ) -> Result<Table, EncodeError> {
+        let columns = match schema {
+            Kind::Struct(fields) => fields
+                .iter()
+                .map(|(n, k)| ColumnDef {
+                    name: n.into(),
+                    path: vec![n.into()],
+                    kind: k.clone(),
+                })
+                .collect(),
+            Kind::Null => Vec::new(),
+            _ => return Err(EncodeError::Schema("lines must be JSON objects".into())),
+        };
+        Ok(Self::finalized(columns, inference, opts, flat))
+    }
+
+    fn finalized(
+        columns: Vec<ColumnDef>,
+        inference: Inference,
+        opts: &EncodeOptions,
+        flat: bool,
+    ) -> Table {
         let declared = opts.schema.is_some();
         let columns = columns
             .into_iter()
@@ -148,11 +181,11 @@ impl Table {
                 ..c
             })
             .collect();
-        Ok(Table {
+        Table {
             columns,
-            unit,
+            unit: opts.timestamp_unit,
             conflicts: inference.conflicts,
-        })
+        }
     }
 
     pub fn arrow_schema(&self) -> SchemaRef {
@@ -228,10 +261,20 @@ impl Table {
     pub fn column_chunks<'a>(
         &self,
         ndjson: &'a [u8],
+        each: impl FnMut(&[Vec<Option<&Node<'a>>>], usize) -> Result<(), EncodeError>,
+    ) -> Result<u64, EncodeError> {
+        self.column_chunks_from(ndjson, 0, each)
+    }
+
+    /// `column_chunks` of lines whose first is row `first_row` of the file (for errors).
+    pub(crate) fn column_chunks_from<'a>(
+        &self,
+        ndjson: &'a [u8],
+        first_row: usize,
         mut each: impl FnMut(&[Vec<Option<&Node<'a>>>], usize) -> Result<(), EncodeError>,
     ) -> Result<u64, EncodeError> {
         if self.columns.iter().any(|c| c.path.len() != 1) {
-            return Self::chunks(ndjson, |rows| {
+            return Self::chunks_from(ndjson, first_row, |rows| {
                 let columns = self.column_values(rows);
                 each(&columns, rows.len())
             });
@@ -240,8 +283,9 @@ impl Table {
         let mut columns: Vec<Vec<Option<Node<'a>>>> = (0..self.columns.len())
             .map(|_| Vec::with_capacity(CHUNK_ROWS))
             .collect();
-        let mut hand = |columns: &mut Vec<Vec<Option<Node<'a>>>>| {
-            let rows = columns.first().map_or(0, Vec::len);
+        // The lines counted, not a column's length: a file of `{}` lines has no column, and
+        // its rows must still be written (Avro and CSV wrote none while counting them).
+        let mut hand = |columns: &mut Vec<Vec<Option<Node<'a>>>>, rows: usize| {
             let refs: Vec<Vec<Option<&Node<'a>>>> = columns
                 .iter()
                 .map(|c| c.iter().map(Option::as_ref).collect())
@@ -255,19 +299,19 @@ impl Table {
                 c.push(None);
             }
             read_columns(line, &top, &mut columns).map_err(|f| EncodeError::Line {
-                row: n as usize,
+                row: first_row + n as usize,
                 detail: f.describe(),
             })?;
             n += 1;
             rows += 1;
             if rows == CHUNK_ROWS {
-                hand(&mut columns)?;
+                hand(&mut columns, rows)?;
                 columns.iter_mut().for_each(Vec::clear);
                 rows = 0;
             }
         }
         if rows > 0 {
-            hand(&mut columns)?;
+            hand(&mut columns, rows)?;
         }
         Ok(n)
     }
@@ -275,12 +319,20 @@ impl Table {
     /// Calls `each` with the parsed rows of `ndjson`, [`CHUNK_ROWS`] at a time.
     pub fn chunks<'a>(
         ndjson: &'a [u8],
+        each: impl FnMut(&[Node<'a>]) -> Result<(), EncodeError>,
+    ) -> Result<u64, EncodeError> {
+        Self::chunks_from(ndjson, 0, each)
+    }
+
+    fn chunks_from<'a>(
+        ndjson: &'a [u8],
+        first_row: usize,
         mut each: impl FnMut(&[Node<'a>]) -> Result<(), EncodeError>,
     ) -> Result<u64, EncodeError> {
         let mut rows = Vec::with_capacity(CHUNK_ROWS);
         let mut n = 0u64;
         for line in lines(ndjson) {
-            rows.push(parse_line(line, n as usize)?);
+            rows.push(parse_line(line, first_row + n as usize)?);
             n += 1;
             if rows.len() == CHUNK_ROWS {
                 each(&rows)?;

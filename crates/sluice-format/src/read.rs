@@ -1,0 +1,187 @@
+//! A file's columns settled and its lines read into them, with as few parses as it takes.
+//!
+//! Settling needs every line before the first chunk can be built, so lines are read twice:
+//! once to settle, once into columns. With inferred columns (no declared schema, no mapping)
+//! the first chunk's lines are parsed once, into trees that serve both: their kinds are
+//! observed from the trees (a walk, not a second parse) and the same trees become the first
+//! chunk's columns. A file of at most [`CHUNK_ROWS`] lines — most files of a busy pipeline,
+//! which spreads its records over signals, windows and partitions — is parsed once.
+
+use crate::json::{self, Node};
+use crate::options::EncodeOptions;
+use crate::schema::{Inference, Kind};
+use crate::table::{lines, observe_lines, Table, CHUNK_ROWS};
+use crate::EncodeError;
+
+pub struct Reading<'a> {
+    pub table: Table,
+    /// The first chunk's lines as parsed while settling, and where the lines after it start.
+    first: Option<(Vec<Node<'a>>, usize)>,
+}
+
+impl<'a> Reading<'a> {
+    /// Settles the columns of `ndjson` (as [`Table::settle`]).
+    pub fn settle(ndjson: &'a [u8], opts: &EncodeOptions, flat: bool) -> Result<Self, EncodeError> {
+        if opts.schema.is_none() && opts.columns.is_none() {
+            if let Some(reading) = Self::inferred(ndjson, opts, flat) {
+                return reading;
+            }
+        }
+        Ok(Self {
+            table: Table::settle(ndjson, opts, flat)?,
+            first: None,
+        })
+    }
+
+    /// `None` when a line of the first chunk does not parse: `Table::settle` then says which
+    /// and why, in its own words.
+    fn inferred(
+        ndjson: &'a [u8],
+        opts: &EncodeOptions,
+        flat: bool,
+    ) -> Option<Result<Self, EncodeError>> {
+        let mut inference = Inference::new(opts.timestamp_unit, opts.infer_timestamps);
+        let mut schema = Kind::Null;
+        let mut rows = Vec::with_capacity(CHUNK_ROWS.min(ndjson.len() / 64 + 1));
+        let mut rest = ndjson.len();
+        for line in lines(ndjson).take(CHUNK_ROWS) {
+            let row = json::parse(line).ok()?;
+            schema = inference.observe(schema, &row, "");
+            rows.push(row);
+            rest = line.as_ptr() as usize - ndjson.as_ptr() as usize + line.len();
+        }
+        let rest_at = rest;
+        let settled = observe_lines(&mut inference, schema, &ndjson[rest_at..], rows.len())
+            .and_then(|schema| Table::inferred(schema, inference, opts, flat));
+        Some(settled.map(|table| Self {
+            table,
+            first: Some((rows, rest_at)),
+        }))
+    }
+
+    /// Calls `each` with each column's values in the next [`CHUNK_ROWS`] lines of `ndjson`
+    /// (the lines settled), as [`Table::column_chunks`].
+    pub fn column_chunks(
+        &self,
+        ndjson: &'a [u8],
+        mut each: impl FnMut(&[Vec<Option<&Node<'a>>>], usize) -> Result<(), EncodeError>,
+    ) -> Result<u64, EncodeError> {
+        let Some((rows, rest_at)) = &self.first else {
+            return self.table.column_chunks(ndjson, each);
+        };
+        if !rows.is_empty() {
+            each(&self.table.column_values(rows), rows.len())?;
+        }
+        let rest = self
+            .table
+            .column_chunks_from(&ndjson[*rest_at..], rows.len(), each)?;
+        Ok(rows.len() as u64 + rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{Codec, FileFormat};
+    use proptest::prelude::*;
+
+    type Chunks<'a> = Vec<(Vec<Vec<Option<Node<'a>>>>, usize)>;
+
+    /// What a reader hands its callback: each chunk's values, and the number of lines.
+    fn chunks_of<'a>(
+        read: impl FnOnce(
+            &mut dyn FnMut(&[Vec<Option<&Node<'a>>>], usize) -> Result<(), EncodeError>,
+        ) -> Result<u64, EncodeError>,
+    ) -> (Result<u64, EncodeError>, Chunks<'a>) {
+        let mut got = Vec::new();
+        let n = read(&mut |columns, rows| {
+            got.push((
+                columns
+                    .iter()
+                    .map(|c| c.iter().map(|v| v.cloned()).collect())
+                    .collect(),
+                rows,
+            ));
+            Ok(())
+        });
+        (n, got)
+    }
+
+    /// One parse for the first chunk gives the table (columns, kinds, conflicts) and the
+    /// chunks (values, rows, errors) that settling and reading every line apart give.
+    fn agrees_with_two_passes(ndjson: &[u8]) -> Result<(), TestCaseError> {
+        let opts = EncodeOptions::new(FileFormat::Parquet, Codec::None);
+        let one = Reading::settle(ndjson, &opts, false);
+        let two = Table::settle(ndjson, &opts, false);
+        match (&one, &two) {
+            (Ok(one), Ok(two)) => {
+                prop_assert_eq!(&one.table.columns, &two.columns);
+                prop_assert_eq!(&one.table.conflicts, &two.conflicts);
+                let (n1, got1) = chunks_of(|each| one.column_chunks(ndjson, each));
+                let (n2, got2) = chunks_of(|each| two.column_chunks(ndjson, each));
+                prop_assert_eq!(format!("{n1:?}"), format!("{n2:?}"));
+                prop_assert_eq!(got1, got2);
+            }
+            _ => prop_assert_eq!(
+                format!("{:?}", one.as_ref().map(|r| &r.table.columns)),
+                format!("{:?}", two.as_ref().map(|t| &t.columns))
+            ),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Lines with fields that come and go, change type (conflicts), nest, repeat a key,
+        /// are no object, or are broken anywhere.
+        #[test]
+        fn one_parse_of_the_first_chunk_agrees_with_two_passes(
+            rows in prop::collection::vec(
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec!["a", "b", "c", "a\\u0062"]),
+                        prop::sample::select(vec![
+                            "null", "1", "2.5", "\"x\"", "\"2024-05-01T10:00:00Z\"",
+                            "{\"b\":[2,{}]}", "[null]", "true", "18446744073709551616",
+                        ]),
+                    ),
+                    0..6,
+                ),
+                0..12,
+            ),
+            broken in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>())),
+            not_object in any::<bool>(),
+        ) {
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|kv| {
+                    let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", body.join(","))
+                })
+                .collect();
+            if not_object {
+                lines.push("[1,{\"a\":2}]".into());
+            }
+            let mut ndjson = lines.join("\n").into_bytes();
+            if let (Some((line, at, byte)), false) = (broken, lines.is_empty()) {
+                let line = line.index(lines.len());
+                let start: usize = lines[..line].iter().map(|l| l.len() + 1).sum();
+                ndjson[start + at.index(lines[line].len())] = byte;
+            }
+            agrees_with_two_passes(&ndjson)?;
+        }
+    }
+
+    /// Past the first chunk the rest is settled and read as before, and may still widen
+    /// the columns the first chunk's trees are built with (a field only the last line has,
+    /// an integer column that a late float turns into doubles).
+    #[test]
+    fn files_past_one_chunk_agree_with_two_passes() {
+        let mut ndjson: String = (0..CHUNK_ROWS * 2 + 5)
+            .map(|i| format!("{{\"a\":{i},\"b\":\"{i}\"}}\n"))
+            .collect();
+        ndjson.push_str("{\"a\":1.5,\"late\":true}\n");
+        agrees_with_two_passes(ndjson.as_bytes()).unwrap();
+        let broken = ndjson.replace("{\"a\":9000,", "{\"a\":9000,,");
+        agrees_with_two_passes(broken.as_bytes()).unwrap();
+    }
+}
