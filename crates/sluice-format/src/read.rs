@@ -2,21 +2,34 @@
 //!
 //! Settling needs every line before the first chunk can be built, so lines are read twice:
 //! once to settle, once into columns. With inferred columns (no declared schema, no mapping)
-//! the first chunk's lines are parsed once, into trees that serve both: their kinds are
-//! observed from the trees (a walk, not a second parse) and the same trees become the first
-//! chunk's columns. A file of at most [`CHUNK_ROWS`] lines — most files of a busy pipeline,
-//! which spreads its records over signals, windows and partitions — is parsed once.
+//! the first chunk's lines are read once, as streams, for both: each top-level field's value
+//! is kept for its column and widens the field's kind (a walk of the value, not a second
+//! parse). A file of at most [`CHUNK_ROWS`] lines — most files of a busy pipeline, which
+//! spreads its records over signals, windows and partitions — is parsed once.
+
+use jiter::{Jiter, Peek};
 
 use crate::json::{self, Node};
 use crate::options::EncodeOptions;
-use crate::schema::{Inference, Kind};
+use crate::schema::{Fields, Inference, Kind};
 use crate::table::{lines, observe_lines, Table, CHUNK_ROWS};
 use crate::EncodeError;
 
+/// Values of one chunk, a vector per column.
+type Columns<'a> = Vec<Vec<Option<Node<'a>>>>;
+
+/// The first chunk, read while settling.
+struct FirstChunk<'a> {
+    /// A column per top-level field, in the order the fields were first seen.
+    columns: Columns<'a>,
+    rows: usize,
+    /// Where the lines after it start.
+    rest_at: usize,
+}
+
 pub struct Reading<'a> {
     pub table: Table,
-    /// The first chunk's lines as parsed while settling, and where the lines after it start.
-    first: Option<(Vec<Node<'a>>, usize)>,
+    first: Option<FirstChunk<'a>>,
 }
 
 impl<'a> Reading<'a> {
@@ -33,29 +46,37 @@ impl<'a> Reading<'a> {
         })
     }
 
-    /// `None` when a line of the first chunk does not parse: `Table::settle` then says which
-    /// and why, in its own words.
+    /// `None` when a line of the first chunk is no object or does not parse:
+    /// `Table::settle` then says which and why, in its own words.
     fn inferred(
         ndjson: &'a [u8],
         opts: &EncodeOptions,
         flat: bool,
     ) -> Option<Result<Self, EncodeError>> {
         let mut inference = Inference::new(opts.timestamp_unit, opts.infer_timestamps);
-        let mut schema = Kind::Null;
-        let mut rows = Vec::with_capacity(CHUNK_ROWS.min(ndjson.len() / 64 + 1));
-        let mut rest = ndjson.len();
+        let mut fields = Fields::default();
+        let mut columns: Columns<'a> = Vec::new();
+        let (mut rows, mut rest_at) = (0, 0);
         for line in lines(ndjson).take(CHUNK_ROWS) {
-            let row = json::parse(line).ok()?;
-            schema = inference.observe(schema, &row, "");
-            rows.push(row);
-            rest = line.as_ptr() as usize - ndjson.as_ptr() as usize + line.len();
+            read_observing(line, rows, &mut inference, &mut fields, &mut columns)?;
+            rows += 1;
+            rest_at = line.as_ptr() as usize - ndjson.as_ptr() as usize + line.len();
         }
-        let rest_at = rest;
-        let settled = observe_lines(&mut inference, schema, &ndjson[rest_at..], rows.len())
+        // `observe` of a line that is an object makes the schema a struct, fields or not.
+        let schema = if rows == 0 {
+            Kind::Null
+        } else {
+            Kind::Struct(fields)
+        };
+        let settled = observe_lines(&mut inference, schema, &ndjson[rest_at..], rows)
             .and_then(|schema| Table::inferred(schema, inference, opts, flat));
         Some(settled.map(|table| Self {
             table,
-            first: Some((rows, rest_at)),
+            first: Some(FirstChunk {
+                columns,
+                rows,
+                rest_at,
+            }),
         }))
     }
 
@@ -66,17 +87,56 @@ impl<'a> Reading<'a> {
         ndjson: &'a [u8],
         mut each: impl FnMut(&[Vec<Option<&Node<'a>>>], usize) -> Result<(), EncodeError>,
     ) -> Result<u64, EncodeError> {
-        let Some((rows, rest_at)) = &self.first else {
+        let Some(first) = &self.first else {
             return self.table.column_chunks(ndjson, each);
         };
-        if !rows.is_empty() {
-            each(&self.table.column_values(rows), rows.len())?;
+        if first.rows > 0 {
+            // Fields first seen after the first chunk are columns it has no value in.
+            let refs: Vec<Vec<Option<&Node<'a>>>> = (0..self.table.columns.len())
+                .map(|i| match first.columns.get(i) {
+                    Some(c) => c.iter().map(Option::as_ref).collect(),
+                    None => vec![None; first.rows],
+                })
+                .collect();
+            each(&refs, first.rows)?;
         }
         let rest = self
             .table
-            .column_chunks_from(&ndjson[*rest_at..], rows.len(), each)?;
-        Ok(rows.len() as u64 + rest)
+            .column_chunks_from(&ndjson[first.rest_at..], first.rows, each)?;
+        Ok(first.rows as u64 + rest)
     }
+}
+
+/// Reads line `row` as a stream: each top-level field's value goes into row `row` of its
+/// column (the last of duplicate keys wins, null is absent, as `lookup`) and widens the
+/// field's kind (every value, as `observe` of the whole line). `None` if the line is no
+/// object or does not parse.
+fn read_observing<'a>(
+    line: &'a [u8],
+    row: usize,
+    inference: &mut Inference,
+    fields: &mut Fields,
+    columns: &mut Columns<'a>,
+) -> Option<()> {
+    let mut j = Jiter::new(line);
+    if j.peek().ok()? != Peek::Object {
+        return None;
+    }
+    for c in columns.iter_mut() {
+        c.push(None);
+    }
+    let mut key = j.known_object().ok()?.map(|k| fields.slot_hinted(k, 0));
+    while let Some(i) = key {
+        let p = j.peek().ok()?;
+        let v = json::value(&mut j, line, p, 2).ok()?;
+        inference.observe_field(fields, i, &v);
+        if i == columns.len() {
+            columns.push(vec![None; row + 1]);
+        }
+        columns[i][row] = (!v.is_null()).then_some(v);
+        key = j.next_key().ok()?.map(|k| fields.slot_hinted(k, i + 1));
+    }
+    j.finish().ok()
 }
 
 #[cfg(test)]

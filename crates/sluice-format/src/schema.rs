@@ -63,8 +63,18 @@ impl Fields {
         }
     }
 
+    /// `slot`, trying `hint` first: lines of one source mostly list their fields in one
+    /// order, so the field after the last one is usually the next (hashing each key showed
+    /// at ~3 % of a Parquet encode).
+    pub(crate) fn slot_hinted(&mut self, name: &str, hint: usize) -> usize {
+        match self.entries.get(hint) {
+            Some((n, _)) if n == name => hint,
+            _ => self.slot(name),
+        }
+    }
+
     /// The index of `name`, added (as `Null`) if new.
-    fn slot(&mut self, name: &str) -> usize {
+    pub(crate) fn slot(&mut self, name: &str) -> usize {
         match self.index.get(name) {
             Some(&i) => i,
             None => {
@@ -173,6 +183,14 @@ impl Inference {
         slot
     }
 
+    /// Widens field `i` of a line's top-level object (its index from `Fields::slot`) by its
+    /// value `v`, as `observe` of the whole line does. For a reader that keeps the values.
+    pub(crate) fn observe_field(&mut self, fields: &mut Fields, i: usize, v: &Node) {
+        let (name, kind) = &mut fields.entries[i];
+        let name: &str = name;
+        self.widen_into(kind, v, &|| name.to_string());
+    }
+
     /// Widens `schema` by one JSON text, read as a stream: no tree is built (settling a
     /// file's columns reads every line once more than encoding it does). The same kinds,
     /// conflicts and errors as `observe` of `json::parse`.
@@ -248,13 +266,13 @@ impl Inference {
                 let Kind::Struct(fields) = (if is_struct { &mut *slot } else { &mut own }) else {
                     unreachable!("a struct")
                 };
-                let mut key = j.known_object()?.map(|k| fields.slot(k));
+                let mut key = j.known_object()?.map(|k| fields.slot_hinted(k, 0));
                 while let Some(i) = key {
                     let p = j.peek()?;
                     let (name, kind) = &mut fields.entries[i];
                     let at = || join(&path(), name);
                     self.widen_from(kind, j, p, depth + 1, &at)?;
-                    key = j.next_key()?.map(|k| fields.slot(k));
+                    key = j.next_key()?.map(|k| fields.slot_hinted(k, i + 1));
                 }
                 if !is_struct {
                     self.widen_slot(slot, own, path);
@@ -300,8 +318,10 @@ impl Inference {
                     *slot = Kind::Struct(Fields::default());
                 }
                 if let Kind::Struct(fields) = slot {
+                    let mut next = 0;
                     for (name, value) in entries {
-                        let i = fields.slot(name);
+                        let i = fields.slot_hinted(name, next);
+                        next = i + 1;
                         let at = || join(&path(), name);
                         self.widen_into(&mut fields.entries[i].1, value, &at);
                     }
