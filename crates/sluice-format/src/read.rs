@@ -211,23 +211,7 @@ mod tests {
             broken in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>())),
             not_object in any::<bool>(),
         ) {
-            let mut lines: Vec<String> = rows
-                .iter()
-                .map(|kv| {
-                    let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-                    format!("{{{}}}", body.join(","))
-                })
-                .collect();
-            if not_object {
-                lines.push("[1,{\"a\":2}]".into());
-            }
-            let mut ndjson = lines.join("\n").into_bytes();
-            if let (Some((line, at, byte)), false) = (broken, lines.is_empty()) {
-                let line = line.index(lines.len());
-                let start: usize = lines[..line].iter().map(|l| l.len() + 1).sum();
-                ndjson[start + at.index(lines[line].len())] = byte;
-            }
-            agrees_with_two_passes(&ndjson)?;
+            agrees_with_two_passes(&crate::table::test_lines(&rows, broken, not_object))?;
         }
     }
 

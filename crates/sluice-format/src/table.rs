@@ -95,14 +95,7 @@ impl Table {
                     ));
                 };
                 match mapping {
-                    None => fields
-                        .iter()
-                        .map(|(n, k)| ColumnDef {
-                            name: n.into(),
-                            path: vec![n.into()],
-                            kind: k.clone(),
-                        })
-                        .collect(),
+                    None => top_level_columns(fields),
                     Some(cols) => cols
                         .iter()
                         .map(|c| ColumnDef {
@@ -149,14 +142,7 @@ impl Table {
         flat: bool,
     ) -> Result<Table, EncodeError> {
         let columns = match schema {
-            Kind::Struct(fields) => fields
-                .iter()
-                .map(|(n, k)| ColumnDef {
-                    name: n.into(),
-                    path: vec![n.into()],
-                    kind: k.clone(),
-                })
-                .collect(),
+            Kind::Struct(fields) => top_level_columns(&fields),
             Kind::Null => Vec::new(),
             _ => return Err(EncodeError::Schema("lines must be JSON objects".into())),
         };
@@ -346,6 +332,18 @@ impl Table {
     }
 }
 
+/// A column per field, each named as and holding its field.
+fn top_level_columns(fields: &crate::schema::Fields) -> Vec<ColumnDef> {
+    fields
+        .iter()
+        .map(|(n, k)| ColumnDef {
+            name: n.into(),
+            path: vec![n.into()],
+            kind: k.clone(),
+        })
+        .collect()
+}
+
 /// Reads one line into the last slot of each column that is one of its top-level fields: as
 /// `lookup`, the last of duplicate keys wins and null is absent. Fields that are no column
 /// are read too (not skipped), so a line fails exactly as `json::parse` would fail it.
@@ -519,6 +517,33 @@ pub fn build(kind: &Kind, vals: &[Option<&Node>], unit: TimeUnit) -> ArrayRef {
     }
 }
 
+/// NDJSON for property tests: a line per row of key/value texts, then a line that is no
+/// object if asked, and a byte of one line replaced if asked (so it may be broken anywhere).
+#[cfg(test)]
+pub(crate) fn test_lines(
+    rows: &[Vec<(&str, &str)>],
+    broken: Option<(proptest::sample::Index, proptest::sample::Index, u8)>,
+    not_object: bool,
+) -> Vec<u8> {
+    let mut lines: Vec<String> = rows
+        .iter()
+        .map(|kv| {
+            let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        })
+        .collect();
+    if not_object {
+        lines.push("[1,{\"a\":2}]".into());
+    }
+    let mut ndjson = lines.join("\n").into_bytes();
+    if let (Some((line, at, byte)), false) = (broken, lines.is_empty()) {
+        let line = line.index(lines.len());
+        let start: usize = lines[..line].iter().map(|l| l.len() + 1).sum();
+        ndjson[start + at.index(lines[line].len())] = byte;
+    }
+    ndjson
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,22 +630,7 @@ mod tests {
             broken in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>())),
             not_object in any::<bool>(),
         ) {
-            let mut lines: Vec<String> = rows
-                .iter()
-                .map(|kv| {
-                    let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-                    format!("{{{}}}", body.join(","))
-                })
-                .collect();
-            if not_object {
-                lines.push("[1,{\"a\":2}]".into());
-            }
-            let mut ndjson = lines.join("\n").into_bytes();
-            if let Some((line, at, byte)) = broken {
-                let line = line.index(lines.len());
-                let start: usize = lines[..line].iter().map(|l| l.len() + 1).sum();
-                ndjson[start + at.index(lines[line].len())] = byte;
-            }
+            let ndjson = test_lines(&rows, broken, not_object);
             let table = Table {
                 columns: vec![column(&["a"]), column(&["b"]), column(&["ab"]), column(&["a"]), column(&["d"])],
                 unit: TimeUnit::Micros,
