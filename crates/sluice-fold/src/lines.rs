@@ -4,8 +4,10 @@
 //! just grows (no CPU spent on memory there is plenty of). Once they hold a quarter of the
 //! budget or more, an open block that reaches [`BLOCK_BYTES`] is sealed: compressed with
 //! LZ4 (the benchmark's lines shrink ~6× in 64 KiB blocks, at ~1 GB/s), so a drain that
-//! holds ~240 MB of lines keeps a fraction of that resident. The bytes counted against the budget and the
-//! size limits stay the lines' own length, so files are as large as before.
+//! holds ~240 MB of lines keeps a fraction of that resident. The bytes counted against the
+//! budget and the size limits stay the lines' own length, so files are as large as before.
+//! Blocks are runs of bytes, not of lines: an open block that grew large before memory was
+//! pressed is sealed in pieces of [`BLOCK_BYTES`], so the sealer's scratch space stays small.
 
 use std::io;
 
@@ -71,7 +73,9 @@ impl Lines {
         self.len += line.len() + 1;
         self.count += 1;
         if let Some(sealer) = seal.filter(|_| self.open.len() >= BLOCK_BYTES) {
-            self.sealed.push((sealer.seal(&self.open), self.open.len()));
+            for piece in self.open.chunks(BLOCK_BYTES) {
+                self.sealed.push((sealer.seal(piece), piece.len()));
+            }
             self.open.clear();
             // A block past the block size (grown before memory was pressed) is not kept.
             self.open.shrink_to(BLOCK_BYTES * 2);
