@@ -12,11 +12,8 @@ use jiter::{Jiter, Peek};
 use crate::json::{self, Node};
 use crate::options::EncodeOptions;
 use crate::schema::{Fields, Inference, Kind};
-use crate::table::{lines, observe_lines, Table, CHUNK_ROWS};
+use crate::table::{lend, lines, observe_lines, Columns, Table, CHUNK_ROWS};
 use crate::EncodeError;
-
-/// Values of one chunk, a vector per column.
-type Columns<'a> = Vec<Vec<Option<Node<'a>>>>;
 
 /// The first chunk, read while settling.
 struct FirstChunk<'a> {
@@ -92,13 +89,8 @@ impl<'a> Reading<'a> {
         };
         if first.rows > 0 {
             // Fields first seen after the first chunk are columns it has no value in.
-            let refs: Vec<Vec<Option<&Node<'a>>>> = (0..self.table.columns.len())
-                .map(|i| match first.columns.get(i) {
-                    Some(c) => c.iter().map(Option::as_ref).collect(),
-                    None => vec![None; first.rows],
-                })
-                .collect();
-            each(&refs, first.rows)?;
+            let width = self.table.columns.len();
+            each(&lend(&first.columns, width, first.rows), first.rows)?;
         }
         let rest = self
             .table

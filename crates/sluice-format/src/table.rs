@@ -21,6 +21,24 @@ type FieldColumns<'t> = foldhash::HashMap<&'t str, Vec<usize>>;
 /// Lines parsed at a time: bounds how many parsed lines exist at once.
 pub const CHUNK_ROWS: usize = 8192;
 
+/// Values of one chunk, a vector per column.
+pub(crate) type Columns<'a> = Vec<Vec<Option<Node<'a>>>>;
+
+/// A chunk's values as its readers' callbacks take them, for `width` columns: a column the
+/// chunk has none of (a field first seen after it) is all absent.
+pub(crate) fn lend<'n, 'a>(
+    columns: &'n Columns<'a>,
+    width: usize,
+    rows: usize,
+) -> Vec<Vec<Option<&'n Node<'a>>>> {
+    (0..width)
+        .map(|i| match columns.get(i) {
+            Some(c) => c.iter().map(Option::as_ref).collect(),
+            None => vec![None; rows],
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnDef {
     pub name: String,
@@ -266,17 +284,13 @@ impl Table {
             });
         }
         let top = self.field_columns();
-        let mut columns: Vec<Vec<Option<Node<'a>>>> = (0..self.columns.len())
+        let mut columns: Columns<'a> = (0..self.columns.len())
             .map(|_| Vec::with_capacity(CHUNK_ROWS))
             .collect();
         // The lines counted, not a column's length: a file of `{}` lines has no column, and
         // its rows must still be written (Avro and CSV wrote none while counting them).
-        let mut hand = |columns: &mut Vec<Vec<Option<Node<'a>>>>, rows: usize| {
-            let refs: Vec<Vec<Option<&Node<'a>>>> = columns
-                .iter()
-                .map(|c| c.iter().map(Option::as_ref).collect())
-                .collect();
-            each(&refs, rows)
+        let mut hand = |columns: &mut Columns<'a>, rows: usize| {
+            each(&lend(columns, columns.len(), rows), rows)
         };
         let mut n = 0u64;
         let mut rows = 0usize;
