@@ -58,7 +58,6 @@ pub struct Lines {
     open: Vec<u8>,
     /// Length of all lines, sealed or not.
     len: usize,
-    count: usize,
 }
 
 impl Lines {
@@ -71,7 +70,6 @@ impl Lines {
         self.open.extend_from_slice(line);
         self.open.push(b'\n');
         self.len += line.len() + 1;
-        self.count += 1;
         if let Some(sealer) = seal.filter(|_| self.open.len() >= BLOCK_BYTES) {
             for piece in self.open.chunks(BLOCK_BYTES) {
                 self.sealed.push((sealer.seal(piece), piece.len()));
@@ -89,11 +87,6 @@ impl Lines {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// How many lines.
-    pub fn count(&self) -> usize {
-        self.count
     }
 
     /// Bytes of memory the lines take now (sealed blocks compressed).
@@ -130,7 +123,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Whatever was sealed, the lines come back as pushed, and the counts add up.
+        /// Whatever was sealed, the lines come back as pushed, and their length adds up.
         #[test]
         fn lines_come_back_as_pushed(
             pushes in prop::collection::vec((1usize..40_000, any::<u8>(), any::<bool>()), 0..12),
@@ -145,7 +138,6 @@ mod tests {
                 want.push(b'\n');
             }
             prop_assert_eq!(lines.len(), want.len());
-            prop_assert_eq!(lines.count(), pushes.len());
             prop_assert_eq!(lines.into_bytes().unwrap(), want);
         }
     }
