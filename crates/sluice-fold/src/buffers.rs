@@ -5,6 +5,10 @@ use sluice_core::{SignalName, TopicPartition, Window};
 
 use crate::lines::{Lines, Sealer};
 
+/// While memory is pressed, every open block is sealed once per this fraction of the budget
+/// appended.
+const SWEEP_EVERY: u64 = 16;
+
 /// What a buffer's file will hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -56,6 +60,8 @@ pub struct Buffers {
     policy: FlushPolicy,
     bytes: u64,
     sealer: Sealer,
+    /// Bytes appended since the last sweep sealed every open block (see `sweep`).
+    since_sweep: u64,
 }
 
 impl Buffers {
@@ -65,6 +71,7 @@ impl Buffers {
             policy,
             bytes: 0,
             sealer: Sealer::default(),
+            since_sweep: 0,
         }
     }
 
@@ -96,11 +103,26 @@ impl Buffers {
         let pressed = self.bytes >= self.policy.max_buffered_bytes / 4;
         buf.lines.push(line, pressed.then_some(&mut self.sealer));
         self.bytes += line.len() as u64 + 1;
+        self.since_sweep += line.len() as u64 + 1;
         let full = (buf.records >= self.policy.max_records
             || buf.lines.len() as u64 >= self.policy.max_bytes)
             .then(|| buf.key.clone());
         let full = full.and_then(|k| self.remove(&k));
+        if pressed && self.since_sweep >= self.policy.max_buffered_bytes / SWEEP_EVERY {
+            self.sweep();
+        }
         Appended { opened, full }
+    }
+
+    /// Seals every open block of some length: with many keys (a thousand signals, four
+    /// partitions, six hours) most buffers hold a few KB and never fill a block, so without
+    /// this their lines stay uncompressed. A sweep visits every buffer, hence only once per
+    /// `1 / SWEEP_EVERY` of the budget appended.
+    fn sweep(&mut self) {
+        self.since_sweep = 0;
+        for buffer in self.open.values_mut() {
+            buffer.lines.seal_open(&mut self.sealer);
+        }
     }
 
     /// Buffers whose first record arrived at least `max_age` ago.
@@ -275,6 +297,35 @@ mod tests {
             buffer.lines.held()
         );
         assert_eq!(buffer.lines.into_bytes().unwrap(), want);
+    }
+
+    /// Many small buffers, none of which fills a block, are held compressed too.
+    #[test]
+    fn many_small_buffers_are_held_compressed() {
+        let mut b = Buffers::new(FlushPolicy {
+            max_buffered_bytes: 16_000_000,
+            ..FlushPolicy::default()
+        });
+        let t0 = Instant::now();
+        let mut want = vec![Vec::new(); 500];
+        for i in 0..200_000 {
+            let line = format!(r#"{{"device":"d-{}","value":{i}}}"#, i % 50);
+            let signal = (i % 500) as usize;
+            b.append(key(&format!("s{signal}"), 0), i, line.as_bytes(), t0);
+            want[signal].extend_from_slice(line.as_bytes());
+            want[signal].push(b'\n');
+        }
+        let buffers = b.take_all();
+        let held: usize = buffers.iter().map(|b| b.lines.held()).sum();
+        let len: usize = want.iter().map(Vec::len).sum();
+        assert!(held < len / 2, "{held} held for {len}");
+        for buffer in buffers {
+            let Target::Signal { signal, .. } = &buffer.key.target else {
+                unreachable!()
+            };
+            let i: usize = signal.as_str()[1..].parse().unwrap();
+            assert_eq!(buffer.lines.into_bytes().unwrap(), want[i]);
+        }
     }
 
     #[test]
