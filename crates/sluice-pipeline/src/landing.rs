@@ -258,6 +258,8 @@ impl Worker {
                     source: Box::new(source),
                 };
                 // Dead letters first: once the file lands, a replay skips these offsets.
+                // The writes are boxed: inline they doubled every waiting landing's task
+                // (3.5 KB; 24,000 buffers landing at once held 85 MB of futures).
                 for refused in &encoded.refused {
                     tracing::warn!(offset = refused.offset, reason = refused.reason.label, detail = %refused.reason.detail, "dead-lettering a record its format refused");
                     metrics
@@ -267,8 +269,7 @@ impl Worker {
                     let line = sluice_fold::refused_line(&key.tp, refused.offset, &refused.line, &refused.reason);
                     let mut body = line;
                     body.push(b'\n');
-                    guard
-                        .land(&refusals.path(&key.tp, refused.offset), body.into())
+                    Box::pin(guard.land(&refusals.path(&key.tp, refused.offset), body.into()))
                         .await
                         .map_err(land_error)?;
                 }
@@ -293,7 +294,7 @@ impl Worker {
                             }
                             None => None,
                         };
-                        (bytes, guard.land(&path, body).await.map_err(land_error)?)
+                        (bytes, Box::pin(guard.land(&path, body)).await.map_err(land_error)?)
                     }
                     // Nothing left to write: the dead letters hold every record.
                     None => (0, Landed::Written),
