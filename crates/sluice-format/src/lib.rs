@@ -304,7 +304,7 @@ mod tests {
     }
 
     /// Records with no fields are rows too (Avro and CSV wrote none of them while counting
-    /// them), in a file's first chunk and after it.
+    /// them, Parquet wrote a file without rows), in a file's first chunk and after it.
     #[test]
     fn records_without_fields_are_rows() {
         for n in [2, table::CHUNK_ROWS + 2] {
@@ -315,6 +315,17 @@ mod tests {
                 let report = inspect::inspect(&file.bytes, name, 1).unwrap();
                 assert_eq!(report.rows, n as u64, "{format:?}");
             }
+            // A Parquet file without columns holds no rows: refused (so dead-lettered),
+            // unless a record with a field gives the file a column.
+            let parquet = EncodeOptions::new(FileFormat::Parquet, Codec::None);
+            let refused = encode(&lines, &parquet).unwrap_err();
+            assert!(refused.is_about_records(), "{refused}");
+            let mut mixed = lines.clone();
+            mixed.extend_from_slice(b"{\"a\":1}\n");
+            let file = encode(&mixed, &parquet).unwrap();
+            assert_eq!(file.rows, n as u64 + 1);
+            let report = inspect::inspect(&file.bytes, "f.parquet", 1).unwrap();
+            assert_eq!(report.rows, n as u64 + 1);
         }
     }
 

@@ -21,6 +21,14 @@ pub(crate) fn write(
 ) -> Result<Written, EncodeError> {
     let reading = Reading::settle(ndjson, opts, false)?;
     let table = &reading.table;
+    if table.columns.is_empty() && !ndjson.is_empty() {
+        // A Parquet file without columns holds no rows: records with no fields at all
+        // would be counted as written and be in no file. Refused, they go to the dead
+        // letters (a record with fields beside them makes them rows of nulls instead).
+        return Err(EncodeError::Schema(
+            "a Parquet file needs a column, and these records have no fields".into(),
+        ));
+    }
     let schema = table.arrow_schema();
     let compression = match opts.codec {
         Codec::Snappy => Compression::SNAPPY,
