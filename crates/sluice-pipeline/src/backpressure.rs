@@ -1,24 +1,77 @@
 //! Backpressure: fetching pauses while too many files are landing or too many bytes are held
 //! (open buffers plus files still landing, so memory stays bounded however slow the lake
 //! is), and resumes with room for half again, so a worker does not flap at the limit.
-//! Paused partitions are still polled, so the group keeps this worker.
+//! Paused partitions are still polled, so the group keeps this worker. [`Backpressure`]
+//! owns the count of bytes landing and whether fetching is paused; the worker pauses and
+//! resumes the partitions it says.
+
+use std::collections::HashMap;
 
 use sluice_kafka::KafkaSource;
 
 use crate::{Worker, MAX_LANDINGS_IN_FLIGHT};
 
+pub(crate) struct Backpressure {
+    /// `flush.max_buffered_bytes`: open buffers and landing files together.
+    budget_bytes: u64,
+    /// Bytes of buffers whose files are landing, in total and per landing task.
+    landing_bytes: u64,
+    held_by_task: HashMap<tokio::task::Id, u64>,
+    /// Fetching is paused.
+    paused: bool,
+}
+
+impl Backpressure {
+    pub(crate) fn new(budget_bytes: u64) -> Self {
+        Self {
+            budget_bytes,
+            landing_bytes: 0,
+            held_by_task: HashMap::new(),
+            paused: false,
+        }
+    }
+
+    pub(crate) fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// A landing task took a buffer of `bytes`.
+    pub(crate) fn landing(&mut self, task: tokio::task::Id, bytes: u64) {
+        self.landing_bytes += bytes;
+        self.held_by_task.insert(task, bytes);
+    }
+
+    /// A landing task ended: its buffer is freed.
+    pub(crate) fn landed(&mut self, task: tokio::task::Id) {
+        self.landing_bytes -= self.held_by_task.remove(&task).unwrap_or(0);
+    }
+
+    /// Bytes held in memory: open buffers (`buffered`) and files still landing.
+    pub(crate) fn held(&self, buffered: u64) -> u64 {
+        buffered + self.landing_bytes
+    }
+
+    /// Whether fetching should be paused, with `landings` files landing and `buffered`
+    /// bytes in open buffers.
+    fn stalled(&self, landings: usize, buffered: u64) -> bool {
+        let held = self.held(buffered);
+        if self.paused {
+            landings > MAX_LANDINGS_IN_FLIGHT / 2
+                || (landings > 0 && held > self.budget_bytes / 4 * 3)
+        } else {
+            landings >= MAX_LANDINGS_IN_FLIGHT || (landings > 0 && held > self.budget_bytes)
+        }
+    }
+}
+
 impl Worker {
     /// Pauses or resumes fetching as the landings and the memory budget say.
     pub(crate) fn apply_backpressure(&mut self, source: &KafkaSource) {
-        let stalled = !self.pending.is_empty()
-            || if self.paused {
-                self.landings.len() > MAX_LANDINGS_IN_FLIGHT / 2
-                    || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes / 4 * 3)
-            } else {
-                self.landings.len() >= MAX_LANDINGS_IN_FLIGHT
-                    || (!self.landings.is_empty() && self.held_bytes() > self.budget_bytes)
-            };
-        if stalled != self.paused {
+        let stalled = !self.waiting.is_empty()
+            || self
+                .backpressure
+                .stalled(self.landings.len(), self.buffers.buffered_bytes());
+        if stalled != self.backpressure.paused {
             // Partitions not ready (their lake claim is pending) stay paused regardless.
             let changed = if stalled {
                 let tps: Vec<_> = self.ownership.keys().cloned().collect();
@@ -28,7 +81,7 @@ impl Worker {
             };
             match changed {
                 Ok(()) => {
-                    self.paused = stalled;
+                    self.backpressure.paused = stalled;
                     self.metrics.paused.set(i64::from(stalled));
                     tracing::info!(paused = stalled, "backpressure");
                 }
@@ -39,6 +92,6 @@ impl Worker {
 
     /// Bytes held in memory: open buffers and files still landing.
     pub(crate) fn held_bytes(&self) -> u64 {
-        self.buffers.buffered_bytes() + self.landing_bytes
+        self.backpressure.held(self.buffers.buffered_bytes())
     }
 }

@@ -331,7 +331,7 @@ impl crate::Worker {
             return false;
         }
         let topics = c.topics.clone();
-        let Some(all) = self.all_partitions(source, &topics) else {
+        let Some(all) = self.partitions.get(source, &topics) else {
             return false;
         };
         let Some(c) = &mut self.catch_up else {

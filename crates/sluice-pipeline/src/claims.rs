@@ -1,8 +1,62 @@
 //! Partition ownership as the run loop sees it: claiming newly assigned partitions in the
 //! lake (and waiting out a takeover's grace), letting them flow once claimed, dropping what
-//! a revoked or fenced partition held, and claiming fenced ones again.
+//! a revoked or fenced partition held, and claiming fenced ones again. [`Claims`] owns the
+//! claims in flight, the fenced partitions and the epochs this worker held before; the
+//! owned partitions themselves are the worker's `ownership` map (every part reads it).
 
 use super::*;
+
+pub(crate) struct Claims {
+    /// Counts assignments, to tell a claim's own assignment from a later one.
+    assignments: u64,
+    tasks: JoinSet<ClaimDone>,
+    /// Partitions another worker claimed in the lake, and when to claim them again (if the
+    /// group still says they are this worker's: twice the takeover grace later).
+    fenced: HashMap<TopicPartition, Instant>,
+    /// The epoch this worker last held per partition, to recognise its own handovers.
+    own_previous: HashMap<TopicPartition, u64>,
+    /// How long a takeover waits for a previous owner that did not release its partition.
+    takeover_grace: Duration,
+}
+
+impl Claims {
+    pub(crate) fn new(takeover_grace: Duration) -> Self {
+        Self {
+            assignments: 0,
+            tasks: JoinSet::new(),
+            fenced: HashMap::new(),
+            own_previous: HashMap::new(),
+            takeover_grace,
+        }
+    }
+
+    /// The claim in flight that finished next.
+    pub(crate) async fn next_done(&mut self) -> Option<Result<ClaimDone, tokio::task::JoinError>> {
+        self.tasks.join_next().await
+    }
+
+    /// The group took `tp` away; `epoch` is what this worker held of it.
+    pub(crate) fn revoked(&mut self, tp: TopicPartition, epoch: Option<u64>) {
+        self.fenced.remove(&tp);
+        if let Some(epoch) = epoch {
+            self.own_previous.insert(tp, epoch);
+        }
+    }
+
+    /// Fenced partitions due to be claimed again (taken off the list).
+    fn due_again(&mut self, now: Instant) -> Vec<TopicPartition> {
+        let due: Vec<_> = self
+            .fenced
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in &due {
+            self.fenced.remove(tp);
+        }
+        due
+    }
+}
 
 /// A finished claim: the partition, which assignment claimed it, and the claim with the
 /// previous owner's progress (with window markers).
@@ -42,8 +96,7 @@ impl Worker {
             t.forget(tp);
         }
         self.progress.remove(tp);
-        self.pending
-            .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
+        self.waiting.forget(tp);
         let dropped = self.buffers.take_partition(tp);
         if !dropped.is_empty() {
             tracing::info!(%tp, buffers = dropped.len(), "dropped buffers of a partition no longer owned");
@@ -61,8 +114,8 @@ impl Worker {
             tracing::warn!(error = %e, "cannot pause newly assigned partitions");
         }
         for tp in tps {
-            self.assignments += 1;
-            let assignment = self.assignments;
+            self.claims.assignments += 1;
+            let assignment = self.claims.assignments;
             self.ownership
                 .insert(tp.clone(), Ownership::new(assignment));
             let (lake, metrics, shutdown) = (
@@ -71,8 +124,8 @@ impl Worker {
                 self.shutdown.clone(),
             );
             let owner = self.owner();
-            let markers = self.sealer.is_some();
-            self.claims.spawn(async move {
+            let markers = self.markers.sealer().is_some();
+            self.claims.tasks.spawn(async move {
                 let claim = with_storage_retries(&metrics, "claim", Some(&shutdown), || {
                     lake.claim_partition(&tp.topic, tp.partition, &owner)
                 })
@@ -122,7 +175,7 @@ impl Worker {
         };
         let wait = ownership::must_wait(
             &claim,
-            self.own_previous.get(&tp).copied(),
+            self.claims.own_previous.get(&tp).copied(),
             self.inflight.idle(&tp),
         );
         owned.epoch = Some(claim.epoch);
@@ -131,7 +184,7 @@ impl Worker {
         owned.ready_at = Some(
             Instant::now()
                 + if wait {
-                    self.takeover_grace
+                    self.claims.takeover_grace
                 } else {
                     Duration::ZERO
                 },
@@ -142,7 +195,7 @@ impl Worker {
             .insert(tp.clone(), claim.epoch);
         if wait {
             self.metrics.unclean_takeovers.inc();
-            tracing::info!(%tp, epoch = claim.epoch, grace = ?self.takeover_grace, "claimed a partition its previous owner did not release; waiting for its writes to finish");
+            tracing::info!(%tp, epoch = claim.epoch, grace = ?self.claims.takeover_grace, "claimed a partition its previous owner did not release; waiting for its writes to finish");
         } else {
             tracing::info!(%tp, epoch = claim.epoch, handover = ?claim.handover, "claimed partition");
         }
@@ -157,17 +210,14 @@ impl Worker {
         for (tp, owned) in &mut self.ownership {
             if !owned.ready && owned.ready_at.is_some_and(|t| t <= now) {
                 owned.ready = true;
-                for record in std::mem::take(&mut owned.waiting).into_iter().rev() {
-                    self.pending.push_front(record);
-                }
+                self.waiting.release(std::mem::take(&mut owned.waiting));
                 started.push(tp.clone());
             }
         }
         if started.is_empty() {
             return;
         }
-        self.pending_retry_at = now;
-        if !self.paused {
+        if !self.backpressure.paused() {
             if let Err(e) = source.resume(&started) {
                 tracing::warn!(error = %e, "cannot resume partitions");
             }
@@ -193,27 +243,19 @@ impl Worker {
         // What the rebalance callback does on a revocation.
         self.epochs.lock().expect("epochs lock").remove(tp);
         self.ledgers.lock().expect("ledger lock").remove(tp);
-        self.fenced
-            .insert(tp.clone(), Instant::now() + 2 * self.takeover_grace);
+        let again_at = Instant::now() + 2 * self.claims.takeover_grace;
+        self.claims.fenced.insert(tp.clone(), again_at);
     }
 
     /// A fenced partition that the group still says is this worker's is claimed again after
     /// a while: otherwise a broker that never moves it would leave it unread.
     pub(crate) fn reclaim_fenced(&mut self, source: &KafkaSource) {
         let now = Instant::now();
-        let due: Vec<_> = self
-            .fenced
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(tp, _)| tp.clone())
-            .collect();
+        let due = self.claims.due_again(now);
         if due.is_empty() {
             return;
         }
         let assignment = source.assignment();
-        for tp in &due {
-            self.fenced.remove(tp);
-        }
         let again: Vec<_> = due
             .into_iter()
             .filter(|tp| assignment.contains(tp))
@@ -232,7 +274,8 @@ impl Worker {
                 Ok(()) => self.own(source, vec![tp]),
                 Err(e) => {
                     tracing::warn!(%tp, error = %e, "cannot rewind to the committed offset; trying later");
-                    self.fenced.insert(tp, now + self.takeover_grace);
+                    let again_at = now + self.claims.takeover_grace;
+                    self.claims.fenced.insert(tp, again_at);
                 }
             }
         }

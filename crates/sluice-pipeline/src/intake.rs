@@ -11,7 +11,7 @@ use sluice_core::{Granularity, TopicPartition, Window};
 use sluice_fold::{dead_letter_line, BufferKey, DeadReason, Routed, Target};
 
 use crate::markers::PartitionProgress;
-use crate::{now_ms, PipelineError, Worker, INITIAL_STORAGE_BACKOFF, MAX_STORAGE_BACKOFF};
+use crate::{now_ms, PipelineError, Worker};
 
 /// The clock, read once per batch of records: two clock reads per record showed in profiles,
 /// and a batch is handled within a millisecond or so.
@@ -31,6 +31,15 @@ impl Now {
     }
 }
 
+/// The late-data policy (`window.late_data`, `window.allowed_lateness`).
+#[derive(Clone, Copy)]
+pub(crate) struct Lateness {
+    pub(crate) policy: LateData,
+    /// How far behind its partition's watermark a window's end may be before its records
+    /// are late.
+    pub(crate) allowed_ms: i64,
+}
+
 impl Worker {
     pub(crate) async fn on_record(
         &mut self,
@@ -40,12 +49,11 @@ impl Worker {
         // Records queue behind one that waits for the lake, so each partition stays in order.
         // Meanwhile fetching is paused but polling goes on, so the group keeps this worker
         // (and its rebalance callbacks run) however long the lake is down.
-        if !self.pending.is_empty() {
-            self.pending.push_back(record);
+        if !self.waiting.is_empty() {
+            self.waiting.push(record);
         } else if let Some(back) = self.on_record_routed(record, now).await? {
             tracing::warn!("lake unavailable for a listing; pausing until it answers");
-            self.pending.push_back(back);
-            self.pending_retry_at = Instant::now() + self.pending_backoff;
+            self.waiting.hold(back);
         }
         for buffer in self.buffers.take_over_budget() {
             self.spawn_landing(buffer, None);
@@ -93,7 +101,7 @@ impl Worker {
                 line,
             } => {
                 // The envelope keeps what the Avro record needs besides the payload.
-                let line = match self.encoding.options.envelope {
+                let line = match self.landings.encoding.options.envelope {
                     Some(_) => Cow::Owned(sluice_format::envelope::line(
                         record.timestamp_ms.unwrap_or(arrival),
                         record.offset,
@@ -198,19 +206,17 @@ impl Worker {
 
     /// Retries the records held back while the lake could not be listed, in order.
     pub(crate) async fn retry_pending(&mut self) -> Result<(), PipelineError> {
-        if self.pending.is_empty() || Instant::now() < self.pending_retry_at {
+        if !self.waiting.due() {
             return Ok(());
         }
         let now = Now::read();
-        while let Some(record) = self.pending.pop_front() {
+        while let Some(record) = self.waiting.pop() {
             if let Some(back) = self.on_record_routed(record, now).await? {
-                self.pending.push_front(back);
-                self.pending_backoff = (self.pending_backoff * 2).min(MAX_STORAGE_BACKOFF);
-                self.pending_retry_at = Instant::now() + self.pending_backoff;
+                self.waiting.failed_again(back);
                 return Ok(());
             }
         }
-        self.pending_backoff = INITIAL_STORAGE_BACKOFF;
+        self.waiting.drained();
         Ok(())
     }
 
@@ -226,7 +232,7 @@ impl Worker {
         at: Instant,
     ) -> (Routed<'r>, bool) {
         // Appending late records as they come needs no watermark, unless markers do.
-        if self.late_data == LateData::Append && self.sealer.is_none() {
+        if self.lateness.policy == LateData::Append && self.markers.sealer().is_none() {
             return (routed, false);
         }
         let progress = match self.progress.get_mut(tp) {
@@ -242,8 +248,8 @@ impl Worker {
             return (routed, false);
         };
         let watermark = progress.history.observe(offset, window.end_ms());
-        let late = window.end_ms().saturating_add(self.allowed_lateness_ms) < watermark;
-        match self.late_data {
+        let late = window.end_ms().saturating_add(self.lateness.allowed_ms) < watermark;
+        match self.lateness.policy {
             LateData::DeadLetter if late => (
                 Routed::Dead(DeadReason::new(
                     "late",

@@ -1,6 +1,7 @@
 //! Landing buffers: where a buffer's file goes, which of its key's offsets already landed
 //! (read from the lake), encoding and writing it in the background, and what the loop does
-//! when a landing ends (release the offsets, count, fence or stop).
+//! when a landing ends (release the offsets, count, fence or stop). [`Landings`] owns the
+//! landing tasks, the encode permits and the paths and encoding of files.
 
 use sluice_delta::DataFile;
 
@@ -59,7 +60,40 @@ impl Layout<'_> {
     }
 }
 
-impl Worker {
+/// The landings in flight, and where and how their files are written.
+pub(crate) struct Landings {
+    tasks: JoinSet<Result<LandedFile, PipelineError>>,
+    /// Encoding is CPU-bound: more encodes at once than cores only multiplies their memory
+    /// (parsed chunks, Arrow arrays, output), so landings take a permit to encode.
+    encode_permits: Arc<tokio::sync::Semaphore>,
+    path: PathTemplate,
+    dead_letter_path: PathTemplate,
+    pub(crate) encoding: Encoding,
+}
+
+impl Landings {
+    pub(crate) fn new(sink: &sluice_config::SinkSettings) -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            encode_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            path: sink.path.clone(),
+            dead_letter_path: sink.dead_letter_path.clone(),
+            encoding: sink.encoding.clone(),
+        }
+    }
+
+    /// Files landing now.
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// The landing that finished next.
+    pub(crate) async fn next_done(&mut self) -> Option<LandingDone> {
+        self.tasks.join_next_with_id().await
+    }
+
     /// Where and how the files of `key` are written.
     pub(crate) fn layout(&self, key: &BufferKey) -> Layout<'_> {
         match &key.target {
@@ -88,14 +122,20 @@ impl Worker {
             },
         }
     }
+}
 
+/// A finished landing task: its id (for the bytes it held) and what it did.
+pub(crate) type LandingDone =
+    Result<(tokio::task::Id, Result<LandedFile, PipelineError>), tokio::task::JoinError>;
+
+impl Worker {
     /// The offset ranges of `key` already in landed files, read from the file names in its
     /// directory (the templates are offset-named, see `sluice_config`).
     pub(crate) async fn landed_ranges(
         &self,
         key: &BufferKey,
     ) -> Result<LandedRanges, PipelineError> {
-        let layout = self.layout(key);
+        let layout = self.landings.layout(key);
         let dir = format!(
             "{}{}",
             layout.prefix,
@@ -141,7 +181,7 @@ impl Worker {
 
     /// `run`: the scheduled run (its time, ms) this landing belongs to, for its manifest.
     pub(crate) fn spawn_landing(&mut self, buffer: Buffer, run: Option<i64>) {
-        let layout = self.layout(&buffer.key);
+        let layout = self.landings.layout(&buffer.key);
         let dead_letter = layout.dead_letter;
         let options = layout.options.clone();
         let refusal_day = Window::containing(layout.window.start_ms, Granularity::Day);
@@ -198,18 +238,17 @@ impl Worker {
         let epoch = self.ownership.get(&buffer.key.tp).and_then(|o| o.epoch);
         let timeouts = self.write_timeouts;
         let landing = self.inflight.start(&buffer.key.tp);
-        let encode_permits = self.encode_permits.clone();
+        let encode_permits = self.landings.encode_permits.clone();
         let tp = buffer.key.tp.clone();
         let held = buffer.lines.len() as u64;
-        self.landing_bytes += held;
         let task_tp = tp.clone();
         // A record the format refuses is dead-lettered beside the others, in the day of its
         // data window, under its own offset.
         let refusals = Refusals {
-            template: self.dead_letter_path.clone(),
+            template: self.landings.dead_letter_path.clone(),
             window: refusal_day,
         };
-        let handle = self.landings.spawn(
+        let handle = self.landings.tasks.spawn(
             async move {
                 let _landing = landing;
                 let Buffer {
@@ -321,19 +360,16 @@ impl Worker {
             }
             .instrument(span),
         );
-        self.held_by_task.insert(handle.id(), held);
+        self.backpressure.landing(handle.id(), held);
         self.inflight.register(&tp, handle);
     }
 
-    pub(crate) fn on_landed(
-        &mut self,
-        done: Result<(tokio::task::Id, Result<LandedFile, PipelineError>), tokio::task::JoinError>,
-    ) -> Result<(), PipelineError> {
+    pub(crate) fn on_landed(&mut self, done: LandingDone) -> Result<(), PipelineError> {
         let id = match &done {
             Ok((id, _)) => *id,
             Err(e) => e.id(),
         };
-        self.landing_bytes -= self.held_by_task.remove(&id).unwrap_or(0);
+        self.backpressure.landed(id);
         let mut file = match done {
             Ok((_, Ok(file))) => file,
             // Cancelled on revocation: the partition's next owner lands these records.
@@ -405,7 +441,7 @@ impl Worker {
         let format = if file.dead_letter {
             "ndjson"
         } else {
-            self.encoding.options.format.name()
+            self.landings.encoding.options.format.name()
         };
         // A buffer whose every record its format refused has no file: dead letters only.
         let wrote_file = file.records > 0 || file.refused == 0;
@@ -437,7 +473,8 @@ impl Worker {
         self.summary.records_dead_lettered += file.refused;
         if let Some(exported) = exported {
             self.count_exported(&exported, file.dead_letter);
-            self.on_run_file(&exported, None);
+            self.batch_runs
+                .on_file(&exported, None, &self.lake, &self.metrics);
         }
         Ok(())
     }
@@ -462,13 +499,13 @@ impl Worker {
             self.spawn_landing(buffer, None);
         }
         let mut first_error = None;
-        while let Some(done) = self.landings.join_next_with_id().await {
+        while let Some(done) = self.landings.next_done().await {
             if let Err(e) = self.on_landed(done) {
                 tracing::error!(error = %e, "landing failed during shutdown");
                 first_error.get_or_insert(e);
             }
         }
-        while self.manifests.join_next().await.is_some() {}
+        self.batch_runs.finish().await;
         first_error.map_or(Ok(()), Err)
     }
 }

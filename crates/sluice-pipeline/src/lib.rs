@@ -2,15 +2,19 @@
 //! that is full, old enough, or pending at shutdown is encoded and landed in the lake; and
 //! offsets are committed only up to the first record not yet inside a landed file.
 //!
-//! This file holds the loop itself and the worker's state; its parts: `backpressure`
-//! (pausing fetches while memory or landings are full), `intake` (one record
-//! routed, judged for lateness and buffered), `commits` (offsets up to what landed),
-//! `claims` (partition ownership in the lake), `landing` (encoding and writing buffers, and
-//! what a finished landing does), `write` (one fenced, bounded write), `refusals` (records a
-//! format refuses), `schedule` (batch runs and manifests), `marker_rounds` and `markers`
-//! (window-complete markers), `catch_up` (`--until-caught-up`), `retries` (storage retries),
-//! `inflight` (landings per partition), `ownership` (takeover rules), `tables` (Delta table
-//! commits).
+//! This file holds the loop itself and wires the worker's parts, each a type in its own file
+//! that owns one concern's state: `backpressure::Backpressure` (bytes held, fetching
+//! paused), `waiting::Waiting` (records waiting for the lake), `claims::Claims` (lake
+//! claims, fenced partitions), `landing::Landings` (landing tasks, encode permits, file
+//! paths), `schedule::BatchRuns` (batch runs and manifests), `marker_rounds::MarkerRounds`
+//! (window-complete marker rounds), `tables::Tables` (Delta table commits),
+//! `maintenance::Maintenance` (scheduled compaction), `catch_up::CatchUp`
+//! (`--until-caught-up`), `landed_cache::LandedCache` (offsets already landed per key),
+//! `inflight::InFlight` (landings per partition). The worker's own `impl` blocks beside them
+//! are the wiring: `intake` (one record routed, judged for lateness and buffered), `commits`
+//! (offsets up to what landed), `write` (one fenced, bounded write), `refusals` (records a
+//! format refuses), `markers` (the lake side of markers), `retries` (storage retries),
+//! `ownership` (takeover rules).
 
 mod backpressure;
 mod catch_up;
@@ -30,20 +34,20 @@ mod refusals;
 mod retries;
 mod schedule;
 mod tables;
+mod waiting;
 mod write;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use claims::{release_all, ClaimDone};
+use claims::release_all;
 use inflight::InFlight;
 use landing::LandedFile;
 use markers::{PartitionProgress, Progress, RoundInput, RoundOutput, Sealer};
 use ownership::{Ownership, SharedEpochs};
 use retries::with_storage_retries;
-use schedule::RunState;
-use sluice_config::{Encoding, LateData, SignalFilter, ValidatedPipeline};
+use sluice_config::{Encoding, SignalFilter, ValidatedPipeline};
 use sluice_core::{
     parse_offset_file_name, Granularity, LandedRanges, PartitionLedgers, PathTemplate, PathValues,
     SignalName, TopicPartition, Window, LATE_PREFIX,
@@ -224,16 +228,17 @@ pub async fn run_with(
         pipeline.sink.write_timeout,
         pipeline.flush.max_bytes + pipeline.max_record_bytes,
     );
+    // Tells this worker's manifests and claims from those of others in the group.
+    let worker_id = format!(
+        "{:x}-{:x}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
     let mut worker = Worker {
         router: Router::new(pipeline),
         pipeline_name: pipeline.name.clone(),
-        worker_id: format!(
-            "{:x}-{:x}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-        ),
         catch_up: match mode {
             RunMode::Continuous => None,
             RunMode::UntilCaughtUp { lake_patience } => Some(catch_up::CatchUp::new(
@@ -241,67 +246,51 @@ pub async fn run_with(
                 pipeline.source.topics.clone(),
             )),
         },
-        schedule: pipeline.flush.schedule.clone(),
-        manifest: pipeline.flush.manifest,
-        last_run_ms: None,
-        runs: Default::default(),
-        manifests: JoinSet::new(),
-        encode_permits: Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-        )),
+        batch_runs: schedule::BatchRuns::new(&pipeline.flush, &pipeline.name, &worker_id),
+        worker_id,
         landed: Default::default(),
         progress: Default::default(),
-        sealer: pipeline.window.markers.as_ref().map(|markers| {
-            Arc::new(Sealer {
-                lake: lake.clone(),
-                pipeline: pipeline.name.clone(),
-                path: pipeline.sink.path.clone(),
-                granularity: pipeline.window.granularity,
-                lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
-                named_signals: match &pipeline.filter {
-                    SignalFilter::Only(names) => names
-                        .iter()
-                        .map(|n| SignalName::sanitize(n).as_str().to_string())
-                        .collect(),
-                    SignalFilter::All => Vec::new(),
-                },
-                topics: pipeline.source.topics.clone(),
-                idle_partition: markers.idle_partition,
-                table_path: pipeline.sink.table.as_ref().map(|t| t.path.clone()),
-            })
-        }),
-        marker_round: JoinSet::new(),
-        next_marker_round: Instant::now() + MARKER_ROUND_EVERY,
-        all_partitions: None,
-        late_data: pipeline.window.late_data,
-        landing_bytes: 0,
-        held_by_task: HashMap::new(),
-        paused: false,
-        pending: std::collections::VecDeque::new(),
-        pending_retry_at: Instant::now(),
-        pending_backoff: INITIAL_STORAGE_BACKOFF,
-        budget_bytes: pipeline.flush.max_buffered_bytes,
-        allowed_lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
+        markers: marker_rounds::MarkerRounds::new(pipeline.window.markers.as_ref().map(
+            |markers| {
+                Sealer {
+                    lake: lake.clone(),
+                    pipeline: pipeline.name.clone(),
+                    path: pipeline.sink.path.clone(),
+                    granularity: pipeline.window.granularity,
+                    lateness_ms: pipeline.window.allowed_lateness.as_millis() as i64,
+                    named_signals: match &pipeline.filter {
+                        SignalFilter::Only(names) => names
+                            .iter()
+                            .map(|n| SignalName::sanitize(n).as_str().to_string())
+                            .collect(),
+                        SignalFilter::All => Vec::new(),
+                    },
+                    topics: pipeline.source.topics.clone(),
+                    idle_partition: markers.idle_partition,
+                    table_path: pipeline.sink.table.as_ref().map(|t| t.path.clone()),
+                }
+            },
+        )),
+        partitions: Default::default(),
+        lateness: intake::Lateness {
+            policy: pipeline.window.late_data,
+            allowed_ms: pipeline.window.allowed_lateness.as_millis() as i64,
+        },
+        backpressure: backpressure::Backpressure::new(pipeline.flush.max_buffered_bytes),
+        waiting: Default::default(),
         inflight,
         epochs,
         ownership: Default::default(),
-        assignments: 0,
-        claims: JoinSet::new(),
-        fenced: HashMap::new(),
-        own_previous: HashMap::new(),
+        claims: claims::Claims::new(write_timeouts.longest() + TAKEOVER_MARGIN),
         write_timeouts,
-        takeover_grace: write_timeouts.longest() + TAKEOVER_MARGIN,
         lease: source.lease(),
         shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
-        landings: JoinSet::new(),
+        landings: landing::Landings::new(&pipeline.sink),
         ledgers,
         lake,
         metrics,
         summary: RunSummary::default(),
-        path: pipeline.sink.path.clone(),
-        dead_letter_path: pipeline.sink.dead_letter_path.clone(),
-        encoding: pipeline.sink.encoding.clone(),
         tables: pipeline
             .sink
             .table
@@ -379,63 +368,39 @@ struct Worker {
     pipeline_name: String,
     /// Tells this worker's manifests from those of others in the group.
     worker_id: String,
-    schedule: Option<sluice_config::Schedule>,
-    manifest: bool,
-    last_run_ms: Option<i64>,
-    runs: std::collections::BTreeMap<i64, RunState>,
-    manifests: JoinSet<()>,
-    /// Encoding is CPU-bound: more encodes at once than cores only multiplies their memory
-    /// (parsed chunks, Arrow arrays, output), so landings take a permit to encode.
-    encode_permits: Arc<tokio::sync::Semaphore>,
+    /// Batch runs on a schedule and their manifests.
+    batch_runs: schedule::BatchRuns,
     /// For each key seen since its partition was assigned: offsets already in landed files.
     landed: landed_cache::LandedCache,
     /// Per owned partition, how its watermark (the latest window end seen) grew, and for
     /// markers which windows it has files in: a window this far behind has closed.
     progress: foldhash::HashMap<TopicPartition, PartitionProgress>,
-    /// Writes window-complete markers (`window.markers`).
-    sealer: Option<Arc<Sealer>>,
-    marker_round: JoinSet<(RoundOutput, Option<LakeError>)>,
-    next_marker_round: Instant,
-    /// Every partition of the topics, and when the brokers were last asked.
-    all_partitions: Option<(Instant, Vec<TopicPartition>)>,
-    late_data: LateData,
-    allowed_lateness_ms: i64,
-    /// Bytes of buffers whose files are landing, in total and per landing task.
-    landing_bytes: u64,
-    held_by_task: HashMap<tokio::task::Id, u64>,
-    /// Fetching is paused for backpressure.
-    paused: bool,
+    /// Writes window-complete markers (`window.markers`), a round at a time.
+    markers: marker_rounds::MarkerRounds,
+    /// Every partition of the topics (for markers and catch-up).
+    partitions: marker_rounds::PartitionList,
+    lateness: intake::Lateness,
+    /// Bytes held and whether fetching is paused.
+    backpressure: backpressure::Backpressure,
     /// Records waiting for the lake to answer a listing, oldest first.
-    pending: std::collections::VecDeque<sluice_core::Record>,
-    pending_retry_at: Instant,
-    pending_backoff: Duration,
-    budget_bytes: u64,
+    waiting: waiting::Waiting,
     inflight: Arc<InFlight>,
     /// Lake epochs held, per partition (see `ownership`).
     epochs: SharedEpochs,
     /// Every partition the group assigned here (and this worker has not been fenced off).
     ownership: foldhash::HashMap<TopicPartition, Ownership>,
-    /// Counts assignments, to tell a claim's own assignment from a later one.
-    assignments: u64,
-    claims: JoinSet<ClaimDone>,
-    /// Partitions another worker claimed in the lake, and when to claim them again (if the
-    /// group still says they are this worker's: twice the takeover grace later).
-    fenced: HashMap<TopicPartition, Instant>,
-    /// The epoch this worker last held per partition, to recognise its own handovers.
-    own_previous: HashMap<TopicPartition, u64>,
+    /// Lake claims in flight, fenced partitions, epochs held before.
+    claims: claims::Claims,
     write_timeouts: write::WriteTimeouts,
-    takeover_grace: Duration,
     lease: sluice_kafka::Lease,
     shutdown: CancellationToken,
     buffers: Buffers,
-    landings: JoinSet<Result<LandedFile, PipelineError>>,
+    /// Files landing, and where and how files are written.
+    landings: landing::Landings,
     ledgers: SharedLedgers,
     lake: Lake,
     metrics: Metrics,
     summary: RunSummary,
-    path: PathTemplate,
-    dead_letter_path: PathTemplate,
-    encoding: Encoding,
     /// Delta table mode: landed files waiting for their table's commit.
     tables: Option<tables::Tables>,
     /// Compaction on a schedule, by the owner of `first_partition`.
@@ -469,9 +434,9 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(done) = self.landings.join_next_with_id() => self.on_landed(done)?,
-                Some(done) = self.claims.join_next() => self.on_claimed(done)?,
-                Some(done) = self.marker_round.join_next() => self.on_marker_round(done),
+                Some(done) = self.landings.next_done() => self.on_landed(done)?,
+                Some(done) = self.claims.next_done() => self.on_claimed(done)?,
+                Some(done) = self.markers.next_done() => self.on_marker_round(done),
                 Some(done) = tables::next_commit(&mut self.tables) => self.on_table_commit(done)?,
                 _ = tick.tick() => {
                     // Rebalances happen inside `recv` even when no record follows them.
@@ -540,10 +505,8 @@ impl Worker {
                             });
                             c.revoked(&tp, committed);
                         }
-                        self.fenced.remove(&tp);
-                        if let Some(epoch) = self.forget(&tp).and_then(|o| o.epoch) {
-                            self.own_previous.insert(tp, epoch);
-                        }
+                        let epoch = self.forget(&tp).and_then(|o| o.epoch);
+                        self.claims.revoked(tp, epoch);
                     }
                 }
             }

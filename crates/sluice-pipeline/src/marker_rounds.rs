@@ -1,32 +1,100 @@
 //! The run loop's side of window markers (`markers` does the lake work): starting a round
 //! every few seconds with the progress that changed, and applying what a round wrote,
-//! fenced and sealed.
+//! fenced and sealed. [`MarkerRounds`] owns the sealer and the round in flight;
+//! [`PartitionList`] the cached list of every partition of the topics (catch-up reads it
+//! too).
 
 use super::*;
+
+/// Window markers' part of a worker (`window.markers`): at most one round at a time.
+pub(crate) struct MarkerRounds {
+    sealer: Option<Arc<Sealer>>,
+    round: JoinSet<(RoundOutput, Option<LakeError>)>,
+    next_round: Instant,
+}
+
+impl MarkerRounds {
+    pub(crate) fn new(sealer: Option<Sealer>) -> Self {
+        Self {
+            sealer: sealer.map(Arc::new),
+            round: JoinSet::new(),
+            next_round: Instant::now() + MARKER_ROUND_EVERY,
+        }
+    }
+
+    pub(crate) fn sealer(&self) -> Option<&Arc<Sealer>> {
+        self.sealer.as_ref()
+    }
+
+    /// The sealer, when no round runs and the next one is due (the next is then scheduled).
+    fn due(&mut self) -> Option<Arc<Sealer>> {
+        let sealer = self.sealer.clone()?;
+        if !self.round.is_empty() || Instant::now() < self.next_round {
+            return None;
+        }
+        self.next_round = Instant::now() + MARKER_ROUND_EVERY;
+        Some(sealer)
+    }
+
+    /// The round in flight, once it is done.
+    pub(crate) async fn next_done(
+        &mut self,
+    ) -> Option<Result<(RoundOutput, Option<LakeError>), tokio::task::JoinError>> {
+        self.round.join_next().await
+    }
+}
+
+/// Every partition of the topics, and when the brokers were last asked.
+#[derive(Default)]
+pub(crate) struct PartitionList {
+    cached: Option<(Instant, Vec<TopicPartition>)>,
+}
+
+impl PartitionList {
+    /// Every partition of `topics` (cached; a failed refresh keeps the old list).
+    pub(crate) fn get(
+        &mut self,
+        source: &KafkaSource,
+        topics: &[String],
+    ) -> Option<Vec<TopicPartition>> {
+        if let Some((at, tps)) = &self.cached {
+            if at.elapsed() < PARTITIONS_REFRESH {
+                return Some(tps.clone());
+            }
+        }
+        match tokio::task::block_in_place(|| source.all_partitions(topics)) {
+            Ok(tps) => {
+                self.cached = Some((Instant::now(), tps.clone()));
+                Some(tps)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the topics' partitions; markers wait");
+                self.cached.as_ref().map(|(_, tps)| tps.clone())
+            }
+        }
+    }
+}
 
 impl Worker {
     /// Every `MARKER_ROUND_EVERY` (with `window.markers`): in the background, writes the
     /// progress of owned partitions that changed, then seals what all partitions allow.
     pub(crate) fn start_marker_round(&mut self, source: &KafkaSource) {
-        let Some(sealer) = self.sealer.clone() else {
+        let Some(sealer) = self.markers.due() else {
             return;
         };
-        if !self.marker_round.is_empty() || Instant::now() < self.next_marker_round {
-            return;
-        }
-        self.next_marker_round = Instant::now() + MARKER_ROUND_EVERY;
         if let Some(input) = self.marker_round_input(source, &sealer) {
-            self.marker_round
+            self.markers
+                .round
                 .spawn(async move { sealer.round(input).await });
         }
     }
 
     /// After the drain: lets the last landings' offsets be committed.
     pub(crate) async fn final_marker_round(&mut self, source: &KafkaSource) {
-        let Some(sealer) = self.sealer.clone() else {
+        let Some(sealer) = self.markers.sealer.clone() else {
             return;
         };
-        while let Some(done) = self.marker_round.join_next().await {
+        while let Some(done) = self.markers.next_done().await {
             self.on_marker_round(done);
         }
         let Some(input) = self.marker_round_input(source, &sealer) else {
@@ -45,34 +113,11 @@ impl Worker {
         source: &KafkaSource,
         sealer: &Sealer,
     ) -> Option<RoundInput> {
-        let partitions = self.all_partitions(source, &sealer.topics)?;
+        let partitions = self.partitions.get(source, &sealer.topics)?;
         Some(RoundInput {
             writes: self.progress_to_write(sealer),
             partitions,
         })
-    }
-
-    /// Every partition of `topics` (cached; a failed refresh keeps the old list).
-    pub(crate) fn all_partitions(
-        &mut self,
-        source: &KafkaSource,
-        topics: &[String],
-    ) -> Option<Vec<TopicPartition>> {
-        if let Some((at, tps)) = &self.all_partitions {
-            if at.elapsed() < PARTITIONS_REFRESH {
-                return Some(tps.clone());
-            }
-        }
-        match tokio::task::block_in_place(|| source.all_partitions(topics)) {
-            Ok(tps) => {
-                self.all_partitions = Some((Instant::now(), tps.clone()));
-                Some(tps)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the topics' partitions; markers wait");
-                self.all_partitions.as_ref().map(|(_, tps)| tps.clone())
-            }
-        }
     }
 
     /// The progress of each owned, claimed partition that differs from what it last wrote,
@@ -87,13 +132,10 @@ impl Worker {
             };
             let ledger = ledgers.get(tp);
             let landed_until = ledger.and_then(|l| l.committable());
-            let waiting = self
-                .pending
-                .iter()
-                .any(|r| r.partition == tp.partition && r.topic == tp.topic);
+            let waiting = self.waiting.holds(tp);
             let idle = ledger.is_none_or(|l| l.held_buffers() == 0)
                 && !waiting
-                && !self.paused
+                && !self.backpressure.paused()
                 && p.last_record.elapsed() >= sealer.idle_partition;
             let progress = Progress {
                 topic: tp.topic.clone(),
@@ -150,7 +192,7 @@ impl Worker {
             self.fence(tp);
         }
         self.metrics.markers_written.inc_by(out.markers_written);
-        let (Some(sealed_until), Some(sealer)) = (out.sealed_until, &self.sealer) else {
+        let (Some(sealed_until), Some(sealer)) = (out.sealed_until, self.markers.sealer()) else {
             return;
         };
         self.metrics
@@ -161,7 +203,7 @@ impl Worker {
             p.sealed(
                 sealed_until,
                 sealer.granularity,
-                self.allowed_lateness_ms,
+                self.lateness.allowed_ms,
                 ledgers.get(tp).and_then(|l| l.last_consumed()),
             );
         }

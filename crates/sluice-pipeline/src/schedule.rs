@@ -1,6 +1,8 @@
 //! Batch schedules (`flush.every`, `flush.cron`): landing every open buffer as one run at
 //! each scheduled time, and the run's manifest once all of its files are exported: landed,
 //! or in table mode committed to their tables (the manifest then names the versions).
+//! [`BatchRuns`] owns the schedule, the runs still landing and the manifests being written;
+//! the worker hands it the buffers' count at each run and every exported file.
 
 use std::collections::BTreeMap;
 
@@ -40,53 +42,76 @@ impl ExportedFile {
     }
 }
 
-impl Worker {
-    /// At each scheduled time (`flush.every` or `flush.cron`), lands every open buffer as one
-    /// run; its manifest is written once all of them have landed.
-    pub(crate) fn run_schedule(&mut self) {
-        let Some(schedule) = &self.schedule else {
-            return;
-        };
-        let due = schedule.latest_due(now_ms());
-        if self.last_run_ms.is_none() {
-            // The first boundary after start; what came before it is part of that run.
-            self.last_run_ms = Some(due);
-            return;
+/// The schedule's part of a worker: when the next run is due, the runs whose files are
+/// still landing, and the manifests being written.
+pub(crate) struct BatchRuns {
+    schedule: Option<sluice_config::Schedule>,
+    /// Whether each run gets a manifest (`flush.manifest`).
+    manifest: bool,
+    /// The scheduled time (ms) of the latest run started.
+    last_run_ms: Option<i64>,
+    runs: BTreeMap<i64, RunState>,
+    manifests: JoinSet<()>,
+    /// Manifests are named and signed by the pipeline and the worker.
+    pipeline: String,
+    worker_id: String,
+}
+
+impl BatchRuns {
+    pub(crate) fn new(flush: &sluice_config::FlushPolicy, pipeline: &str, worker_id: &str) -> Self {
+        Self {
+            schedule: flush.schedule.clone(),
+            manifest: flush.manifest,
+            last_run_ms: None,
+            runs: BTreeMap::new(),
+            manifests: JoinSet::new(),
+            pipeline: pipeline.to_string(),
+            worker_id: worker_id.to_string(),
         }
-        if Some(due) <= self.last_run_ms {
-            return;
+    }
+
+    /// The scheduled time of a run due now, once per time. The first boundary after start
+    /// only marks where runs begin: what came before it is part of the next run.
+    fn due(&mut self, now_ms: i64) -> Option<i64> {
+        let due = self.schedule.as_ref()?.latest_due(now_ms);
+        let first = self.last_run_ms.is_none();
+        if !first && Some(due) <= self.last_run_ms {
+            return None;
         }
         self.last_run_ms = Some(due);
-        let buffers = self.buffers.take_all();
-        tracing::info!(scheduled = due, buffers = buffers.len(), "scheduled run");
-        if buffers.is_empty() {
-            return;
-        }
+        (!first).then_some(due)
+    }
+
+    /// A run of `files` buffers started landing.
+    fn started(&mut self, run: i64, files: usize) {
         if self.manifest {
             self.runs.insert(
-                due,
+                run,
                 RunState {
-                    pending: buffers.len(),
+                    pending: files,
                     files: Vec::new(),
                     tables: BTreeMap::new(),
                 },
             );
         }
-        for buffer in buffers {
-            self.spawn_landing(buffer, Some(due));
-        }
     }
 
     /// Records an exported file of a scheduled run (with its table's root and version, in
     /// table mode); after the run's last one, writes the manifest.
-    pub(crate) fn on_run_file(&mut self, file: &ExportedFile, table: Option<(&str, i64)>) {
+    pub(crate) fn on_file(
+        &mut self,
+        file: &ExportedFile,
+        table: Option<(&str, i64)>,
+        lake: &Lake,
+        metrics: &Metrics,
+    ) {
         let Some(run) = file.run else { return };
         let Some(state) = self.runs.get_mut(&run) else {
             return;
         };
         state.pending -= 1;
         let mut entry = serde_json::json!({
-            "sinkPath": format!("{}/{}", self.lake.describe().trim_end_matches('/'), file.path),
+            "sinkPath": format!("{}/{}", lake.describe().trim_end_matches('/'), file.path),
             "name": file.path.rsplit('/').next().unwrap_or_default(),
             "size": file.bytes,
             "records": file.records,
@@ -112,7 +137,7 @@ impl Worker {
             .sum();
         let mut manifest = serde_json::json!({
             "flowRunId": run_id,
-            "pipeline": self.pipeline_name,
+            "pipeline": self.pipeline,
             "scheduledTime": scheduled.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "completedTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "records": records,
@@ -122,11 +147,8 @@ impl Worker {
             // A reader of the table at these versions sees every file of the run.
             manifest["tables"] = serde_json::json!(state.tables);
         }
-        let path = format!(
-            "{MANIFEST_DIR}/manifest-{}-{run_id}.json",
-            self.pipeline_name
-        );
-        let (lake, metrics) = (self.lake.clone(), self.metrics.clone());
+        let path = format!("{MANIFEST_DIR}/manifest-{}-{run_id}.json", self.pipeline);
+        let (lake, metrics) = (lake.clone(), metrics.clone());
         let body = bytes::Bytes::from(serde_json::to_vec_pretty(&manifest).expect("JSON"));
         self.manifests.spawn(async move {
             let written = with_storage_retries(&metrics, "write", None, || {
@@ -139,5 +161,29 @@ impl Worker {
                 Err(e) => tracing::error!(%path, error = %e, "could not write the manifest"),
             }
         });
+    }
+
+    /// Waits for the manifests being written (at shutdown).
+    pub(crate) async fn finish(&mut self) {
+        while self.manifests.join_next().await.is_some() {}
+    }
+}
+
+impl Worker {
+    /// At each scheduled time (`flush.every` or `flush.cron`), lands every open buffer as one
+    /// run; its manifest is written once all of them have landed.
+    pub(crate) fn run_schedule(&mut self) {
+        let Some(due) = self.batch_runs.due(now_ms()) else {
+            return;
+        };
+        let buffers = self.buffers.take_all();
+        tracing::info!(scheduled = due, buffers = buffers.len(), "scheduled run");
+        if buffers.is_empty() {
+            return;
+        }
+        self.batch_runs.started(due, buffers.len());
+        for buffer in buffers {
+            self.spawn_landing(buffer, Some(due));
+        }
     }
 }

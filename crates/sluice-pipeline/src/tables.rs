@@ -494,7 +494,12 @@ impl Worker {
                     if fate == FileFate::Added {
                         self.count_exported(&q.exported, false);
                     }
-                    self.on_run_file(&q.exported, Some((&done.table, version)));
+                    self.batch_runs.on_file(
+                        &q.exported,
+                        Some((&done.table, version)),
+                        &self.lake,
+                        &self.metrics,
+                    );
                 }
                 Ok(())
             }
