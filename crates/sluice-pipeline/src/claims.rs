@@ -43,6 +43,18 @@ impl Claims {
         }
     }
 
+    /// Another worker claimed `tp`: it is claimed again twice the takeover grace from now (if
+    /// the group still says it is this worker's).
+    fn fenced(&mut self, tp: TopicPartition) {
+        self.fenced
+            .insert(tp, Instant::now() + 2 * self.takeover_grace);
+    }
+
+    /// Claiming `tp` again failed before it started: tried again a takeover grace from now.
+    fn again_later(&mut self, tp: TopicPartition, now: Instant) {
+        self.fenced.insert(tp, now + self.takeover_grace);
+    }
+
     /// Fenced partitions due to be claimed again (taken off the list).
     fn due_again(&mut self, now: Instant) -> Vec<TopicPartition> {
         let due: Vec<_> = self
@@ -243,8 +255,7 @@ impl Worker {
         // What the rebalance callback does on a revocation.
         self.epochs.lock().expect("epochs lock").remove(tp);
         self.ledgers.lock().expect("ledger lock").remove(tp);
-        let again_at = Instant::now() + 2 * self.claims.takeover_grace;
-        self.claims.fenced.insert(tp.clone(), again_at);
+        self.claims.fenced(tp.clone());
     }
 
     /// A fenced partition that the group still says is this worker's is claimed again after
@@ -274,8 +285,7 @@ impl Worker {
                 Ok(()) => self.own(source, vec![tp]),
                 Err(e) => {
                     tracing::warn!(%tp, error = %e, "cannot rewind to the committed offset; trying later");
-                    let again_at = now + self.claims.takeover_grace;
-                    self.claims.fenced.insert(tp, again_at);
+                    self.claims.again_later(tp, now);
                 }
             }
         }
