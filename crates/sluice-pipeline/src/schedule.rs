@@ -187,3 +187,38 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first boundary after start only marks where runs begin; each later one starts one
+    /// run, once.
+    #[test]
+    fn a_run_is_due_once_per_boundary_after_the_first() {
+        let flush = sluice_config::FlushPolicy {
+            schedule: Some(sluice_config::Schedule::Every(Duration::from_secs(60))),
+            manifest: true,
+            ..Default::default()
+        };
+        let mut runs = BatchRuns::new(&flush, "p", "w");
+        assert_eq!(
+            runs.due(90_000),
+            None,
+            "the first boundary (60 s) only marks"
+        );
+        assert_eq!(runs.due(119_999), None);
+        assert_eq!(runs.due(120_000), Some(120_000));
+        assert_eq!(runs.due(150_000), None, "once per boundary");
+        assert_eq!(runs.due(250_000), Some(240_000));
+        runs.started(240_000, 2);
+        assert_eq!(runs.runs[&240_000].pending, 2);
+        let mut unscheduled = BatchRuns::new(&sluice_config::FlushPolicy::default(), "p", "w");
+        assert_eq!(unscheduled.due(120_000), None);
+        assert_eq!(
+            unscheduled.due(240_000),
+            None,
+            "without a schedule no run is due"
+        );
+    }
+}

@@ -83,3 +83,57 @@ impl Waiting {
             .retain(|r| r.partition != tp.partition || r.topic != tp.topic);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: i32, offset: i64) -> Record {
+        Record {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: None,
+            headers: Vec::new(),
+            payload: Some(b"{}".to_vec()),
+            timestamp_ms: None,
+        }
+    }
+
+    fn offsets(w: &mut Waiting) -> Vec<(i32, i64)> {
+        std::iter::from_fn(|| w.pop())
+            .map(|r| (r.partition, r.offset))
+            .collect()
+    }
+
+    /// A record the lake could not list for waits out the backoff, which doubles while the
+    /// retry fails and starts over once all went through; released records go first, in order.
+    #[test]
+    fn waits_in_order_with_a_doubling_backoff() {
+        let mut w = Waiting::default();
+        assert!(w.is_empty() && !w.due());
+        w.hold(record(0, 1));
+        w.push(record(0, 2));
+        assert!(!w.due(), "not before the backoff");
+        assert!(w.holds(&TopicPartition::new("t", 0)));
+        assert!(!w.holds(&TopicPartition::new("t", 1)));
+        let first = w.pop().unwrap();
+        w.failed_again(first);
+        assert_eq!(w.backoff, INITIAL_STORAGE_BACKOFF * 2);
+        for _ in 0..20 {
+            let r = w.pop().unwrap();
+            w.failed_again(r);
+        }
+        assert_eq!(w.backoff, MAX_STORAGE_BACKOFF);
+        w.release(VecDeque::from([record(1, 7), record(1, 8)]));
+        assert!(w.due(), "released records are retried now");
+        w.forget(&TopicPartition::new("t", 3));
+        assert_eq!(offsets(&mut w), [(1, 7), (1, 8), (0, 1), (0, 2)]);
+        w.drained();
+        assert_eq!(w.backoff, INITIAL_STORAGE_BACKOFF);
+        w.push(record(0, 3));
+        w.push(record(1, 9));
+        w.forget(&TopicPartition::new("t", 0));
+        assert_eq!(offsets(&mut w), [(1, 9)]);
+    }
+}
