@@ -212,6 +212,14 @@ mod tests {
     use super::*;
     use sluice_core::Granularity;
 
+    /// Buffers with the default policy but a memory budget of `bytes`.
+    fn with_budget(bytes: u64) -> Buffers {
+        Buffers::new(FlushPolicy {
+            max_buffered_bytes: bytes,
+            ..FlushPolicy::default()
+        })
+    }
+
     fn key(signal: &str, p: i32) -> BufferKey {
         BufferKey {
             tp: TopicPartition::new("t", p),
@@ -255,10 +263,7 @@ mod tests {
 
     #[test]
     fn lands_the_largest_buffers_when_over_budget() {
-        let mut b = Buffers::new(FlushPolicy {
-            max_buffered_bytes: 100,
-            ..FlushPolicy::default()
-        });
+        let mut b = with_budget(100);
         let t0 = Instant::now();
         b.append(key("small", 0), 0, &[b'x'; 9], t0);
         b.append(key("big", 0), 1, &[b'x'; 59], t0);
@@ -277,10 +282,7 @@ mod tests {
     /// From a quarter of the budget on, lines are held compressed; they land as appended.
     #[test]
     fn lines_past_a_quarter_of_the_budget_are_held_compressed() {
-        let mut b = Buffers::new(FlushPolicy {
-            max_buffered_bytes: 4_000_000,
-            ..FlushPolicy::default()
-        });
+        let mut b = with_budget(4_000_000);
         let t0 = Instant::now();
         let mut want = Vec::new();
         for i in 0..50_000 {
@@ -302,10 +304,7 @@ mod tests {
     /// Many small buffers, none of which fills a block, are held compressed too.
     #[test]
     fn many_small_buffers_are_held_compressed() {
-        let mut b = Buffers::new(FlushPolicy {
-            max_buffered_bytes: 16_000_000,
-            ..FlushPolicy::default()
-        });
+        let mut b = with_budget(16_000_000);
         let t0 = Instant::now();
         let mut want = vec![Vec::new(); 500];
         for i in 0..200_000 {
