@@ -337,7 +337,7 @@ fn fold_memory() {
         "format = \"parquet\"\ncompression = \"zstd\"\n[flush]\nmax_records = 100000000\nmax_bytes = 100000000000\nmax_buffered_bytes = 100000000000\nmax_age_secs = 3600",
     );
     let p = sluice_config::parse(&text, &|_| None).unwrap();
-    let router = Router::new(&p);
+    let mut router = Router::new(&p);
     let mut buffers = Buffers::new(p.flush.clone());
     let now = Instant::now();
     let mut one_signal = SampleSpec::new(10_000, 1, 0);

@@ -63,7 +63,7 @@ impl FromStr for Bound {
 
 impl Bound {
     fn applies(&self, r: &OffsetRange) -> bool {
-        self.topic.as_ref().is_none_or(|t| *t == r.tp.topic)
+        self.topic.as_ref().is_none_or(|t| **t == *r.tp.topic)
             && self.partition.is_none_or(|p| p == r.tp.partition)
     }
 }

@@ -60,7 +60,7 @@ pub async fn audit(p: &ValidatedPipeline, options: &AuditOptions) -> Result<Repo
         .map_err(AuditError::LakeOpen)?;
     let (source, topics) = (p.source.clone(), p.source.topics.clone());
     let (from, to, progress) = (options.from.clone(), options.to.clone(), options.progress);
-    let router = Router::new(p);
+    let mut router = Router::new(p);
     let path = p.sink.path.clone();
     let ext = p.sink.encoding.options.extension();
     // The Kafka client blocks: the source is read on a thread of its own.
@@ -73,7 +73,7 @@ pub async fn audit(p: &ValidatedPipeline, options: &AuditOptions) -> Result<Repo
             tally.add_partition(r.tp.clone(), r.from, r.to);
         }
         let now = chrono::Utc::now().timestamp_millis();
-        let expect_of =
+        let mut expect_of =
             |record: &sluice_core::Record, tally: &mut Tally| match router.route(record, now) {
                 Routed::Data { signal, window, .. } => {
                     let dir = path.directory(&PathValues {

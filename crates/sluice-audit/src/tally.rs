@@ -307,7 +307,7 @@ impl Tally {
         let mut partitions = Vec::new();
         for (p, part) in self.partitions.iter().enumerate() {
             let mut r = PartitionReport {
-                topic: part.tp.topic.clone(),
+                topic: part.tp.topic.to_string(),
                 partition: part.tp.partition,
                 from: part.from,
                 to: part.to,

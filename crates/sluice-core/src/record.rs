@@ -1,14 +1,16 @@
 use std::fmt;
+use std::sync::Arc;
 
 /// A Kafka topic and partition: the unit of ordering and of offset commits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
-    pub topic: String,
+    /// Shared: a partition's name is cloned per record on the hot path.
+    pub topic: Arc<str>,
     pub partition: i32,
 }
 
 impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
         Self {
             topic: topic.into(),
             partition,
@@ -25,7 +27,8 @@ impl fmt::Display for TopicPartition {
 /// One consumed record, owned, detached from the Kafka client's buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    pub topic: String,
+    /// Shared with every record of the topic: one allocation per topic, not per record.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,

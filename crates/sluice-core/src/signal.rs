@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest sanitized name kept whole; longer names are cut and suffixed with a hash.
 const MAX_LEN: usize = 100;
@@ -14,12 +15,12 @@ const KEEP_WHEN_CUT: usize = 80;
 /// An empty name becomes `~`. A result longer than 100 bytes is cut to 80 and suffixed with
 /// `~` and a 64-bit FNV-1a hash of the original, so it stays unique in practice and bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SignalName(String);
+pub struct SignalName(Arc<str>);
 
 impl SignalName {
     pub fn sanitize(raw: &str) -> Self {
         if raw.is_empty() {
-            return Self("~".to_string());
+            return Self(Arc::from("~"));
         }
         let mut out = String::with_capacity(raw.len());
         for (i, b) in raw.bytes().enumerate() {
@@ -35,7 +36,7 @@ impl SignalName {
             out.truncate(KEEP_WHEN_CUT);
             out.push_str(&format!("~{:016x}", fnv1a(raw.as_bytes())));
         }
-        Self(out)
+        Self(out.into())
     }
 
     /// A name read back from the lake or from progress, already sanitized: kept as it is
@@ -48,7 +49,7 @@ impl SignalName {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
         if could_be_output {
-            Self(name.to_string())
+            Self(Arc::from(name))
         } else {
             Self::sanitize(name)
         }
@@ -56,7 +57,7 @@ impl SignalName {
 
     /// The name dead-letter files carry; no record's signal can sanitize to it.
     pub fn dead_letter() -> Self {
-        Self("_dead_letter".to_string())
+        Self(Arc::from("_dead_letter"))
     }
 
     pub fn as_str(&self) -> &str {

@@ -1,3 +1,4 @@
+use std::collections::hash_map::Entry;
 use std::time::{Duration, Instant};
 
 use sluice_config::FlushPolicy;
@@ -77,21 +78,23 @@ impl Buffers {
 
     pub fn append(&mut self, key: BufferKey, offset: i64, line: &[u8], now: Instant) -> Appended {
         let mut opened = false;
-        // Look up before inserting: cloning the key (two strings) per record showed in profiles.
-        if !self.open.contains_key(&key) {
-            opened = true;
-            let buffer = Buffer {
-                key: key.clone(),
-                first_offset: offset,
-                last_offset: offset,
-                records: 0,
-                lines: Lines::default(),
-                offsets: Vec::with_capacity(16),
-                opened_at: now,
-            };
-            self.open.insert(key.clone(), buffer);
-        }
-        let buf = self.open.get_mut(&key).expect("just ensured");
+        // One lookup per record; the key's clone for a new buffer shares its strings.
+        let buf = match self.open.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                opened = true;
+                let key = e.key().clone();
+                e.insert(Buffer {
+                    key,
+                    first_offset: offset,
+                    last_offset: offset,
+                    records: 0,
+                    lines: Lines::default(),
+                    offsets: Vec::with_capacity(16),
+                    opened_at: now,
+                })
+            }
+        };
         debug_assert!(
             opened || offset > buf.last_offset,
             "offsets arrive in order"

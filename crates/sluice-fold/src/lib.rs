@@ -4,6 +4,7 @@
 mod buffers;
 mod event_time;
 mod lines;
+mod names;
 mod nesting;
 mod route;
 mod scan;

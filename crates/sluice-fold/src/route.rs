@@ -8,6 +8,7 @@ use sluice_config::{PlausibleTimes, SignalFilter, SignalSource, TimeKey, Validat
 use sluice_core::{Granularity, Record, SignalName, TopicPartition, Window};
 use sluice_format::{DeclaredSchema, TimeUnit};
 
+use crate::names::SignalNames;
 use crate::scan::{scan, ScanError};
 use crate::{event_time, nesting};
 
@@ -61,6 +62,7 @@ pub struct Router {
     /// Declared schemas: records of these signals that do not fit are dead-lettered.
     schemas: HashMap<SignalName, Arc<DeclaredSchema>>,
     timestamp_unit: TimeUnit,
+    names: SignalNames,
 }
 
 impl Router {
@@ -75,18 +77,24 @@ impl Router {
             granularity: p.window.granularity,
             schemas: p.sink.encoding.schemas.clone(),
             timestamp_unit: p.sink.encoding.options.timestamp_unit,
+            names: SignalNames::default(),
         }
     }
 
-    /// `arrival_ms` stands in for the Kafka timestamp when a record has none.
-    pub fn route<'r>(&self, record: &'r Record, arrival_ms: i64) -> Routed<'r> {
+    /// `arrival_ms` stands in for the Kafka timestamp when a record has none. Mutable only
+    /// to remember the signal names it has seen.
+    pub fn route<'r>(&mut self, record: &'r Record, arrival_ms: i64) -> Routed<'r> {
         match self.try_route(record, arrival_ms) {
             Ok(r) => r,
             Err(reason) => Routed::Dead(reason),
         }
     }
 
-    fn try_route<'r>(&self, record: &'r Record, arrival_ms: i64) -> Result<Routed<'r>, DeadReason> {
+    fn try_route<'r>(
+        &mut self,
+        record: &'r Record,
+        arrival_ms: i64,
+    ) -> Result<Routed<'r>, DeadReason> {
         let payload = match record.payload.as_deref() {
             None => return Err(DeadReason::new("tombstone", "the record has no payload")),
             Some(p) if p.iter().all(u8::is_ascii_whitespace) => {
@@ -206,7 +214,7 @@ impl Router {
             return Err(DeadReason::new("implausible_timestamp", why));
         }
 
-        let signal = SignalName::sanitize(&raw_signal);
+        let signal = self.names.get(&raw_signal);
         if let Some(schema) = self.schemas.get(&signal) {
             let value: serde_json::Value = serde_json::from_slice(payload)
                 .map_err(|e| DeadReason::new("invalid_json", e.to_string()))?;
@@ -291,7 +299,7 @@ pub fn dead_letter_line(record: &Record, reason: &DeadReason) -> Vec<u8> {
         .map(|(k, v)| (k.clone(), b64.encode(v).into()))
         .collect();
     let line = serde_json::json!({
-        "topic": record.topic,
+        "topic": &*record.topic,
         "partition": record.partition,
         "offset": record.offset,
         "timestamp_ms": record.timestamp_ms,
@@ -310,7 +318,7 @@ pub fn dead_letter_line(record: &Record, reason: &DeadReason) -> Vec<u8> {
 pub fn refused_line(tp: &TopicPartition, offset: i64, line: &[u8], reason: &DeadReason) -> Vec<u8> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let line = serde_json::json!({
-        "topic": tp.topic,
+        "topic": &*tp.topic,
         "partition": tp.partition,
         "offset": offset,
         "timestamp_ms": null,
@@ -368,7 +376,7 @@ url = "/tmp/x"
 
     #[test]
     fn routes_by_nested_signal_and_event_time() {
-        let r = event_router();
+        let mut r = event_router();
         let temp = record(br#"{"meta":{"name":"temp"},"ts":"2024-03-05T14:37:12Z","v":1}"#);
         let got = r.route(&temp, 0);
         let Routed::Data {
@@ -407,8 +415,8 @@ url = "/tmp/x"
 
     #[test]
     fn poison_records_get_a_reason() {
-        let r = event_router();
-        let label = |payload: Option<&[u8]>| {
+        let mut r = event_router();
+        let mut label = |payload: Option<&[u8]>| {
             let mut rec = record(b"");
             rec.payload = payload.map(<[u8]>::to_vec);
             match r.route(&rec, 0) {
@@ -440,7 +448,7 @@ url = "/tmp/x"
     /// Nesting past the pipeline's limit is refused here, once, so no encoder meets it.
     #[test]
     fn records_nested_past_the_limit_are_dead_lettered() {
-        let r = event_router();
+        let mut r = event_router();
         let deep = |levels: usize| {
             format!(
                 r#"{{"meta":{{"name":"temp"}},"ts":1709649432,"v":{}1{}}}"#,
@@ -465,9 +473,9 @@ url = "/tmp/x"
     /// milliseconds would land in 1970.
     #[test]
     fn implausible_event_times_are_dead_lettered() {
-        let r = event_router();
+        let mut r = event_router();
         let at = |ts: &str| record(format!(r#"{{"meta":{{"name":"temp"}},"ts":{ts}}}"#).as_bytes());
-        let label = |ts: &str| match r.route(&at(ts), 0) {
+        let mut label = |ts: &str| match r.route(&at(ts), 0) {
             Routed::Dead(d) => d.label,
             Routed::Data { window, .. } => panic!("{ts} windowed at {}", window.start()),
             Routed::Skipped => panic!("skipped"),
@@ -486,7 +494,7 @@ url = "/tmp/x"
         };
         assert_eq!(window.start().to_rfc3339(), "2024-03-05T14:00:00+00:00");
         // Ingestion time: a producer clock far ahead of the worker's is refused too.
-        let ingest = Router::new(&pipeline(
+        let mut ingest = Router::new(&pipeline(
             "signal_header = \"sig\"",
             "time = \"ingestion\"\ngranularity = \"hour\"",
         ));
@@ -501,7 +509,7 @@ url = "/tmp/x"
     /// A numeric signal name keeps every digit, even past 64 bits.
     #[test]
     fn integer_signal_names_keep_their_digits() {
-        let r = Router::new(&pipeline(
+        let mut r = Router::new(&pipeline(
             "signal_field = \"sig\"",
             "time = \"ingestion\"\ngranularity = \"hour\"",
         ));
@@ -520,7 +528,7 @@ url = "/tmp/x"
 
     #[test]
     fn ingestion_time_and_header_signals() {
-        let r = Router::new(&pipeline(
+        let mut r = Router::new(&pipeline(
             "signal_header = \"sig\"",
             "time = \"ingestion\"\ngranularity = \"day\"",
         ));
@@ -539,7 +547,7 @@ url = "/tmp/x"
 
     #[test]
     fn default_signal_catches_records_without_one() {
-        let r = Router::new(&pipeline(
+        let mut r = Router::new(&pipeline(
             "default_signal = \"unknown\"",
             "time = \"ingestion\"\ngranularity = \"hour\"",
         ));

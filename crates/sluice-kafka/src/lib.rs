@@ -154,7 +154,7 @@ impl ConsumerContext for SourceContext {
                 }
                 drop(ledgers);
                 for tp in &revoked {
-                    let labels = [tp.topic.as_str(), &tp.partition.to_string()];
+                    let labels = [&*tp.topic, &tp.partition.to_string()];
                     for gauge in [
                         &self.metrics.end_offset,
                         &self.metrics.consumer_lag,
@@ -227,6 +227,7 @@ pub struct KafkaSource {
     reset_to_end: bool,
     /// A record polled after a rebalance event, returned first by the next batch.
     held_back: Mutex<Option<Record>>,
+    topic_names: Mutex<TopicNames>,
     /// The subscription, for `rejoin`.
     topics: Vec<String>,
 }
@@ -300,6 +301,7 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             reset_to_end: settings.start_from == "latest",
             held_back: Mutex::new(None),
+            topic_names: Mutex::default(),
             topics: settings.topics.clone(),
         })
     }
@@ -312,18 +314,23 @@ impl KafkaSource {
     /// Cancellation-safe: a record is only taken from librdkafka when it is returned.
     pub async fn next_batch(&self, max: usize, out: &mut Vec<Record>) -> Result<(), SourceError> {
         let held = self.held_back.lock().expect("held-back lock").take();
-        match held {
-            Some(record) => out.push(record),
+        let first = match held {
+            Some(record) => record,
             None => {
                 let mut stream = self.consumer.stream();
                 let msg = stream.next().await.expect("Kafka streams never end")?;
-                out.push(to_record(&msg));
+                to_record(
+                    &msg,
+                    &mut self.topic_names.lock().expect("topic names lock"),
+                )
             }
-        }
+        };
+        out.push(first);
         let context = self.consumer.context();
         if context.events_pending.load(Ordering::Acquire) {
             return Ok(());
         }
+        let mut names = self.topic_names.lock().expect("topic names lock");
         // Polled with a waker that does nothing: a record not yet fetched ends the batch.
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let mut stream = self.consumer.stream();
@@ -332,7 +339,7 @@ impl KafkaSource {
                 break;
             };
             let record = match next {
-                Ok(msg) => to_record(&msg),
+                Ok(msg) => to_record(&msg, &mut names),
                 // librdkafka reconnects by itself: said here, and the batch so far returned.
                 Err(e) => {
                     tracing::warn!(error = %e, "Kafka error while consuming");
@@ -545,7 +552,29 @@ impl KafkaSource {
     }
 }
 
-fn to_record(msg: &BorrowedMessage<'_>) -> Record {
+/// The names of the topics records came from, each allocated once and shared by every
+/// record and partition of its topic (a copy per record showed in profiles).
+#[derive(Default)]
+pub(crate) struct TopicNames(Vec<Arc<str>>);
+
+impl TopicNames {
+    /// At most this many names are kept (a pattern subscription may match many topics);
+    /// past it a name is allocated per record, as before.
+    const MAX: usize = 256;
+
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.iter().find(|n| ***n == *name) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(name);
+        if self.0.len() < Self::MAX {
+            self.0.push(new.clone());
+        }
+        new
+    }
+}
+
+fn to_record(msg: &BorrowedMessage<'_>, names: &mut TopicNames) -> Record {
     let headers = msg
         .headers()
         .map(|hs| {
@@ -560,7 +589,7 @@ fn to_record(msg: &BorrowedMessage<'_>) -> Record {
         })
         .unwrap_or_default();
     Record {
-        topic: msg.topic().to_string(),
+        topic: names.get(msg.topic()),
         partition: msg.partition(),
         offset: msg.offset(),
         key: msg.key().map(<[u8]>::to_vec),

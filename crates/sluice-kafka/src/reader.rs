@@ -8,7 +8,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_config::SourceSettings;
 use sluice_core::{Record, TopicPartition};
 
-use crate::{client_config, to_record, SourceError};
+use crate::{client_config, to_record, SourceError, TopicNames};
 
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -100,11 +100,12 @@ impl RangeReader {
         }
         self.consumer.assign(&tpl)?;
         let (mut read, mut last_record, mut last_report) = (0u64, Instant::now(), Instant::now());
+        let mut names = TopicNames::default();
         while !left.is_empty() {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(msg)) => {
                     last_record = Instant::now();
-                    let record = to_record(&msg);
+                    let record = to_record(&msg, &mut names);
                     let tp = TopicPartition::new(record.topic.clone(), record.partition);
                     let Some(&to) = left.get(&tp) else { continue };
                     if record.offset >= to {

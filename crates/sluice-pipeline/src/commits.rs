@@ -35,7 +35,7 @@ impl Worker {
                     }
                     self.metrics
                         .committed_offset
-                        .with_label_values(&[&tp.topic, &tp.partition.to_string()])
+                        .with_label_values(&[&*tp.topic, &tp.partition.to_string()])
                         .set(*off);
                 }
                 tracing::debug!(?commits, "committed");

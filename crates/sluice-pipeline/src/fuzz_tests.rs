@@ -154,7 +154,7 @@ fn every_record_lands_or_has_a_reason(payloads: &[Vec<u8>], options: &EncodeOpti
         FileFormat::Avro => "avro",
         FileFormat::Parquet => "parquet",
     };
-    let router = router(format, "");
+    let mut router = router(format, "");
     let mut buffers: BTreeMap<(String, i64), (Vec<u8>, Vec<i64>)> = BTreeMap::new();
     let mut dead = 0;
     for (offset, payload) in payloads.iter().enumerate() {
@@ -249,7 +249,7 @@ fn records_as_deep_as_the_limit_encode_in_every_format() {
         })
         .collect();
     for options in options() {
-        let router = router("ndjson", "");
+        let mut router = router("ndjson", "");
         for (offset, payload) in payloads.iter().enumerate() {
             let record = kafka_record(offset as i64, payload.clone());
             let Routed::Data { line, .. } = router.route(&record, 1_709_649_432_345) else {

@@ -138,7 +138,7 @@ impl Worker {
                 && !self.backpressure.paused()
                 && p.last_record.elapsed() >= sealer.idle_partition;
             let progress = Progress {
-                topic: tp.topic.clone(),
+                topic: tp.topic.to_string(),
                 partition: tp.partition,
                 landed_until,
                 idle,

@@ -410,11 +410,11 @@ impl Target<'_> {
         for q in files {
             match marks
                 .iter_mut()
-                .find(|m| m.topic == q.tp.topic && m.partition == q.tp.partition)
+                .find(|m| *m.topic == *q.tp.topic && m.partition == q.tp.partition)
             {
                 Some(m) => m.next_offset = m.next_offset.max(q.next_offset),
                 None => marks.push(PartitionMark {
-                    topic: q.tp.topic.clone(),
+                    topic: q.tp.topic.to_string(),
                     partition: q.tp.partition,
                     next_offset: q.next_offset,
                     epoch: q.epoch,
@@ -509,7 +509,7 @@ impl Worker {
                 epoch,
                 ..
             }) => {
-                let tp = TopicPartition { topic, partition };
+                let tp = TopicPartition::new(topic, partition);
                 let (fenced, rest): (Vec<_>, Vec<_>) =
                     done.files.into_iter().partition(|q| q.tp == tp);
                 tables.requeue(&done.table, rest);

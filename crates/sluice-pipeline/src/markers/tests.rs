@@ -52,7 +52,7 @@ fn pruning_keeps_what_later_offsets_need() {
 
 fn progress(tp: &TopicPartition, watermark: Option<i64>, idle: bool) -> Progress {
     Progress {
-        topic: tp.topic.clone(),
+        topic: tp.topic.to_string(),
         partition: tp.partition,
         landed_until: Some(1),
         idle,
