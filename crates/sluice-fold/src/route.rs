@@ -81,6 +81,11 @@ impl Router {
         }
     }
 
+    /// Whether routing reads a record's headers (its signal is named by one).
+    pub fn reads_headers(&self) -> bool {
+        matches!(self.signal_source, SignalSource::Header(_))
+    }
+
     /// `arrival_ms` stands in for the Kafka timestamp when a record has none. Mutable only
     /// to remember the signal names it has seen.
     pub fn route<'r>(&mut self, record: &'r Record, arrival_ms: i64) -> Routed<'r> {

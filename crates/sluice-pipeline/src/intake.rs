@@ -9,6 +9,7 @@ use std::time::Instant;
 use sluice_config::LateData;
 use sluice_core::{Granularity, TopicPartition, Window};
 use sluice_fold::{dead_letter_line, BufferKey, DeadReason, Routed, Target};
+use sluice_kafka::Received;
 
 use crate::markers::PartitionProgress;
 use crate::{now_ms, PipelineError, Worker};
@@ -43,15 +44,15 @@ pub(crate) struct Lateness {
 impl Worker {
     pub(crate) async fn on_record(
         &mut self,
-        record: sluice_core::Record,
+        received: Received<'_>,
         now: Now,
     ) -> Result<(), PipelineError> {
         // Records queue behind one that waits for the lake, so each partition stays in order.
         // Meanwhile fetching is paused but polling goes on, so the group keeps this worker
         // (and its rebalance callbacks run) however long the lake is down.
         if !self.waiting.is_empty() {
-            self.waiting.push(record);
-        } else if let Some(back) = self.on_record_routed(record, now).await? {
+            self.waiting.push(received.into_record());
+        } else if let Some(back) = self.on_record_routed(received, now).await? {
             tracing::warn!("lake unavailable for a listing; pausing until it answers");
             self.waiting.hold(back);
         }
@@ -65,19 +66,22 @@ impl Worker {
     /// its key (temporarily): nothing about it was recorded yet, so it can simply be retried.
     async fn on_record_routed(
         &mut self,
-        record: sluice_core::Record,
+        mut received: Received<'_>,
         now: Now,
     ) -> Result<Option<sluice_core::Record>, PipelineError> {
-        let tp = TopicPartition::new(record.topic.clone(), record.partition);
+        let tp = TopicPartition::new(received.topic.clone(), received.partition);
         match self.ownership.get_mut(&tp) {
             // Fetched before a revocation: its new owner handles it.
             None => return Ok(None),
             // Fetched before the pause took hold; routed once the claim is in.
             Some(owned) if !owned.ready => {
-                owned.waiting.push_back(record);
+                owned.waiting.push_back(received.into_record());
                 return Ok(None);
             }
             Some(_) => {}
+        }
+        if self.router.reads_headers() || self.landings.encoding.options.envelope.is_some() {
+            received.read_headers();
         }
         // Offsets arrive in order; one at or behind the last consumed is a second delivery of
         // a record already accounted for (buffered, landed or skipped): dropped, not doubled.
@@ -87,13 +91,13 @@ impl Worker {
             .expect("ledger lock")
             .get(&tp)
             .and_then(|l| l.last_consumed());
-        if last.is_some_and(|last| record.offset <= last) {
-            tracing::warn!(record = %record.coordinates(), ?last, "a record arrived again behind its partition's position; skipped");
+        if last.is_some_and(|last| received.offset <= last) {
+            tracing::warn!(record = %received.coordinates(), ?last, "a record arrived again behind its partition's position; skipped");
             return Ok(None);
         }
         let arrival = now.ms;
-        let routed = self.router.route(&record, arrival);
-        let (routed, late) = self.judge_lateness(&tp, record.offset, routed, now.at);
+        let routed = self.router.route(&received, arrival);
+        let (routed, late) = self.judge_lateness(&tp, received.offset, routed, now.at);
         let (target, line, dead) = match routed {
             Routed::Data {
                 signal,
@@ -103,9 +107,9 @@ impl Worker {
                 // The envelope keeps what the Avro record needs besides the payload.
                 let line = match self.landings.encoding.options.envelope {
                     Some(_) => Cow::Owned(sluice_format::envelope::line(
-                        record.timestamp_ms.unwrap_or(arrival),
-                        record.offset,
-                        &record.headers,
+                        received.timestamp_ms.unwrap_or(arrival),
+                        received.offset,
+                        &received.headers,
                         &line,
                     )),
                     None => line,
@@ -122,8 +126,8 @@ impl Worker {
                 // By the record's own timestamp, not arrival: a replay on another day must
                 // find the file it landed in before.
                 let window =
-                    Window::containing(record.timestamp_ms.unwrap_or(arrival), Granularity::Day);
-                let line = Cow::Owned(dead_letter_line(&record, &reason));
+                    Window::containing(received.timestamp_ms.unwrap_or(arrival), Granularity::Day);
+                let line = Cow::Owned(dead_letter_line(received.read_headers(), &reason));
                 (Some(Target::DeadLetter { window }), line, Some(reason))
             }
         };
@@ -139,7 +143,9 @@ impl Worker {
                         self.landed
                             .insert(key.clone(), ranges, |k| buffers.contains(k));
                     }
-                    Err(PipelineError::Lake(e)) if e.is_retryable() => return Ok(Some(record)),
+                    Err(PipelineError::Lake(e)) if e.is_retryable() => {
+                        return Ok(Some(received.into_record()))
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -147,9 +153,9 @@ impl Worker {
 
         self.metrics.records_consumed.inc();
         self.summary.records_consumed += 1;
-        let offset = record.offset;
+        let offset = received.offset;
         if let Some(reason) = &dead {
-            tracing::warn!(record = %record.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
+            tracing::warn!(record = %received.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
             self.metrics
                 .records_dead_lettered
                 .with_label_values(&[reason.label])
@@ -211,7 +217,7 @@ impl Worker {
         }
         let now = Now::read();
         while let Some(record) = self.waiting.pop() {
-            if let Some(back) = self.on_record_routed(record, now).await? {
+            if let Some(back) = self.on_record_routed(Received::owned(record), now).await? {
                 self.waiting.failed_again(back);
                 return Ok(());
             }

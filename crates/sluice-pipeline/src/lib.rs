@@ -467,8 +467,8 @@ impl Worker {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     let now = intake::Now::read();
-                    for record in batch.drain(..) {
-                        self.on_record(record, now).await?;
+                    for received in batch.drain(..) {
+                        self.on_record(received, now).await?;
                     }
                 }
             }

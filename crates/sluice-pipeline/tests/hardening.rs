@@ -186,3 +186,88 @@ async fn a_worker_stopped_during_a_rebalance_exits_in_bounded_time() {
         .unwrap();
     assert_hourly_once(&samples, lake.path(), &p);
 }
+
+/// Headers are read from the client only when a record needs them (a dead letter, a signal
+/// named by a header): a dead letter keeps them, whether routing or lateness made it one,
+/// and a pipeline that names signals by a header routes by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_reach_dead_letters_and_name_signals() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 1);
+    let with_headers = |mut record: Outgoing, sig: &str, trace: &str| {
+        record.headers = vec![
+            ("sig".into(), sig.as_bytes().to_vec()),
+            ("trace".into(), trace.as_bytes().to_vec()),
+        ];
+        record
+    };
+    let records = vec![
+        with_headers(
+            signal_at(0, 0, "2024-03-05T10:00:00Z"),
+            "cabin.humidity",
+            "t-0",
+        ),
+        with_headers(
+            signal_at(0, 1, "2024-03-05T12:00:00Z"),
+            "door.opened",
+            "t-1",
+        ),
+        // Its hour closed two hours ago: late.
+        with_headers(
+            signal_at(0, 2, "2024-03-05T09:00:00Z"),
+            "door.opened",
+            "t-2",
+        ),
+        with_headers(payload(0, "{not json".into()), "door.opened", "t-3"),
+    ];
+    produce(&kafka.bootstrap, TOPIC, &records).unwrap();
+
+    let lake = tempfile::tempdir().unwrap();
+    let mut p = pipeline(&kafka.bootstrap, lake.path(), "by-field", "");
+    p.window.late_data = sluice_config::LateData::DeadLetter;
+    let summary = run_until(&p, |m| m.records_consumed.get() >= 4)
+        .await
+        .unwrap();
+    assert_eq!(summary.records_landed, 2, "{summary:?}");
+    // The `trace` header, base64: "t-2" and "t-3".
+    let dead: Vec<_> = dead_letters(lake.path())
+        .iter()
+        .map(|d| {
+            let reason = d["reason"].as_str().unwrap().to_string();
+            (reason, d["headers_base64"]["trace"].clone())
+        })
+        .collect();
+    assert_eq!(
+        dead,
+        [
+            ("late".to_string(), serde_json::json!("dC0y")),
+            ("invalid_json".to_string(), serde_json::json!("dC0z"))
+        ]
+    );
+
+    let lake = tempfile::tempdir().unwrap();
+    let mut p = pipeline(&kafka.bootstrap, lake.path(), "by-header", "");
+    p.signal_source = sluice_config::SignalSource::Header("sig".into());
+    let summary = run_until(&p, |m| m.records_consumed.get() >= 4)
+        .await
+        .unwrap();
+    assert_eq!(summary.records_landed, 3, "{summary:?}");
+    let mut by_signal = std::collections::BTreeMap::new();
+    for (path, lines) in read_ndjson_tree(lake.path()) {
+        if !path.starts_with('_') {
+            let signal = path.split('/').next().unwrap().to_string();
+            *by_signal.entry(signal).or_insert(0) += lines.len();
+        }
+    }
+    assert_eq!(
+        by_signal.into_iter().collect::<Vec<_>>(),
+        [
+            ("cabin.humidity".to_string(), 1),
+            ("door.opened".to_string(), 2)
+        ]
+    );
+    assert_eq!(
+        dead_letters(lake.path())[0]["headers_base64"]["trace"],
+        "dC0z"
+    );
+}
