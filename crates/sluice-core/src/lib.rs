@@ -6,7 +6,7 @@ mod signal;
 mod window;
 
 pub use offsets::{LandedRanges, OffsetLedger, PartitionLedgers};
-pub use record::{Record, TopicPartition};
+pub use record::{Record, RecordView, TopicPartition};
 pub use signal::SignalName;
 pub use window::{Granularity, Window};
 mod template;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use sluice_config::{PlausibleTimes, SignalFilter, SignalSource, TimeKey, ValidatedPipeline};
-use sluice_core::{Granularity, Record, SignalName, TopicPartition, Window};
+use sluice_core::{Granularity, Record, RecordView, SignalName, TopicPartition, Window};
 use sluice_format::{DeclaredSchema, TimeUnit};
 
 use crate::names::SignalNames;
@@ -81,26 +81,25 @@ impl Router {
         }
     }
 
-    /// Whether routing reads a record's headers (its signal is named by one).
-    pub fn reads_headers(&self) -> bool {
-        matches!(self.signal_source, SignalSource::Header(_))
-    }
-
     /// `arrival_ms` stands in for the Kafka timestamp when a record has none. Mutable only
     /// to remember the signal names it has seen.
-    pub fn route<'r>(&mut self, record: &'r Record, arrival_ms: i64) -> Routed<'r> {
+    pub fn route<'r, R: RecordView + ?Sized>(
+        &mut self,
+        record: &'r R,
+        arrival_ms: i64,
+    ) -> Routed<'r> {
         match self.try_route(record, arrival_ms) {
             Ok(r) => r,
             Err(reason) => Routed::Dead(reason),
         }
     }
 
-    fn try_route<'r>(
+    fn try_route<'r, R: RecordView + ?Sized>(
         &mut self,
-        record: &'r Record,
+        record: &'r R,
         arrival_ms: i64,
     ) -> Result<Routed<'r>, DeadReason> {
-        let payload = match record.payload.as_deref() {
+        let payload = match record.payload() {
             None => return Err(DeadReason::new("tombstone", "the record has no payload")),
             Some(p) if p.iter().all(u8::is_ascii_whitespace) => {
                 return Err(DeadReason::new("empty", "the payload is empty"))
@@ -187,7 +186,7 @@ impl Router {
 
         // What a record's time is checked against: its Kafka timestamp (the same on every
         // replay), else the clock.
-        let kafka_ms = record.timestamp_ms.filter(|t| *t >= 0);
+        let kafka_ms = record.timestamp_ms().filter(|t| *t >= 0);
         let ts_ms = match &self.time {
             TimeKey::Ingestion => kafka_ms.unwrap_or(arrival_ms),
             TimeKey::Event { path, format } => {

@@ -20,7 +20,7 @@ use rdkafka::consumer::{
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use sluice_config::SourceSettings;
-use sluice_core::{PartitionLedgers, Record, TopicPartition};
+use sluice_core::{PartitionLedgers, Record, RecordView, TopicPartition};
 use sluice_telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -576,24 +576,34 @@ impl TopicNames {
     }
 }
 
-/// A record as received, its headers not read yet: librdkafka allocates to read them even
-/// when there are none (3 % of a drain's CPU in profiles), and most records never need them.
-/// The client's message is kept until they are read or the record is dropped.
+/// A record as received, its payload and headers still in the client's message: librdkafka
+/// allocates to read headers even when there are none (3 % of a drain's CPU in profiles),
+/// and a payload copy per record is one more allocation. Routing reads them in place
+/// ([`RecordView`]); they are copied only when the record is kept ([`Received::whole`]) —
+/// held back, waiting, or dead-lettered.
 pub struct Received<'s> {
+    /// Payload and headers empty while `message` is kept.
     record: Record,
-    /// `None` once the headers are in `record`.
     message: Option<BorrowedMessage<'s>>,
 }
 
 impl<'s> Received<'s> {
     fn new(msg: BorrowedMessage<'s>, names: &mut TopicNames) -> Self {
         Self {
-            record: record_without_headers(&msg, names),
+            record: Record {
+                topic: names.get(msg.topic()),
+                partition: msg.partition(),
+                offset: msg.offset(),
+                key: msg.key().map(<[u8]>::to_vec),
+                headers: Vec::new(),
+                payload: None,
+                timestamp_ms: msg.timestamp().to_millis(),
+            },
             message: Some(msg),
         }
     }
 
-    /// A record that is already whole, headers and all.
+    /// A record that is already whole.
     pub fn owned(record: Record) -> Self {
         Self {
             record,
@@ -601,26 +611,64 @@ impl<'s> Received<'s> {
         }
     }
 
-    /// The record with its headers: what a dead letter, a header signal or an envelope needs.
-    pub fn read_headers(&mut self) -> &Record {
+    pub fn topic(&self) -> &std::sync::Arc<str> {
+        &self.record.topic
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.record.partition
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.record.offset
+    }
+
+    /// `topic/partition/offset`, as [`Record::coordinates`].
+    pub fn coordinates(&self) -> String {
+        self.record.coordinates()
+    }
+
+    /// The whole record, payload and headers copied out of the client's message.
+    pub fn whole(&mut self) -> &Record {
         if let Some(msg) = self.message.take() {
             self.record.headers = headers(&msg);
+            self.record.payload = msg.payload().map(<[u8]>::to_vec);
         }
         &self.record
     }
 
+    /// The headers, once [`Received::whole`] has read them.
+    pub fn kept_headers(&self) -> Option<&[(String, Vec<u8>)]> {
+        self.message.is_none().then_some(&self.record.headers[..])
+    }
+
     pub fn into_record(mut self) -> Record {
-        self.read_headers();
+        self.whole();
         self.record
     }
 }
 
-/// The record's fields but its headers, which stay empty until [`Received::read_headers`].
-impl std::ops::Deref for Received<'_> {
-    type Target = Record;
+impl RecordView for Received<'_> {
+    fn payload(&self) -> Option<&[u8]> {
+        match &self.message {
+            Some(msg) => msg.payload(),
+            None => self.record.payload.as_deref(),
+        }
+    }
 
-    fn deref(&self) -> &Record {
-        &self.record
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        match &self.message {
+            Some(msg) => msg
+                .headers()?
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value),
+            None => self.record.header(name),
+        }
+    }
+
+    fn timestamp_ms(&self) -> Option<i64> {
+        self.record.timestamp_ms
     }
 }
 
@@ -639,23 +687,8 @@ fn headers(msg: &BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
         .unwrap_or_default()
 }
 
-fn record_without_headers(msg: &BorrowedMessage<'_>, names: &mut TopicNames) -> Record {
-    Record {
-        topic: names.get(msg.topic()),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        key: msg.key().map(<[u8]>::to_vec),
-        headers: Vec::new(),
-        payload: msg.payload().map(<[u8]>::to_vec),
-        timestamp_ms: msg.timestamp().to_millis(),
-    }
-}
-
-fn to_record(msg: &BorrowedMessage<'_>, names: &mut TopicNames) -> Record {
-    Record {
-        headers: headers(msg),
-        ..record_without_headers(msg, names)
-    }
+fn to_record(msg: BorrowedMessage<'_>, names: &mut TopicNames) -> Record {
+    Received::new(msg, names).into_record()
 }
 
 /// Offsets a group has committed, and the end offsets, for every partition of `topic`.

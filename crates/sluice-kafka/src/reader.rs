@@ -105,7 +105,7 @@ impl RangeReader {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(msg)) => {
                     last_record = Instant::now();
-                    let record = to_record(&msg, &mut names);
+                    let record = to_record(msg, &mut names);
                     let tp = TopicPartition::new(record.topic.clone(), record.partition);
                     let Some(&to) = left.get(&tp) else { continue };
                     if record.offset >= to {

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use sluice_config::LateData;
-use sluice_core::{Granularity, TopicPartition, Window};
+use sluice_core::{Granularity, RecordView, TopicPartition, Window};
 use sluice_fold::{dead_letter_line, BufferKey, DeadReason, Routed, Target};
 use sluice_kafka::Received;
 
@@ -69,7 +69,7 @@ impl Worker {
         mut received: Received<'_>,
         now: Now,
     ) -> Result<Option<sluice_core::Record>, PipelineError> {
-        let tp = TopicPartition::new(received.topic.clone(), received.partition);
+        let tp = TopicPartition::new(received.topic().clone(), received.partition());
         match self.ownership.get_mut(&tp) {
             // Fetched before a revocation: its new owner handles it.
             None => return Ok(None),
@@ -80,8 +80,9 @@ impl Worker {
             }
             Some(_) => {}
         }
-        if self.router.reads_headers() || self.landings.encoding.options.envelope.is_some() {
-            received.read_headers();
+        if self.landings.encoding.options.envelope.is_some() {
+            // The envelope line carries the headers.
+            received.whole();
         }
         // Offsets arrive in order; one at or behind the last consumed is a second delivery of
         // a record already accounted for (buffered, landed or skipped): dropped, not doubled.
@@ -91,13 +92,13 @@ impl Worker {
             .expect("ledger lock")
             .get(&tp)
             .and_then(|l| l.last_consumed());
-        if last.is_some_and(|last| received.offset <= last) {
+        if last.is_some_and(|last| received.offset() <= last) {
             tracing::warn!(record = %received.coordinates(), ?last, "a record arrived again behind its partition's position; skipped");
             return Ok(None);
         }
         let arrival = now.ms;
         let routed = self.router.route(&received, arrival);
-        let (routed, late) = self.judge_lateness(&tp, received.offset, routed, now.at);
+        let (routed, late) = self.judge_lateness(&tp, received.offset(), routed, now.at);
         let (target, line, dead) = match routed {
             Routed::Data {
                 signal,
@@ -107,9 +108,9 @@ impl Worker {
                 // The envelope keeps what the Avro record needs besides the payload.
                 let line = match self.landings.encoding.options.envelope {
                     Some(_) => Cow::Owned(sluice_format::envelope::line(
-                        received.timestamp_ms.unwrap_or(arrival),
-                        received.offset,
-                        &received.headers,
+                        received.timestamp_ms().unwrap_or(arrival),
+                        received.offset(),
+                        received.kept_headers().expect("whole before routing"),
                         &line,
                     )),
                     None => line,
@@ -125,9 +126,11 @@ impl Worker {
             Routed::Dead(reason) => {
                 // By the record's own timestamp, not arrival: a replay on another day must
                 // find the file it landed in before.
-                let window =
-                    Window::containing(received.timestamp_ms.unwrap_or(arrival), Granularity::Day);
-                let line = Cow::Owned(dead_letter_line(received.read_headers(), &reason));
+                let window = Window::containing(
+                    received.timestamp_ms().unwrap_or(arrival),
+                    Granularity::Day,
+                );
+                let line = Cow::Owned(dead_letter_line(received.whole(), &reason));
                 (Some(Target::DeadLetter { window }), line, Some(reason))
             }
         };
@@ -153,7 +156,7 @@ impl Worker {
 
         self.metrics.records_consumed.inc();
         self.summary.records_consumed += 1;
-        let offset = received.offset;
+        let offset = received.offset();
         if let Some(reason) = &dead {
             tracing::warn!(record = %received.coordinates(), reason = reason.label, detail = %reason.detail, "dead-lettering record");
             self.metrics

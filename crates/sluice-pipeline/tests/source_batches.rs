@@ -62,13 +62,13 @@ async fn batches_bring_every_record_once_in_order_and_stop_at_rebalances() {
         largest = largest.max(batch.len());
         for record in batch.drain(..) {
             assert!(
-                owned.contains(&record.partition),
+                owned.contains(&record.partition()),
                 "a record of partition {} came before its assignment",
-                record.partition
+                record.partition()
             );
-            seen.entry(record.partition)
+            seen.entry(record.partition())
                 .or_default()
-                .push(record.offset);
+                .push(record.offset());
         }
     }
     for (partition, offsets) in &seen {
