@@ -350,6 +350,11 @@ impl Inference {
     }
 
     fn widen_slot(&mut self, slot: &mut Kind, k: Kind, path: &dyn Fn() -> String) {
+        // Most values are of the kind their slot already has (or it is text already): what
+        // `widen` would give back is the slot as it is, so it is not taken apart and rebuilt.
+        if matches!(slot, Kind::Json) || *slot == k {
+            return;
+        }
         let old = std::mem::replace(slot, Kind::Null);
         *slot = widen(old, k, &mut self.conflicts, path);
     }

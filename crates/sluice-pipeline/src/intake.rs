@@ -138,10 +138,15 @@ impl Worker {
             tp: tp.clone(),
             target,
         });
+        // Whether this record is in a file that already landed: one lookup per record.
+        let mut already_landed = false;
         if let Some(key) = &key {
-            if self.landed.get(key).is_none() {
-                match self.landed_ranges(key).await {
+            let offset = received.offset();
+            match self.landed.get(key) {
+                Some(ranges) => already_landed = ranges.covers(offset),
+                None => match self.landed_ranges(key).await {
                     Ok(ranges) => {
+                        already_landed = ranges.covers(offset);
                         let buffers = &self.buffers;
                         self.landed
                             .insert(key.clone(), ranges, |k| buffers.contains(k));
@@ -150,7 +155,7 @@ impl Worker {
                         return Ok(Some(received.into_record()))
                     }
                     Err(e) => return Err(e),
-                }
+                },
             }
         }
 
@@ -171,7 +176,7 @@ impl Worker {
             self.mark_consumed(&tp, offset);
             return Ok(None);
         };
-        if self.landed.get(&key).is_some_and(|r| r.covers(offset)) {
+        if already_landed {
             // A replay after a crash or rebalance: this record is already in a landed file
             // (which the previous owner may not have noted in its progress).
             if let (
