@@ -6,6 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use sluice_telemetry::Metrics;
 use sluice_testkit::lake_files::{files_under, read_ndjson_tree};
 use sluice_testkit::sample::signal_at;
@@ -187,14 +188,15 @@ async fn a_worker_stopped_during_a_rebalance_exits_in_bounded_time() {
     assert_hourly_once(&samples, lake.path(), &p);
 }
 
-/// Headers are read from the client only when a record needs them (a dead letter, a signal
-/// named by a header): a dead letter keeps them, whether routing or lateness made it one,
-/// and a pipeline that names signals by a header routes by it.
+/// Keys and headers are read from the client only when a record needs them (a dead letter,
+/// a signal named by a header): a dead letter keeps them, whether routing or lateness made
+/// it one, and a pipeline that names signals by a header routes by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_reach_dead_letters_and_name_signals() {
     let kafka = MockKafka::start(1);
     kafka.create_topic(TOPIC, 1);
     let with_headers = |mut record: Outgoing, sig: &str, trace: &str| {
+        record.key = Some(trace.as_bytes().to_vec());
         record.headers = vec![
             ("sig".into(), sig.as_bytes().to_vec()),
             ("trace".into(), trace.as_bytes().to_vec()),
@@ -229,19 +231,20 @@ async fn headers_reach_dead_letters_and_name_signals() {
         .await
         .unwrap();
     assert_eq!(summary.records_landed, 2, "{summary:?}");
-    // The `trace` header, base64: "t-2" and "t-3".
+    // The `trace` header and the key, base64: "t-2" and "t-3".
     let dead: Vec<_> = dead_letters(lake.path())
         .iter()
         .map(|d| {
             let reason = d["reason"].as_str().unwrap().to_string();
-            (reason, d["headers_base64"]["trace"].clone())
+            let key = d["key_base64"].clone();
+            (reason, d["headers_base64"]["trace"].clone(), key)
         })
         .collect();
     assert_eq!(
         dead,
         [
-            ("late".to_string(), serde_json::json!("dC0y")),
-            ("invalid_json".to_string(), serde_json::json!("dC0z"))
+            ("late".to_string(), json!("dC0y"), json!("dC0y")),
+            ("invalid_json".to_string(), json!("dC0z"), json!("dC0z"))
         ]
     );
 
