@@ -8,7 +8,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_config::SourceSettings;
 use sluice_core::{Record, TopicPartition};
 
-use crate::{client_config, to_record, SourceError, TopicNames};
+use crate::received::{to_record, TopicNames};
+use crate::{client_config, SourceError};
 
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
