@@ -80,7 +80,7 @@ impl<'s> Received<'s> {
         self.record.coordinates()
     }
 
-    /// The whole record, payload and headers copied out of the client's message.
+    /// The whole record, key, payload and headers copied out of the client's message.
     pub fn whole(&mut self) -> &Record {
         if let Some(msg) = self.message.take() {
             self.record.key = msg.key().map(<[u8]>::to_vec);
@@ -111,11 +111,12 @@ impl RecordView for Received<'_> {
 
     fn header(&self, name: &str) -> Option<&[u8]> {
         match &self.message {
+            // As a whole record has it: the first header of that name, a null value empty.
             Some(msg) => msg
                 .headers()?
                 .iter()
                 .find(|h| h.key == name)
-                .and_then(|h| h.value),
+                .map(|h| h.value.unwrap_or_default()),
             None => self.record.header(name),
         }
     }
