@@ -139,25 +139,25 @@ impl Worker {
             target,
         });
         // Whether this record is in a file that already landed: one lookup per record.
-        let mut already_landed = false;
-        if let Some(key) = &key {
-            let offset = received.offset();
-            match self.landed.get(key) {
-                Some(ranges) => already_landed = ranges.covers(offset),
+        let already_landed = match &key {
+            None => false,
+            Some(key) => match self.landed.get(key) {
+                Some(ranges) => ranges.covers(received.offset()),
                 None => match self.landed_ranges(key).await {
                     Ok(ranges) => {
-                        already_landed = ranges.covers(offset);
+                        let covered = ranges.covers(received.offset());
                         let buffers = &self.buffers;
                         self.landed
                             .insert(key.clone(), ranges, |k| buffers.contains(k));
+                        covered
                     }
                     Err(PipelineError::Lake(e)) if e.is_retryable() => {
                         return Ok(Some(received.into_record()))
                     }
                     Err(e) => return Err(e),
                 },
-            }
-        }
+            },
+        };
 
         self.metrics.records_consumed.inc();
         self.summary.records_consumed += 1;
