@@ -7,6 +7,7 @@ use std::io::Write;
 use apache_avro::{Codec as AvroCodec, DeflateSettings, Schema, ZstandardSettings};
 use serde_json::{json, Value};
 
+use crate::deflate::Deflater;
 use crate::json::Node;
 
 use crate::read::Reading;
@@ -255,7 +256,8 @@ struct Blocks {
     codec: Codec,
     /// `sink.compression_level`, or the codec's default.
     level: Option<i32>,
-    deflate_level: flate2::Compression,
+    /// Only with the deflate codec (its match tables are ~1 MB).
+    deflater: Option<Deflater>,
     marker: [u8; 16],
     block: Vec<u8>,
     records: i64,
@@ -273,12 +275,11 @@ impl Blocks {
         let body: &[u8] = match codec(self.codec) {
             AvroCodec::Null => &self.block,
             AvroCodec::Deflate(_) => {
-                // Avro's deflate is raw RFC 1951 deflate; zlib-rs does it, at level 6 unless
-                // the pipeline chose another.
-                let mut z =
-                    flate2::write::DeflateEncoder::new(std::mem::take(scratch), self.deflate_level);
-                z.write_all(&self.block)?;
-                *scratch = z.finish()?;
+                // Avro's deflate is raw RFC 1951 deflate, at level 6 unless the pipeline
+                // chose another.
+                self.deflater
+                    .get_or_insert_with(|| Deflater::new(self.level))
+                    .raw_into(&self.block, scratch);
                 scratch
             }
             AvroCodec::Snappy => {
@@ -333,7 +334,7 @@ pub(crate) fn write(
     let mut blocks = Blocks {
         codec: opts.codec,
         level: opts.level,
-        deflate_level: opts.deflate_level(),
+        deflater: None,
         marker,
         block: Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4),
         records: 0,
