@@ -11,7 +11,8 @@
 //! is random (write-if-absent keeps the first copy either way).
 //!
 //! Writers stream into a [`Sink`]: compression and PGP encryption happen on the way, so no
-//! second whole copy of a file (uncompressed, or unencrypted) is ever held.
+//! second whole copy of a file (uncompressed, or unencrypted) is ever held. Bytes that are
+//! already whole (plain NDJSON lines, an Avro block) are deflated in one call instead.
 
 pub mod avro;
 mod csv;
