@@ -3,6 +3,7 @@
 
 mod buffers;
 mod event_time;
+mod lexer;
 mod lines;
 mod names;
 mod nesting;

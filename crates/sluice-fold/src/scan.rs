@@ -1,10 +1,10 @@
 //! Routing's one pass over a payload: it checks that the payload is one JSON object no
 //! deeper than the pipeline's nesting limit, and keeps the raw text of the few values routing
 //! needs (the signal field, the event time field). Nothing else is decoded and nothing is
-//! allocated on the way: strings and numbers elsewhere are only skipped (jiter checks their
-//! syntax; UTF-8 is checked once for the whole payload).
+//! allocated on the way (unless a key holds an escape): strings and numbers elsewhere are
+//! only checked and skipped by the [`Lexer`]; UTF-8 is checked once for the whole payload.
 
-use jiter::{Jiter, JiterError, Peek};
+use crate::lexer::{Lexer, SyntaxError};
 
 /// Why a payload cannot be routed.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,8 +16,8 @@ pub(crate) enum ScanError {
     Invalid(String),
 }
 
-impl From<JiterError> for ScanError {
-    fn from(e: JiterError) -> Self {
+impl From<SyntaxError> for ScanError {
+    fn from(e: SyntaxError) -> Self {
         ScanError::Invalid(e.to_string())
     }
 }
@@ -37,50 +37,56 @@ pub(crate) fn scan<'a>(
     let text = std::str::from_utf8(payload).map_err(|_| ScanError::NotUtf8)?;
     let mut walk = Walk {
         text,
-        j: Jiter::new(payload),
+        lexer: Lexer::new(payload),
         paths,
         found: [None; MAX_PATHS],
         max_nesting,
     };
-    let peek = walk.j.peek()?;
-    if peek != Peek::Object {
-        walk.j.known_skip(peek)?;
-        walk.j.finish()?;
+    let first = walk.lexer.peek()?;
+    if first != b'{' {
+        walk.value(first, 1, 0, 0)?;
+        walk.lexer.finish()?;
         return Err(ScanError::NotAnObject);
     }
     let all = (1u8 << paths.len()) - 1;
-    walk.value(peek, 1, all, 0)?;
-    walk.j.finish()?;
+    walk.value(first, 1, all, 0)?;
+    walk.lexer.finish()?;
     Ok(walk.found)
 }
 
 struct Walk<'a, 'p> {
     text: &'a str,
-    j: Jiter<'a>,
+    lexer: Lexer<'a>,
     paths: &'p [&'p [String]],
     found: [Option<&'a str>; MAX_PATHS],
     max_nesting: usize,
 }
 
 impl<'a> Walk<'a, '_> {
-    /// Walks one value at nesting `depth`. `on_path` has a bit per path whose first `level`
-    /// keys lead here; only objects are searched further.
+    /// Walks one value, starting with the byte `first`, at nesting `depth`. `on_path` has a
+    /// bit per path whose first `level` keys lead here; only objects are searched further.
     fn value(
         &mut self,
-        peek: Peek,
+        first: u8,
         depth: usize,
         on_path: u8,
         level: usize,
     ) -> Result<(), ScanError> {
-        match peek {
-            Peek::Object => {
+        match first {
+            b'{' => {
                 self.check_depth(depth)?;
-                let paths = self.paths;
-                let mut key = self
-                    .j
-                    .known_object()?
-                    .map(|k| matching(paths, k, on_path, level));
-                while let Some(matched) = key {
+                self.lexer.bump();
+                if self.lexer.peek()? == b'}' {
+                    self.lexer.bump();
+                    return Ok(());
+                }
+                loop {
+                    if self.lexer.peek()? != b'"' {
+                        return Err(self.lexer_error("expected a key"));
+                    }
+                    let key = self.lexer.key()?;
+                    let matched = matching(self.paths, &key, on_path, level);
+                    self.lexer.expect(b':', "expected ':' after a key")?;
                     // A later duplicate replaces what an earlier one found.
                     for i in bits(matched) {
                         self.found[i] = None;
@@ -88,32 +94,51 @@ impl<'a> Walk<'a, '_> {
                     let ends: u8 = bits(matched)
                         .filter(|&i| self.paths[i].len() == level + 1)
                         .fold(0, |m, i| m | 1 << i);
-                    let p = self.j.peek()?;
-                    let start = self.j.current_index();
-                    self.value(p, depth + 1, matched & !ends, level + 1)?;
-                    if ends != 0 && p != Peek::Null {
-                        let raw = &self.text[start..self.j.current_index()];
+                    let next = self.lexer.peek()?;
+                    let start = self.lexer.pos();
+                    self.value(next, depth + 1, matched & !ends, level + 1)?;
+                    if ends != 0 && next != b'n' {
+                        let raw = &self.text[start..self.lexer.pos()];
                         for i in bits(ends) {
                             self.found[i] = Some(raw);
                         }
                     }
-                    key = self
-                        .j
-                        .next_key()?
-                        .map(|k| matching(paths, k, on_path, level));
+                    match self.lexer.peek()? {
+                        b',' => self.lexer.bump(),
+                        b'}' => {
+                            self.lexer.bump();
+                            return Ok(());
+                        }
+                        _ => return Err(self.lexer_error("expected ',' or '}'")),
+                    }
                 }
             }
-            Peek::Array => {
+            b'[' => {
                 self.check_depth(depth)?;
-                let mut next = self.j.known_array()?;
-                while let Some(p) = next {
-                    self.value(p, depth + 1, 0, level)?;
-                    next = self.j.array_step()?;
+                self.lexer.bump();
+                if self.lexer.peek()? == b']' {
+                    self.lexer.bump();
+                    return Ok(());
+                }
+                loop {
+                    let next = self.lexer.peek()?;
+                    self.value(next, depth + 1, 0, level)?;
+                    match self.lexer.peek()? {
+                        b',' => self.lexer.bump(),
+                        b']' => {
+                            self.lexer.bump();
+                            return Ok(());
+                        }
+                        _ => return Err(self.lexer_error("expected ',' or ']'")),
+                    }
                 }
             }
-            scalar => self.j.known_skip(scalar)?,
+            scalar => Ok(self.lexer.scalar(scalar)?),
         }
-        Ok(())
+    }
+
+    fn lexer_error(&self, what: &str) -> ScanError {
+        ScanError::Invalid(format!("{what} at byte {}", self.lexer.pos()))
     }
 
     fn check_depth(&self, depth: usize) -> Result<(), ScanError> {

