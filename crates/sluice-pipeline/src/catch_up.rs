@@ -85,6 +85,8 @@ pub(crate) struct CatchUp {
     elsewhere: BTreeMap<TopicPartition, Elsewhere>,
     stall: Duration,
     next_group_check: Instant,
+    /// Whether the owned partitions were all read to their ends when last asked.
+    was_read_to_end: bool,
 }
 
 impl CatchUp {
@@ -101,6 +103,7 @@ impl CatchUp {
             next_report: Instant::now(),
             elsewhere: BTreeMap::new(),
             stall: FIRST_STALL,
+            was_read_to_end: false,
         }
     }
 
@@ -290,6 +293,24 @@ impl CatchUp {
 
 /// The worker's side of `--until-caught-up`: asking, each tick, whether the run is done.
 impl crate::Worker {
+    /// With `--until-caught-up`: whether the run just took a step towards its end that the
+    /// tick's checks should see now rather than up to a tick later — every owned partition
+    /// read to its end (first seen after `after_batch`), or, once they are, the last landing
+    /// done. Each tick's wait was a tenth of a 1 M-record run's time.
+    pub(crate) fn end_in_sight(&mut self, after_batch: bool) -> bool {
+        let Some(c) = &mut self.catch_up else {
+            return false;
+        };
+        if after_batch {
+            let now = c.read_to_end(&self.ledgers.lock().expect("ledger lock"));
+            let newly = now && !c.was_read_to_end;
+            c.was_read_to_end = now;
+            newly
+        } else {
+            c.was_read_to_end && self.landings.len() == 0
+        }
+    }
+
     /// With `--until-caught-up`: ends the run once every owned partition is landed and
     /// committed to its end and the group's other partitions are committed to theirs, or when
     /// the lake has been down past the patience.

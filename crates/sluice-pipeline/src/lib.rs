@@ -434,7 +434,12 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(done) = self.landings.next_done() => self.on_landed(done)?,
+                Some(done) = self.landings.next_done() => {
+                    self.on_landed(done)?;
+                    if self.end_in_sight(false) {
+                        tick.reset_immediately();
+                    }
+                }
                 Some(done) = self.claims.next_done() => self.on_claimed(done)?,
                 Some(done) = self.markers.next_done() => self.on_marker_round(done),
                 Some(done) = tables::next_commit(&mut self.tables) => self.on_table_commit(done)?,
@@ -469,6 +474,9 @@ impl Worker {
                     let now = intake::Now::read();
                     for received in batch.drain(..) {
                         self.on_record(received, now).await?;
+                    }
+                    if self.end_in_sight(true) {
+                        tick.reset_immediately();
                     }
                 }
             }
