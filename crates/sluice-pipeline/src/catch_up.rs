@@ -296,7 +296,8 @@ impl crate::Worker {
     /// With `--until-caught-up`: whether the run just took a step towards its end that the
     /// tick's checks should see now rather than up to a tick later — every owned partition
     /// read to its end (first seen after `after_batch`), or, once they are, the last landing
-    /// done. Each tick's wait was a tenth of a 1 M-record run's time.
+    /// or a marker round done. Each tick's wait was a tenth of a 1 M-record run's time, and
+    /// waiting for the next marker round (every 5 s) half of it with markers on.
     pub(crate) fn end_in_sight(&mut self, after_batch: bool) -> bool {
         let Some(c) = &mut self.catch_up else {
             return false;

@@ -437,11 +437,17 @@ impl Worker {
                 Some(done) = self.landings.next_done() => {
                     self.on_landed(done)?;
                     if self.end_in_sight(false) {
+                        self.markers.hurry();
                         tick.reset_immediately();
                     }
                 }
                 Some(done) = self.claims.next_done() => self.on_claimed(done)?,
-                Some(done) = self.markers.next_done() => self.on_marker_round(done),
+                Some(done) = self.markers.next_done() => {
+                    self.on_marker_round(done);
+                    if self.end_in_sight(false) {
+                        tick.reset_immediately();
+                    }
+                }
                 Some(done) = tables::next_commit(&mut self.tables) => self.on_table_commit(done)?,
                 _ = tick.tick() => {
                     // Rebalances happen inside `recv` even when no record follows them.

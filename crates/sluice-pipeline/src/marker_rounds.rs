@@ -26,6 +26,13 @@ impl MarkerRounds {
         self.sealer.as_ref()
     }
 
+    /// Makes the next round due now (once the one in flight, if any, is done): with
+    /// `--until-caught-up`, the last landings' offsets wait for a round to write their
+    /// progress, and the run for their commit.
+    pub(crate) fn hurry(&mut self) {
+        self.next_round = Instant::now();
+    }
+
     /// The sealer, when no round runs and the next one is due (the next is then scheduled).
     fn due(&mut self) -> Option<Arc<Sealer>> {
         let sealer = self.sealer.clone()?;
