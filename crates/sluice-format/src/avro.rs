@@ -336,7 +336,8 @@ pub(crate) fn write(
         level: opts.level,
         deflater: None,
         marker,
-        block: Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4),
+        // A small file's block is sized to it (it grows if need be).
+        block: Vec::with_capacity((BLOCK_BYTES + BLOCK_BYTES / 4).min(ndjson.len())),
         records: 0,
         scratch: Vec::new(),
     };
