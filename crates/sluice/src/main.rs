@@ -139,8 +139,26 @@ fn tune_malloc() {
     }
 }
 
+/// Returns freed heap memory to the system once a second. Blocks below the mmap threshold
+/// (buffers' 64 KiB LZ4 blocks, parsed chunks) come and go in the heap, and the holes they
+/// leave stayed resident, so peak RSS grew with the length of a drain (BENCHMARKS.md).
+fn trim_malloc_periodically() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            // SAFETY: malloc_trim only releases free memory; safe from any thread.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        })
+        .expect("start the malloc-trim thread");
+}
+
 fn main() -> ExitCode {
     tune_malloc();
+    trim_malloc_periodically();
     let cli = Cli::parse();
     // The demo prints its own summary; per-file logs would bury it.
     let default_level = if matches!(cli.command, Command::Demo { .. }) {
