@@ -66,11 +66,6 @@ impl<'a> Lexer<'a> {
         self.error("unexpected end of the payload")
     }
 
-    /// Consumes the byte `peek` returned.
-    pub(crate) fn bump(&mut self) {
-        self.pos += 1;
-    }
-
     /// Consumes `byte` (after whitespace) or fails.
     pub(crate) fn expect(&mut self, byte: u8, what: &'static str) -> Lexed<()> {
         if self.peek()? == byte {
@@ -78,6 +73,34 @@ impl<'a> Lexer<'a> {
             Ok(())
         } else {
             self.error(what)
+        }
+    }
+
+    /// Consumes the `{` or `[` at hand; returns whether the container is empty (its `close`
+    /// consumed too).
+    pub(crate) fn open(&mut self, close: u8) -> Lexed<bool> {
+        self.pos += 1;
+        let empty = self.peek()? == close;
+        if empty {
+            self.pos += 1;
+        }
+        Ok(empty)
+    }
+
+    /// After a container's item: consumes a `,` (false: another item follows) or its `close`
+    /// (true).
+    pub(crate) fn closed(&mut self, close: u8) -> Lexed<bool> {
+        match self.peek()? {
+            b',' => {
+                self.pos += 1;
+                Ok(false)
+            }
+            b if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ if close == b'}' => self.error("expected ',' or '}'"),
+            _ => self.error("expected ',' or ']'"),
         }
     }
 
@@ -89,8 +112,11 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// A key, at its opening quote: its text, unescaped.
+    /// A key (after whitespace): its text, unescaped.
     pub(crate) fn key(&mut self) -> Lexed<Cow<'a, str>> {
+        if self.peek()? != b'"' {
+            return self.error("expected a key");
+        }
         let start = self.pos + 1;
         let escaped = self.string()?;
         let raw = &self.text[start..self.pos - 1];

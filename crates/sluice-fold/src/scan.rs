@@ -75,15 +75,10 @@ impl<'a> Walk<'a, '_> {
         match first {
             b'{' => {
                 self.check_depth(depth)?;
-                self.lexer.bump();
-                if self.lexer.peek()? == b'}' {
-                    self.lexer.bump();
+                if self.lexer.open(b'}')? {
                     return Ok(());
                 }
                 loop {
-                    if self.lexer.peek()? != b'"' {
-                        return Err(self.lexer_error("expected a key"));
-                    }
                     let key = self.lexer.key()?;
                     let matched = matching(self.paths, &key, on_path, level);
                     self.lexer.expect(b':', "expected ':' after a key")?;
@@ -103,42 +98,26 @@ impl<'a> Walk<'a, '_> {
                             self.found[i] = Some(raw);
                         }
                     }
-                    match self.lexer.peek()? {
-                        b',' => self.lexer.bump(),
-                        b'}' => {
-                            self.lexer.bump();
-                            return Ok(());
-                        }
-                        _ => return Err(self.lexer_error("expected ',' or '}'")),
+                    if self.lexer.closed(b'}')? {
+                        return Ok(());
                     }
                 }
             }
             b'[' => {
                 self.check_depth(depth)?;
-                self.lexer.bump();
-                if self.lexer.peek()? == b']' {
-                    self.lexer.bump();
+                if self.lexer.open(b']')? {
                     return Ok(());
                 }
                 loop {
                     let next = self.lexer.peek()?;
                     self.value(next, depth + 1, 0, level)?;
-                    match self.lexer.peek()? {
-                        b',' => self.lexer.bump(),
-                        b']' => {
-                            self.lexer.bump();
-                            return Ok(());
-                        }
-                        _ => return Err(self.lexer_error("expected ',' or ']'")),
+                    if self.lexer.closed(b']')? {
+                        return Ok(());
                     }
                 }
             }
             scalar => Ok(self.lexer.scalar(scalar)?),
         }
-    }
-
-    fn lexer_error(&self, what: &str) -> ScanError {
-        ScanError::Invalid(format!("{what} at byte {}", self.lexer.pos()))
     }
 
     fn check_depth(&self, depth: usize) -> Result<(), ScanError> {
