@@ -256,7 +256,8 @@ struct Blocks {
     codec: Codec,
     /// `sink.compression_level`, or the codec's default.
     level: Option<i32>,
-    /// Only with the deflate codec (its match tables are ~1 MB).
+    deflate_level: flate2::Compression,
+    /// Made at the first deflate block (its match tables are ~1 MB).
     deflater: Option<Deflater>,
     marker: [u8; 16],
     block: Vec<u8>,
@@ -278,7 +279,7 @@ impl Blocks {
                 // Avro's deflate is raw RFC 1951 deflate, at level 6 unless the pipeline
                 // chose another.
                 self.deflater
-                    .get_or_insert_with(|| Deflater::new(self.level))
+                    .get_or_insert_with(|| Deflater::new(self.deflate_level))
                     .raw_into(&self.block, scratch);
                 scratch
             }
@@ -334,6 +335,7 @@ pub(crate) fn write(
     let mut blocks = Blocks {
         codec: opts.codec,
         level: opts.level,
+        deflate_level: opts.deflate_level(),
         deflater: None,
         marker,
         // A small file's block is sized to it (it grows if need be).

@@ -13,10 +13,10 @@ pub(crate) struct Deflater {
 }
 
 impl Deflater {
-    /// At the pipeline's `sink.compression_level` (clamped to 1–9, as zlib's), else 6.
-    pub(crate) fn new(level: Option<i32>) -> Self {
-        let level = level.map_or(6, |l| l.clamp(1, 9));
-        let level = CompressionLvl::new(level).expect("levels 1-9 are libdeflate levels");
+    /// At `level`: [`crate::EncodeOptions::deflate_level`], the same for zlib and libdeflate.
+    pub(crate) fn new(level: flate2::Compression) -> Self {
+        let level = CompressionLvl::new(level.level() as i32)
+            .expect("zlib's levels 0-9 are libdeflate levels");
         Self {
             compressor: Compressor::new(level),
         }
@@ -64,7 +64,9 @@ mod tests {
     fn gzip_and_raw_read_back_with_zlib_at_every_level() {
         let input = sample();
         for level in [None, Some(1), Some(9), Some(0), Some(42)] {
-            let mut d = Deflater::new(level);
+            let mut opts = crate::EncodeOptions::new(crate::FileFormat::Ndjson, crate::Codec::Gzip);
+            opts.level = level;
+            let mut d = Deflater::new(opts.deflate_level());
             let gz = d.gzip(&input);
             assert!(gz.len() < input.len() / 3, "{level:?}: {}", gz.len());
             let mut back = Vec::new();
@@ -87,10 +89,10 @@ mod tests {
     fn gzip_is_deterministic_and_handles_empty_input() {
         let input = sample();
         assert_eq!(
-            Deflater::new(None).gzip(&input),
-            Deflater::new(None).gzip(&input)
+            Deflater::new(flate2::Compression::default()).gzip(&input),
+            Deflater::new(flate2::Compression::default()).gzip(&input)
         );
-        let gz = Deflater::new(None).gzip(b"");
+        let gz = Deflater::new(flate2::Compression::default()).gzip(b"");
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_end(&mut back)

@@ -99,30 +99,39 @@ pub fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeErro
 fn write_file(ndjson: &[u8], opts: &EncodeOptions, out: Sink) -> Result<Written, EncodeError> {
     match (opts.format, opts.envelope) {
         (FileFormat::Avro, Some(envelope)) => envelope::write(ndjson, envelope, opts.codec, out),
-        // The lines are already whole: gzip them in one call, not through a stream.
-        (FileFormat::Ndjson, _) if opts.codec == Codec::Gzip && opts.columns.is_none() => {
-            out.write_all(&deflate::Deflater::new(opts.level).gzip(ndjson))?;
-            Ok(Written {
-                rows: table::lines(ndjson).count() as u64,
-                conflicts: Vec::new(),
-            })
-        }
-        (FileFormat::Ndjson, _) => compressed(opts, out, |out| ndjson_file(ndjson, opts, out)),
+        (FileFormat::Ndjson, _) => match &opts.columns {
+            None => plain_ndjson_file(ndjson, opts, out),
+            Some(columns) => compressed(opts, out, |out| mapped_ndjson_file(ndjson, columns, out)),
+        },
         (FileFormat::Csv, _) => compressed(opts, out, |out| csv::write(ndjson, opts, out)),
         (FileFormat::Avro, None) => avro::write(ndjson, opts, out),
         (FileFormat::Parquet, _) => parquet::write(ndjson, opts, out),
     }
 }
 
-/// NDJSON passes lines through untouched unless a mapping selects and renames fields.
-fn ndjson_file(ndjson: &[u8], opts: &EncodeOptions, out: Sink) -> Result<Written, EncodeError> {
-    let Some(columns) = &opts.columns else {
-        out.write_all(ndjson)?;
-        return Ok(Written {
-            rows: table::lines(ndjson).count() as u64,
-            conflicts: Vec::new(),
-        });
-    };
+/// NDJSON without a mapping: the lines untouched. They are already whole, so gzip takes
+/// them in one call rather than through a stream.
+fn plain_ndjson_file(
+    ndjson: &[u8],
+    opts: &EncodeOptions,
+    out: Sink,
+) -> Result<Written, EncodeError> {
+    match opts.codec {
+        Codec::Gzip => out.write_all(&deflate::Deflater::new(opts.deflate_level()).gzip(ndjson))?,
+        _ => compressed(opts, out, |out| Ok(out.write_all(ndjson)?))?,
+    }
+    Ok(Written {
+        rows: table::lines(ndjson).count() as u64,
+        conflicts: Vec::new(),
+    })
+}
+
+/// NDJSON with a mapping: the mapped fields of each line, renamed.
+fn mapped_ndjson_file(
+    ndjson: &[u8],
+    columns: &[Column],
+    out: Sink,
+) -> Result<Written, EncodeError> {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut rows = 0u64;
     let mut projected = String::new();
