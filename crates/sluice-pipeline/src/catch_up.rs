@@ -293,23 +293,26 @@ impl CatchUp {
 
 /// The worker's side of `--until-caught-up`: asking, each tick, whether the run is done.
 impl crate::Worker {
-    /// With `--until-caught-up`: whether the run just took a step towards its end that the
-    /// tick's checks should see now rather than up to a tick later — every owned partition
-    /// read to its end (first seen after `after_batch`), or, once they are, the last landing
-    /// or a marker round done. Each tick's wait was a tenth of a 1 M-record run's time, and
-    /// waiting for the next marker round (every 5 s) half of it with markers on.
-    pub(crate) fn end_in_sight(&mut self, after_batch: bool) -> bool {
+    /// With `--until-caught-up`: whether every owned partition has just been read to its end
+    /// (false again until that changes). The tick's checks should then run at once rather
+    /// than up to a tick later: each tick's wait was a tenth of a 1 M-record run's time.
+    pub(crate) fn newly_read_to_end(&mut self) -> bool {
         let Some(c) = &mut self.catch_up else {
             return false;
         };
-        if after_batch {
-            let now = c.read_to_end(&self.ledgers.lock().expect("ledger lock"));
-            let newly = now && !c.was_read_to_end;
-            c.was_read_to_end = now;
-            newly
-        } else {
-            c.was_read_to_end && self.landings.len() == 0
-        }
+        let now = c.read_to_end(&self.ledgers.lock().expect("ledger lock"));
+        let newly = now && !c.was_read_to_end;
+        c.was_read_to_end = now;
+        newly
+    }
+
+    /// With `--until-caught-up`: whether everything is read and nothing is landing, so the
+    /// last landing (or the marker round after it, whose progress the commit waits for; up
+    /// to 5 s away with markers on) has just finished and the run may be at its end.
+    pub(crate) fn all_landed_at_end(&self) -> bool {
+        self.catch_up
+            .as_ref()
+            .is_some_and(|c| c.was_read_to_end && self.landings.len() == 0)
     }
 
     /// With `--until-caught-up`: ends the run once every owned partition is landed and

@@ -436,7 +436,7 @@ impl Worker {
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(done) = self.landings.next_done() => {
                     self.on_landed(done)?;
-                    if self.end_in_sight(false) {
+                    if self.all_landed_at_end() {
                         self.markers.hurry();
                         tick.reset_immediately();
                     }
@@ -444,7 +444,7 @@ impl Worker {
                 Some(done) = self.claims.next_done() => self.on_claimed(done)?,
                 Some(done) = self.markers.next_done() => {
                     self.on_marker_round(done);
-                    if self.end_in_sight(false) {
+                    if self.all_landed_at_end() {
                         tick.reset_immediately();
                     }
                 }
@@ -481,7 +481,7 @@ impl Worker {
                     for received in batch.drain(..) {
                         self.on_record(received, now).await?;
                     }
-                    if self.end_in_sight(true) {
+                    if self.newly_read_to_end() {
                         tick.reset_immediately();
                     }
                 }
