@@ -117,14 +117,15 @@ impl<'a> Lexer<'a> {
         if self.peek()? != b'"' {
             return self.error("expected a key");
         }
-        let start = self.pos + 1;
+        let start = self.pos;
         let escaped = self.string()?;
-        let raw = &self.text[start..self.pos - 1];
-        let raw = std::str::from_utf8(raw).expect("the caller checked UTF-8");
+        let literal =
+            std::str::from_utf8(&self.text[start..self.pos]).expect("the caller checked UTF-8");
         Ok(if escaped {
-            Cow::Owned(unescape(raw))
+            // Rare: serde_json resolves the escapes this lexer has checked.
+            Cow::Owned(serde_json::from_str(literal).expect("a checked JSON string"))
         } else {
-            Cow::Borrowed(raw)
+            Cow::Borrowed(&literal[1..literal.len() - 1])
         })
     }
 
@@ -260,43 +261,6 @@ impl<'a> Lexer<'a> {
         }
         Ok(())
     }
-}
-
-/// A key's text with its escapes resolved (the lexer has checked them).
-fn unescape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some('u') => {
-                fn unit(chars: &mut std::str::Chars) -> u32 {
-                    let hex: String = chars.take(4).collect();
-                    u32::from_str_radix(&hex, 16).expect("checked hex")
-                }
-                let high = unit(&mut chars);
-                let code = if (0xD800..0xDC00).contains(&high) {
-                    chars.by_ref().take(2).for_each(drop); // the low half's `\u`
-                    0x1_0000 + ((high - 0xD800) << 10) + (unit(&mut chars) - 0xDC00)
-                } else {
-                    high
-                };
-                out.push(char::from_u32(code).expect("checked surrogates"));
-            }
-            // `"`, `\` and `/` stand for themselves.
-            Some(other) => out.push(other),
-            None => {}
-        }
-    }
-    out
 }
 
 #[cfg(test)]
