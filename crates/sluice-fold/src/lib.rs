@@ -3,7 +3,6 @@
 
 mod buffers;
 mod event_time;
-mod lexer;
 mod lines;
 mod names;
 mod nesting;

@@ -4,7 +4,7 @@
 //! allocated on the way (unless a key holds an escape): strings and numbers elsewhere are
 //! only checked and skipped by the [`Lexer`]; UTF-8 is checked once for the whole payload.
 
-use crate::lexer::{Lexer, SyntaxError};
+use sluice_format::lexer::{Lexer, SyntaxError};
 
 /// Why a payload cannot be routed.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +37,7 @@ pub(crate) fn scan<'a>(
     let text = std::str::from_utf8(payload).map_err(|_| ScanError::NotUtf8)?;
     let mut walk = Walk {
         text,
-        lexer: Lexer::new(payload),
+        lexer: Lexer::new(text),
         paths,
         found: [None; MAX_PATHS],
         max_nesting,

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use jiter::{Jiter, JiterError, Peek};
+use crate::lexer::{Lexer, SyntaxError};
 
 /// How deep a line may nest before reading it gives up. Routing admits 24 levels
 /// (`sluice_fold::MAX_NESTING`); this only keeps an unrouted line from exhausting the stack.
@@ -55,16 +55,23 @@ pub fn parse(line: &[u8]) -> Result<Node<'_>, String> {
 }
 
 fn read(line: &[u8]) -> Result<Node<'_>, Failure> {
-    let mut j = Jiter::new(line);
-    let peek = j.peek()?;
-    let node = value(&mut j, line, peek, 1)?;
-    j.finish()?;
+    let mut lex = lexer(line)?;
+    let first = lex.peek()?;
+    let node = value(&mut lex, first, 1)?;
+    lex.finish()?;
     Ok(node)
+}
+
+/// A lexer over `line`, once the line is checked to be UTF-8 (the lexer relies on it).
+pub(crate) fn lexer(line: &[u8]) -> Result<Lexer<'_>, Failure> {
+    let text = std::str::from_utf8(line).map_err(|_| Failure::NotUtf8)?;
+    Ok(Lexer::new(text))
 }
 
 /// Why a line could not be read.
 pub(crate) enum Failure {
-    Json(JiterError),
+    Json(SyntaxError),
+    NotUtf8,
     TooDeep,
 }
 
@@ -72,88 +79,70 @@ impl Failure {
     pub(crate) fn describe(self) -> String {
         match self {
             Failure::Json(e) => e.to_string(),
+            Failure::NotUtf8 => "not valid UTF-8".to_string(),
             Failure::TooDeep => format!("arrays and objects nest deeper than {MAX_DEPTH} levels"),
         }
     }
 }
 
-impl From<JiterError> for Failure {
-    fn from(e: JiterError) -> Self {
+impl From<SyntaxError> for Failure {
+    fn from(e: SyntaxError) -> Self {
         Failure::Json(e)
     }
 }
 
-pub(crate) fn value<'a>(
-    j: &mut Jiter<'a>,
-    data: &'a [u8],
-    peek: Peek,
-    depth: usize,
-) -> Result<Node<'a>, Failure> {
-    Ok(match peek {
-        Peek::Null => {
-            j.known_null()?;
-            Node::Null
-        }
-        Peek::True | Peek::False => Node::Bool(j.known_bool(peek)?),
-        Peek::String => Node::Str(borrowed(data, j.known_str()?)),
-        Peek::Array => {
+/// The value starting with the byte `first` (the lexer's `peek`), at nesting `depth`.
+pub(crate) fn value<'a>(lex: &mut Lexer<'a>, first: u8, depth: usize) -> Result<Node<'a>, Failure> {
+    Ok(match first {
+        b'{' => {
             if depth > MAX_DEPTH {
                 return Err(Failure::TooDeep);
             }
-            let mut next = j.known_array()?;
-            // Sized once for a typical array rather than grown 4 → 8 → 16 (reallocs showed
-            // at ~10 % of a Parquet encode).
-            let mut items = Vec::with_capacity(if next.is_some() { 8 } else { 0 });
-            while let Some(p) = next {
-                items.push(value(j, data, p, depth + 1)?);
-                next = j.array_step()?;
-            }
-            Node::Array(items)
-        }
-        Peek::Object => {
-            if depth > MAX_DEPTH {
-                return Err(Failure::TooDeep);
-            }
-            let mut key = j.known_object()?.map(|k| borrowed(data, k));
-            let mut entries = Vec::with_capacity(if key.is_some() { 16 } else { 0 });
-            while let Some(k) = key {
-                let p = j.peek()?;
-                entries.push((k, value(j, data, p, depth + 1)?));
-                key = j.next_key()?.map(|k| borrowed(data, k));
+            let mut entries = Vec::new();
+            if !lex.open(b'}')? {
+                // Sized once for a typical object rather than grown 4 → 8 → 16.
+                entries.reserve(8);
+                loop {
+                    let key = lex.key()?;
+                    lex.expect(b':', "expected ':' after a key")?;
+                    let next = lex.peek()?;
+                    entries.push((key, value(lex, next, depth + 1)?));
+                    if lex.closed(b'}')? {
+                        break;
+                    }
+                }
             }
             Node::Object(entries)
         }
-        _ => {
-            // jiter refuses NaN and Infinity unless asked to allow them: only JSON numbers.
-            let text = j.known_number_bytes(peek)?;
-            match borrowed_bytes(data, text) {
-                Some(t) => Node::Number(Cow::Borrowed(t)),
-                // Digits, a sign, a point and exponents: always ASCII.
-                None => Node::Number(Cow::Owned(String::from_utf8_lossy(text).into_owned())),
+        b'[' => {
+            if depth > MAX_DEPTH {
+                return Err(Failure::TooDeep);
+            }
+            let mut items = Vec::new();
+            if !lex.open(b']')? {
+                // Sized once for a typical array (reallocs showed at ~10 % of a Parquet encode).
+                items.reserve(8);
+                loop {
+                    let next = lex.peek()?;
+                    items.push(value(lex, next, depth + 1)?);
+                    if lex.closed(b']')? {
+                        break;
+                    }
+                }
+            }
+            Node::Array(items)
+        }
+        b'"' => Node::Str(lex.string()?),
+        b'-' | b'0'..=b'9' => Node::Number(Cow::Borrowed(lex.number()?)),
+        literal => {
+            lex.scalar(literal)?;
+            match literal {
+                b't' => Node::Bool(true),
+                b'f' => Node::Bool(false),
+                _ => Node::Null,
             }
         }
     })
-}
-
-/// `s` as a borrow of `data` when jiter returned it from there (no escapes), else a copy.
-fn borrowed<'a>(data: &'a [u8], s: &str) -> Cow<'a, str> {
-    match within(data, s.as_bytes()) {
-        // SAFETY: the very bytes of `s` (same address and length), which is a `str`: checking
-        // them again as UTF-8 showed at ~4 % of a Parquet encode.
-        Some(b) => Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(b) }),
-        None => Cow::Owned(s.to_owned()),
-    }
-}
-
-/// Number text jiter returned from `data`, with the line's lifetime.
-fn borrowed_bytes<'a>(data: &'a [u8], s: &[u8]) -> Option<&'a str> {
-    std::str::from_utf8(within(data, s)?).ok()
-}
-
-/// `s` as a slice of `data`, when it is one.
-fn within<'a>(data: &'a [u8], s: &[u8]) -> Option<&'a [u8]> {
-    let start = (s.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
-    data.get(start..start.checked_add(s.len())?)
 }
 
 impl<'a> Node<'a> {

@@ -20,6 +20,7 @@ mod deflate;
 pub mod envelope;
 pub mod inspect;
 pub mod json;
+pub mod lexer;
 mod options;
 mod parquet;
 pub mod pgp;

@@ -7,8 +7,6 @@
 //! parse). A file of at most [`CHUNK_ROWS`] lines — most files of a busy pipeline, which
 //! spreads its records over signals, windows and partitions — is parsed once.
 
-use jiter::{Jiter, Peek};
-
 use crate::json::{self, Node};
 use crate::options::EncodeOptions;
 use crate::schema::{Fields, Inference, Kind};
@@ -110,25 +108,32 @@ fn read_observing<'a>(
     fields: &mut Fields,
     columns: &mut Columns<'a>,
 ) -> Option<()> {
-    let mut j = Jiter::new(line);
-    if j.peek().ok()? != Peek::Object {
+    let mut lex = json::lexer(line).ok()?;
+    if lex.peek().ok()? != b'{' {
         return None;
     }
     for c in columns.iter_mut() {
         c.push(None);
     }
-    let mut key = j.known_object().ok()?.map(|k| fields.slot_hinted(k, 0));
-    while let Some(i) = key {
-        let p = j.peek().ok()?;
-        let v = json::value(&mut j, line, p, 2).ok()?;
-        inference.observe_field(fields, i, &v);
-        if i == columns.len() {
-            columns.push(vec![None; row + 1]);
+    if !lex.open(b'}').ok()? {
+        let mut hint = 0;
+        loop {
+            let i = fields.slot_hinted(&lex.key().ok()?, hint);
+            hint = i + 1;
+            lex.expect(b':', "expected ':' after a key").ok()?;
+            let first = lex.peek().ok()?;
+            let v = json::value(&mut lex, first, 2).ok()?;
+            inference.observe_field(fields, i, &v);
+            if i == columns.len() {
+                columns.push(vec![None; row + 1]);
+            }
+            columns[i][row] = (!v.is_null()).then_some(v);
+            if lex.closed(b'}').ok()? {
+                break;
+            }
         }
-        columns[i][row] = (!v.is_null()).then_some(v);
-        key = j.next_key().ok()?.map(|k| fields.slot_hinted(k, i + 1));
     }
-    j.finish().ok()
+    lex.finish().ok()
 }
 
 #[cfg(test)]

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use jiter::{Jiter, Peek};
-
 use crate::json::{self, Failure, Node, NumberKind};
+use crate::lexer::Lexer;
 use crate::options::TimeUnit;
 
 /// The type of one value or column. Every column is nullable: JSON fields come and go.
@@ -196,12 +195,12 @@ impl Inference {
     /// conflicts and errors as `observe` of `json::parse`.
     pub fn observe_line(&mut self, schema: Kind, line: &[u8]) -> Result<Kind, String> {
         let mut slot = schema;
-        let mut j = Jiter::new(line);
         let conflicts = self.conflicts.len();
         let read: Result<(), Failure> = (|| {
-            let peek = j.peek()?;
-            self.widen_from(&mut slot, &mut j, peek, 1, &String::new)?;
-            j.finish()?;
+            let mut lex = json::lexer(line)?;
+            let first = lex.peek()?;
+            self.widen_from(&mut slot, &mut lex, first, 1, &String::new)?;
+            lex.finish()?;
             Ok(())
         })();
         if let Err(e) = read {
@@ -212,26 +211,17 @@ impl Inference {
         Ok(slot)
     }
 
-    /// `widen_into` for the value `j` is at.
+    /// `widen_into` for the value the lexer is at, which starts with the byte `first`.
     fn widen_from(
         &mut self,
         slot: &mut Kind,
-        j: &mut Jiter,
-        peek: Peek,
+        lex: &mut Lexer,
+        first: u8,
         depth: usize,
         path: &dyn Fn() -> String,
     ) -> Result<(), Failure> {
-        match peek {
-            Peek::Null => j.known_null()?,
-            Peek::True | Peek::False => {
-                j.known_bool(peek)?;
-                self.widen_slot(slot, Kind::Bool, path);
-            }
-            Peek::String => {
-                let k = self.string_kind(j.known_str()?);
-                self.widen_slot(slot, k, path);
-            }
-            Peek::Array => {
+        match first {
+            b'[' => {
                 if depth > json::MAX_DEPTH {
                     return Err(Failure::TooDeep);
                 }
@@ -245,16 +235,20 @@ impl Inference {
                     unreachable!("a list")
                 };
                 let inner = || format!("{}[]", path());
-                let mut next = j.known_array()?;
-                while let Some(p) = next {
-                    self.widen_from(elem, j, p, depth + 1, &inner)?;
-                    next = j.array_step()?;
+                if !lex.open(b']')? {
+                    loop {
+                        let next = lex.peek()?;
+                        self.widen_from(elem, lex, next, depth + 1, &inner)?;
+                        if lex.closed(b']')? {
+                            break;
+                        }
+                    }
                 }
                 if !is_list {
                     self.widen_slot(slot, own, path);
                 }
             }
-            Peek::Object => {
+            b'{' => {
                 if depth > json::MAX_DEPTH {
                     return Err(Failure::TooDeep);
                 }
@@ -266,28 +260,43 @@ impl Inference {
                 let Kind::Struct(fields) = (if is_struct { &mut *slot } else { &mut own }) else {
                     unreachable!("a struct")
                 };
-                let mut key = j.known_object()?.map(|k| fields.slot_hinted(k, 0));
-                while let Some(i) = key {
-                    let p = j.peek()?;
-                    let (name, kind) = &mut fields.entries[i];
-                    let at = || join(&path(), name);
-                    self.widen_from(kind, j, p, depth + 1, &at)?;
-                    key = j.next_key()?.map(|k| fields.slot_hinted(k, i + 1));
+                if !lex.open(b'}')? {
+                    let mut hint = 0;
+                    loop {
+                        let i = fields.slot_hinted(&lex.key()?, hint);
+                        hint = i + 1;
+                        lex.expect(b':', "expected ':' after a key")?;
+                        let next = lex.peek()?;
+                        let (name, kind) = &mut fields.entries[i];
+                        let at = || join(&path(), name);
+                        self.widen_from(kind, lex, next, depth + 1, &at)?;
+                        if lex.closed(b'}')? {
+                            break;
+                        }
+                    }
                 }
                 if !is_struct {
                     self.widen_slot(slot, own, path);
                 }
             }
-            _ => {
-                // jiter refuses NaN and Infinity unless asked to allow them: only JSON numbers.
-                let text = j.known_number_bytes(peek)?;
-                let k = match std::str::from_utf8(text).map(json::number_kind) {
-                    Ok(NumberKind::Int) => Kind::Int,
-                    Ok(NumberKind::Float) => Kind::Float,
+            b'"' => {
+                let k = self.string_kind(&lex.string()?);
+                self.widen_slot(slot, k, path);
+            }
+            b'-' | b'0'..=b'9' => {
+                let k = match json::number_kind(lex.number()?) {
+                    NumberKind::Int => Kind::Int,
+                    NumberKind::Float => Kind::Float,
                     // No column type holds it: kept exactly, as its text.
-                    _ => Kind::Json,
+                    NumberKind::Text => Kind::Json,
                 };
                 self.widen_slot(slot, k, path);
+            }
+            literal => {
+                lex.scalar(literal)?;
+                if literal != b'n' {
+                    self.widen_slot(slot, Kind::Bool, path);
+                }
             }
         }
         Ok(())

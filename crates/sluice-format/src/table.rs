@@ -374,27 +374,32 @@ fn read_columns<'a>(
     top: &FieldColumns,
     columns: &mut [Vec<Option<Node<'a>>>],
 ) -> Result<(), json::Failure> {
-    let mut j = jiter::Jiter::new(line);
-    let peek = j.peek()?;
-    if peek != jiter::Peek::Object {
-        json::value(&mut j, line, peek, 1)?;
-        return Ok(j.finish()?);
+    let mut lex = json::lexer(line)?;
+    let first = lex.peek()?;
+    if first != b'{' {
+        json::value(&mut lex, first, 1)?;
+        return Ok(lex.finish()?);
     }
-    let mut key = j.known_object()?.map(|k| top.get(k));
-    while let Some(at) = key {
-        let p = j.peek()?;
-        let v = json::value(&mut j, line, p, 2)?;
-        if let Some((&last, more)) = at.and_then(|at| at.split_last()) {
-            let v = (!v.is_null()).then_some(v);
-            // A field two columns map is copied; the usual one is moved.
-            for &i in more {
-                *columns[i].last_mut().expect("a slot per line") = v.clone();
+    if !lex.open(b'}')? {
+        loop {
+            let at = top.get(lex.key()?.as_ref());
+            lex.expect(b':', "expected ':' after a key")?;
+            let next = lex.peek()?;
+            let v = json::value(&mut lex, next, 2)?;
+            if let Some((&last, more)) = at.and_then(|at| at.split_last()) {
+                let v = (!v.is_null()).then_some(v);
+                // A field two columns map is copied; the usual one is moved.
+                for &i in more {
+                    *columns[i].last_mut().expect("a slot per line") = v.clone();
+                }
+                *columns[last].last_mut().expect("a slot per line") = v;
             }
-            *columns[last].last_mut().expect("a slot per line") = v;
+            if lex.closed(b'}')? {
+                break;
+            }
         }
-        key = j.next_key()?.map(|k| top.get(k));
     }
-    Ok(j.finish()?)
+    Ok(lex.finish()?)
 }
 
 /// The declared kind at a dotted path, if the schema has it.

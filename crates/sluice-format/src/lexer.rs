@@ -1,15 +1,16 @@
-//! A strict JSON byte cursor for routing's scan: it checks RFC 8259 syntax as serde_json
-//! does (and lone surrogates in `\u` escapes as the encoders' jiter does) while skipping
-//! values, and hands back keys unescaped. A loop over bytes written for this one job: routing
-//! reads every record, its scan was a third of the routing thread's time, and on a
-//! benchmark record (240 bytes, 8 fields) this scans in ~335 ns where jiter took ~400 ns.
-//! The caller has checked that the text is UTF-8.
+//! A strict JSON byte cursor, shared by routing's scan (`sluice_fold`) and the encoders'
+//! reading of buffered lines (`json`, `schema`, `read`, `table`): it checks RFC 8259 syntax
+//! as serde_json does (and refuses lone surrogates in `\u` escapes) while skipping values, and
+//! hands back keys and strings unescaped (borrowed when they hold no escape) and numbers as
+//! their text. A loop over bytes written for this one job: routing reads every record and the
+//! encoders every line; on a benchmark record (240 bytes, 8 fields) this scans in ~335 ns
+//! where jiter took ~400 ns. It reads a `str`, so what it hands back needs no UTF-8 check.
 
 use std::borrow::Cow;
 
 /// A syntax error: what was wrong, and where.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SyntaxError {
+pub struct SyntaxError {
     what: &'static str,
     at: usize,
 }
@@ -37,17 +38,21 @@ const STOPS: [bool; 256] = {
     t
 };
 
-pub(crate) struct Lexer<'a> {
+pub struct Lexer<'a> {
+    /// The bytes of a `str`: every slice between ASCII delimiters is UTF-8.
     text: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Lexer<'a> {
-    pub(crate) fn new(text: &'a [u8]) -> Self {
-        Self { text, pos: 0 }
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            text: text.as_bytes(),
+            pos: 0,
+        }
     }
 
-    pub(crate) fn pos(&self) -> usize {
+    pub fn pos(&self) -> usize {
         self.pos
     }
 
@@ -56,7 +61,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// The next byte that is not whitespace, not consumed; an error at the end.
-    pub(crate) fn peek(&mut self) -> Lexed<u8> {
+    pub fn peek(&mut self) -> Lexed<u8> {
         while let Some(&b) = self.text.get(self.pos) {
             match b {
                 b' ' | b'\t' | b'\n' | b'\r' => self.pos += 1,
@@ -67,7 +72,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Consumes `byte` (after whitespace) or fails.
-    pub(crate) fn expect(&mut self, byte: u8, what: &'static str) -> Lexed<()> {
+    pub fn expect(&mut self, byte: u8, what: &'static str) -> Lexed<()> {
         if self.peek()? == byte {
             self.pos += 1;
             Ok(())
@@ -78,7 +83,7 @@ impl<'a> Lexer<'a> {
 
     /// Consumes the `{` or `[` at hand; returns whether the container is empty (its `close`
     /// consumed too).
-    pub(crate) fn open(&mut self, close: u8) -> Lexed<bool> {
+    pub fn open(&mut self, close: u8) -> Lexed<bool> {
         self.pos += 1;
         let empty = self.peek()? == close;
         if empty {
@@ -89,7 +94,7 @@ impl<'a> Lexer<'a> {
 
     /// After a container's item: consumes a `,` (false: another item follows) or its `close`
     /// (true).
-    pub(crate) fn closed(&mut self, close: u8) -> Lexed<bool> {
+    pub fn closed(&mut self, close: u8) -> Lexed<bool> {
         match self.peek()? {
             b',' => {
                 self.pos += 1;
@@ -105,7 +110,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Nothing but whitespace is left.
-    pub(crate) fn finish(&mut self) -> Lexed<()> {
+    pub fn finish(&mut self) -> Lexed<()> {
         match self.peek() {
             Err(_) => Ok(()),
             Ok(_) => self.error("trailing characters after the value"),
@@ -113,14 +118,19 @@ impl<'a> Lexer<'a> {
     }
 
     /// A key (after whitespace): its text, unescaped.
-    pub(crate) fn key(&mut self) -> Lexed<Cow<'a, str>> {
+    pub fn key(&mut self) -> Lexed<Cow<'a, str>> {
         if self.peek()? != b'"' {
             return self.error("expected a key");
         }
+        self.string()
+    }
+
+    /// A string, at its opening quote: its text, unescaped.
+    pub fn string(&mut self) -> Lexed<Cow<'a, str>> {
         let start = self.pos;
-        let escaped = self.string()?;
-        let literal =
-            std::str::from_utf8(&self.text[start..self.pos]).expect("the caller checked UTF-8");
+        let escaped = self.skip_string()?;
+        // SAFETY: from one quote to another of a `str` (`text`): whole characters.
+        let literal = unsafe { std::str::from_utf8_unchecked(&self.text[start..self.pos]) };
         Ok(if escaped {
             // Rare: serde_json resolves the escapes this lexer has checked.
             Cow::Owned(serde_json::from_str(literal).expect("a checked JSON string"))
@@ -130,10 +140,10 @@ impl<'a> Lexer<'a> {
     }
 
     /// Skips a scalar (string, number, `true`, `false`, `null`) starting with `first`.
-    pub(crate) fn scalar(&mut self, first: u8) -> Lexed<()> {
+    pub fn scalar(&mut self, first: u8) -> Lexed<()> {
         match first {
-            b'"' => self.string().map(drop),
-            b'-' | b'0'..=b'9' => self.number(),
+            b'"' => self.skip_string().map(drop),
+            b'-' | b'0'..=b'9' => self.number().map(drop),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -150,8 +160,8 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// A string, at its opening quote; returns whether it holds escapes.
-    fn string(&mut self) -> Lexed<bool> {
+    /// Skips a string, at its opening quote; returns whether it holds escapes.
+    fn skip_string(&mut self) -> Lexed<bool> {
         self.pos += 1;
         let mut escaped = false;
         loop {
@@ -223,8 +233,17 @@ impl<'a> Lexer<'a> {
         Ok(n)
     }
 
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Lexed<()> {
+    /// A number, at its first byte: its text, checked against
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    pub fn number(&mut self) -> Lexed<&'a str> {
+        let start = self.pos;
+        self.skip_number()?;
+        let text = &self.text[start..self.pos];
+        // SAFETY: the grammar above admits ASCII bytes only.
+        Ok(unsafe { std::str::from_utf8_unchecked(text) })
+    }
+
+    fn skip_number(&mut self) -> Lexed<()> {
         if self.text.get(self.pos) == Some(&b'-') {
             self.pos += 1;
         }
@@ -268,7 +287,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn skip_one(text: &[u8]) -> Lexed<()> {
+    fn skip_one(text: &str) -> Lexed<()> {
         let mut l = Lexer::new(text);
         let first = l.peek()?;
         l.scalar(first)?;
@@ -291,7 +310,7 @@ mod tests {
             "\"\\ud83d\\ude00\"",
             " \"x\\n\" ",
         ] {
-            assert!(skip_one(ok.as_bytes()).is_ok(), "{ok}");
+            assert!(skip_one(ok).is_ok(), "{ok}");
         }
         for bad in [
             "01",
@@ -313,7 +332,7 @@ mod tests {
             "1 2",
             "NaN",
         ] {
-            assert!(skip_one(bad.as_bytes()).is_err(), "{bad}");
+            assert!(skip_one(bad).is_err(), "{bad}");
         }
     }
 
@@ -325,7 +344,7 @@ mod tests {
             (r#""q\"\\\/\t""#, "q\"\\/\t"),
             (r#""\ud83d\ude00!""#, "😀!"),
         ] {
-            let mut l = Lexer::new(text.as_bytes());
+            let mut l = Lexer::new(text);
             assert_eq!(l.key().unwrap(), want, "{text}");
         }
     }
@@ -335,7 +354,7 @@ mod tests {
         #[test]
         fn reads_back_what_serde_json_writes(s in any::<String>()) {
             let text = serde_json::to_string(&s).unwrap();
-            let mut l = Lexer::new(text.as_bytes());
+            let mut l = Lexer::new(&text);
             prop_assert_eq!(l.key().unwrap(), s.as_str());
             prop_assert_eq!(l.pos(), text.len());
         }
@@ -343,7 +362,7 @@ mod tests {
         /// A scalar is accepted exactly when serde_json accepts it.
         #[test]
         fn numbers_and_literals_agree_with_serde_json(s in "[-+0-9.eEtrufalsn\"\\\\u]{1,8}") {
-            let ours = skip_one(s.as_bytes()).is_ok();
+            let ours = skip_one(&s).is_ok();
             let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&s).is_ok();
             prop_assert_eq!(ours, theirs, "{}", s);
         }
