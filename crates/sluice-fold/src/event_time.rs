@@ -95,9 +95,8 @@ fn epoch_millis(n: Number, format: EventTimeFormat) -> Option<i64> {
 }
 
 fn rfc3339(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s.trim())
-        .ok()
-        .map(|t| t.timestamp_millis())
+    let (secs, nanos) = sluice_format::rfc3339::parse(s.trim())?;
+    Some(secs * 1000 + i64::from(nanos) / 1_000_000)
 }
 
 /// Reads a JSON value's text as a time in milliseconds since the epoch.

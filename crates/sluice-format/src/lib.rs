@@ -25,6 +25,7 @@ mod options;
 mod parquet;
 pub mod pgp;
 pub mod read;
+pub mod rfc3339;
 pub mod schema;
 pub mod table;
 

@@ -141,12 +141,14 @@ pub fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
     }
-    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
-    let micros = t.timestamp_micros();
-    let nanos = t.timestamp_subsec_nanos();
+    let (secs, nanos) = crate::rfc3339::parse(s)?;
     match unit {
-        TimeUnit::Millis => (nanos % 1_000_000 == 0).then(|| t.timestamp_millis()),
-        TimeUnit::Micros => (nanos % 1_000 == 0).then_some(micros),
+        TimeUnit::Millis => {
+            (nanos % 1_000_000 == 0).then(|| secs * 1000 + i64::from(nanos) / 1_000_000)
+        }
+        TimeUnit::Micros => {
+            (nanos % 1_000 == 0).then(|| secs * 1_000_000 + i64::from(nanos) / 1_000)
+        }
     }
 }
 
