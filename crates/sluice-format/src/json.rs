@@ -99,19 +99,14 @@ pub(crate) fn value<'a>(lex: &mut Lexer<'a>, first: u8, depth: usize) -> Result<
                 return Err(Failure::TooDeep);
             }
             let mut entries = Vec::new();
-            if !lex.open(b'}')? {
-                // Sized once for a typical object rather than grown 4 → 8 → 16.
-                entries.reserve(8);
-                loop {
-                    let key = lex.key()?;
-                    lex.expect(b':', "expected ':' after a key")?;
-                    let next = lex.peek()?;
-                    entries.push((key, value(lex, next, depth + 1)?));
-                    if lex.closed(b'}')? {
-                        break;
-                    }
+            lex.object(|lex, key, first| {
+                if entries.is_empty() {
+                    // Sized once for a typical object rather than grown 4 → 8 → 16.
+                    entries.reserve(8);
                 }
-            }
+                entries.push((key, value(lex, first, depth + 1)?));
+                Ok::<_, Failure>(())
+            })?;
             Node::Object(entries)
         }
         b'[' => {
@@ -119,17 +114,15 @@ pub(crate) fn value<'a>(lex: &mut Lexer<'a>, first: u8, depth: usize) -> Result<
                 return Err(Failure::TooDeep);
             }
             let mut items = Vec::new();
-            if !lex.open(b']')? {
-                // Sized once for a typical array (reallocs showed at ~10 % of a Parquet encode).
-                items.reserve(8);
-                loop {
-                    let next = lex.peek()?;
-                    items.push(value(lex, next, depth + 1)?);
-                    if lex.closed(b']')? {
-                        break;
-                    }
+            lex.array(|lex, first| {
+                if items.is_empty() {
+                    // Sized once for a typical array (reallocs showed at ~10 % of a Parquet
+                    // encode).
+                    items.reserve(8);
                 }
-            }
+                items.push(value(lex, first, depth + 1)?);
+                Ok::<_, Failure>(())
+            })?;
             Node::Array(items)
         }
         b'"' => Node::Str(lex.string()?),

@@ -147,6 +147,44 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// Walks an object, at its `{`: calls `each` with each key (unescaped) and the first byte
+    /// of its value, which `each` consumes; the punctuation between them is checked here.
+    pub fn object<E: From<SyntaxError>>(
+        &mut self,
+        mut each: impl FnMut(&mut Self, Cow<'a, str>, u8) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.open(b'}')? {
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            self.expect(b':', "expected ':' after a key")?;
+            let first = self.peek()?;
+            each(self, key, first)?;
+            if self.closed(b'}')? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Walks an array, at its `[`: calls `each` with the first byte of each item, which
+    /// `each` consumes.
+    pub fn array<E: From<SyntaxError>>(
+        &mut self,
+        mut each: impl FnMut(&mut Self, u8) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.open(b']')? {
+            return Ok(());
+        }
+        loop {
+            let first = self.peek()?;
+            each(self, first)?;
+            if self.closed(b']')? {
+                return Ok(());
+            }
+        }
+    }
+
     /// Nothing but whitespace is left.
     pub fn finish(&mut self) -> Lexed<()> {
         match self.peek() {

@@ -115,24 +115,19 @@ fn read_observing<'a>(
     for c in columns.iter_mut() {
         c.push(None);
     }
-    if !lex.open(b'}').ok()? {
-        let mut hint = 0;
-        loop {
-            let i = fields.slot_hinted(&lex.key().ok()?, hint);
-            hint = i + 1;
-            lex.expect(b':', "expected ':' after a key").ok()?;
-            let first = lex.peek().ok()?;
-            let v = json::value(&mut lex, first, 2).ok()?;
-            inference.observe_field(fields, i, &v);
-            if i == columns.len() {
-                columns.push(vec![None; row + 1]);
-            }
-            columns[i][row] = (!v.is_null()).then_some(v);
-            if lex.closed(b'}').ok()? {
-                break;
-            }
+    let mut hint = 0;
+    lex.object(|lex, key, first| {
+        let i = fields.slot_hinted(&key, hint);
+        hint = i + 1;
+        let v = json::value(lex, first, 2)?;
+        inference.observe_field(fields, i, &v);
+        if i == columns.len() {
+            columns.push(vec![None; row + 1]);
         }
-    }
+        columns[i][row] = (!v.is_null()).then_some(v);
+        Ok::<_, json::Failure>(())
+    })
+    .ok()?;
     lex.finish().ok()
 }
 

@@ -237,15 +237,7 @@ impl Inference {
                     unreachable!("a list")
                 };
                 let inner = || format!("{}[]", path());
-                if !lex.open(b']')? {
-                    loop {
-                        let next = lex.peek()?;
-                        self.widen_from(elem, lex, next, depth + 1, &inner)?;
-                        if lex.closed(b']')? {
-                            break;
-                        }
-                    }
-                }
+                lex.array(|lex, first| self.widen_from(elem, lex, first, depth + 1, &inner))?;
                 if !is_list {
                     self.widen_slot(slot, own, path);
                 }
@@ -262,21 +254,14 @@ impl Inference {
                 let Kind::Struct(fields) = (if is_struct { &mut *slot } else { &mut own }) else {
                     unreachable!("a struct")
                 };
-                if !lex.open(b'}')? {
-                    let mut hint = 0;
-                    loop {
-                        let i = fields.slot_hinted(&lex.key()?, hint);
-                        hint = i + 1;
-                        lex.expect(b':', "expected ':' after a key")?;
-                        let next = lex.peek()?;
-                        let (name, kind) = &mut fields.entries[i];
-                        let at = || join(&path(), name);
-                        self.widen_from(kind, lex, next, depth + 1, &at)?;
-                        if lex.closed(b'}')? {
-                            break;
-                        }
-                    }
-                }
+                let mut hint = 0;
+                lex.object(|lex, key, first| {
+                    let i = fields.slot_hinted(&key, hint);
+                    hint = i + 1;
+                    let (name, kind) = &mut fields.entries[i];
+                    let at = || join(&path(), name);
+                    self.widen_from(kind, lex, first, depth + 1, &at)
+                })?;
                 if !is_struct {
                     self.widen_slot(slot, own, path);
                 }

@@ -380,25 +380,19 @@ fn read_columns<'a>(
         json::value(&mut lex, first, 1)?;
         return Ok(lex.finish()?);
     }
-    if !lex.open(b'}')? {
-        loop {
-            let at = top.get(lex.key()?.as_ref());
-            lex.expect(b':', "expected ':' after a key")?;
-            let next = lex.peek()?;
-            let v = json::value(&mut lex, next, 2)?;
-            if let Some((&last, more)) = at.and_then(|at| at.split_last()) {
-                let v = (!v.is_null()).then_some(v);
-                // A field two columns map is copied; the usual one is moved.
-                for &i in more {
-                    *columns[i].last_mut().expect("a slot per line") = v.clone();
-                }
-                *columns[last].last_mut().expect("a slot per line") = v;
+    lex.object(|lex, key, first| {
+        let at = top.get(key.as_ref());
+        let v = json::value(lex, first, 2)?;
+        if let Some((&last, more)) = at.and_then(|at| at.split_last()) {
+            let v = (!v.is_null()).then_some(v);
+            // A field two columns map is copied; the usual one is moved.
+            for &i in more {
+                *columns[i].last_mut().expect("a slot per line") = v.clone();
             }
-            if lex.closed(b'}')? {
-                break;
-            }
+            *columns[last].last_mut().expect("a slot per line") = v;
         }
-    }
+        Ok::<_, json::Failure>(())
+    })?;
     Ok(lex.finish()?)
 }
 
