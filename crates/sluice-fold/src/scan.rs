@@ -35,28 +35,27 @@ pub(crate) fn scan<'a>(
 ) -> Result<[Option<&'a str>; MAX_PATHS], ScanError> {
     assert!(paths.len() <= MAX_PATHS, "scan looks for at most two paths");
     let text = std::str::from_utf8(payload).map_err(|_| ScanError::NotUtf8)?;
+    let mut lexer = Lexer::new(text);
     let mut walk = Walk {
         text,
-        lexer: Lexer::new(text),
         paths,
         found: [None; MAX_PATHS],
         max_nesting,
     };
-    let first = walk.lexer.peek()?;
+    let first = lexer.peek()?;
     if first != b'{' {
-        walk.value(first, 1, 0, 0)?;
-        walk.lexer.finish()?;
+        walk.value(&mut lexer, first, 1, 0, 0)?;
+        lexer.finish()?;
         return Err(ScanError::NotAnObject);
     }
     let all = (1u8 << paths.len()) - 1;
-    walk.value(first, 1, all, 0)?;
-    walk.lexer.finish()?;
+    walk.value(&mut lexer, first, 1, all, 0)?;
+    lexer.finish()?;
     Ok(walk.found)
 }
 
 struct Walk<'a, 'p> {
     text: &'a str,
-    lexer: Lexer<'a>,
     paths: &'p [&'p [String]],
     found: [Option<&'a str>; MAX_PATHS],
     max_nesting: usize,
@@ -67,6 +66,7 @@ impl<'a> Walk<'a, '_> {
     /// bit per path whose first `level` keys lead here; only objects are searched further.
     fn value(
         &mut self,
+        lexer: &mut Lexer<'a>,
         first: u8,
         depth: usize,
         on_path: u8,
@@ -75,13 +75,8 @@ impl<'a> Walk<'a, '_> {
         match first {
             b'{' => {
                 self.check_depth(depth)?;
-                if self.lexer.open(b'}')? {
-                    return Ok(());
-                }
-                loop {
-                    let key = self.lexer.key()?;
+                lexer.object(|lexer, key, next| {
                     let matched = matching(self.paths, &key, on_path, level);
-                    self.lexer.expect(b':', "expected ':' after a key")?;
                     // A later duplicate replaces what an earlier one found.
                     for i in bits(matched) {
                         self.found[i] = None;
@@ -89,34 +84,22 @@ impl<'a> Walk<'a, '_> {
                     let ends: u8 = bits(matched)
                         .filter(|&i| self.paths[i].len() == level + 1)
                         .fold(0, |m, i| m | 1 << i);
-                    let next = self.lexer.peek()?;
-                    let start = self.lexer.pos();
-                    self.value(next, depth + 1, matched & !ends, level + 1)?;
+                    let start = lexer.pos();
+                    self.value(lexer, next, depth + 1, matched & !ends, level + 1)?;
                     if ends != 0 && next != b'n' {
-                        let raw = &self.text[start..self.lexer.pos()];
+                        let raw = &self.text[start..lexer.pos()];
                         for i in bits(ends) {
                             self.found[i] = Some(raw);
                         }
                     }
-                    if self.lexer.closed(b'}')? {
-                        return Ok(());
-                    }
-                }
+                    Ok(())
+                })
             }
             b'[' => {
                 self.check_depth(depth)?;
-                if self.lexer.open(b']')? {
-                    return Ok(());
-                }
-                loop {
-                    let next = self.lexer.peek()?;
-                    self.value(next, depth + 1, 0, level)?;
-                    if self.lexer.closed(b']')? {
-                        return Ok(());
-                    }
-                }
+                lexer.array(|lexer, next| self.value(lexer, next, depth + 1, 0, level))
             }
-            scalar => Ok(self.lexer.scalar(scalar)?),
+            scalar => Ok(lexer.scalar(scalar)?),
         }
     }
 
