@@ -252,11 +252,9 @@ fn string(s: &str, out: &mut Vec<u8>) {
 
 /// The container's blocks as they fill: records encoded into `block`, then compressed and
 /// written with their count, size and the file's marker.
-struct Blocks {
-    codec: Codec,
-    /// `sink.compression_level`, or the codec's default.
-    level: Option<i32>,
-    deflate_level: flate2::Compression,
+struct Blocks<'o> {
+    /// The codec and its level (`sink.compression_level`, or the codec's default).
+    opts: &'o EncodeOptions,
     /// Made at the first deflate block (its match tables are ~1 MB).
     deflater: Option<Deflater>,
     marker: [u8; 16],
@@ -265,7 +263,7 @@ struct Blocks {
     scratch: Vec<u8>,
 }
 
-impl Blocks {
+impl Blocks<'_> {
     /// Writes the open block, if it holds a record.
     fn flush(&mut self, out: &mut Sink) -> Result<(), EncodeError> {
         if self.records == 0 {
@@ -273,13 +271,13 @@ impl Blocks {
         }
         let scratch = &mut self.scratch;
         scratch.clear();
-        let body: &[u8] = match codec(self.codec) {
+        let body: &[u8] = match codec(self.opts.codec) {
             AvroCodec::Null => &self.block,
             AvroCodec::Deflate(_) => {
                 // Avro's deflate is raw RFC 1951 deflate, at level 6 unless the pipeline
                 // chose another.
                 self.deflater
-                    .get_or_insert_with(|| Deflater::new(self.deflate_level))
+                    .get_or_insert_with(|| Deflater::new(self.opts.deflate_level()))
                     .raw_into(&self.block, scratch);
                 scratch
             }
@@ -291,7 +289,7 @@ impl Blocks {
                 scratch
             }
             AvroCodec::Zstandard(_) => {
-                *scratch = zstd::bulk::compress(&self.block, self.level.unwrap_or(0))?;
+                *scratch = zstd::bulk::compress(&self.block, self.opts.level.unwrap_or(0))?;
                 scratch
             }
         };
@@ -333,9 +331,7 @@ pub(crate) fn write(
     let marker = marker(&schema_text, ndjson);
     out.write_all(&header(&schema_text, opts.codec, &marker))?;
     let mut blocks = Blocks {
-        codec: opts.codec,
-        level: opts.level,
-        deflate_level: opts.deflate_level(),
+        opts,
         deflater: None,
         marker,
         // A small file's block is sized to it (it grows if need be).
