@@ -260,12 +260,7 @@ impl Worker {
                     offsets,
                     ..
                 } = buffer;
-                let permit = encode_permits.acquire_owned().await.map_err(|e| {
-                    PipelineError::Encode {
-                        path: path.clone(),
-                        detail: e.to_string(),
-                    }
-                })?;
+                let permit = encode_permits.acquire_owned().await;
                 // The rest is boxed: until a permit is free (at the end of a run thousands of
                 // landings wait here, one per buffer) a task holds what it captured, not room
                 // for the states of the encode and write awaits below (1,784 → 1,416 bytes a
@@ -275,6 +270,7 @@ impl Worker {
                         path: path.clone(),
                         detail,
                     };
+                    let permit = permit.map_err(|e| encode_error(e.to_string()))?;
                     let encoded = tokio::task::spawn_blocking(move || {
                         let _permit = permit;
                         let ndjson = lines
