@@ -18,7 +18,7 @@ pub enum Node<'a> {
     Null,
     Bool(bool),
     /// The number's text, exactly as the line has it.
-    Number(Cow<'a, str>),
+    Number(&'a str),
     Str(Cow<'a, str>),
     Array(Vec<Node<'a>>),
     /// Entries in the line's order; duplicates are kept, and [`Node::get`] takes the last.
@@ -126,7 +126,7 @@ pub(crate) fn value<'a>(lex: &mut Lexer<'a>, first: u8, depth: usize) -> Result<
             Node::Array(items)
         }
         b'"' => Node::Str(lex.string()?),
-        b'-' | b'0'..=b'9' => Node::Number(Cow::Borrowed(lex.number()?)),
+        b'-' | b'0'..=b'9' => Node::Number(lex.number()?),
         literal => {
             lex.scalar(literal)?;
             match literal {
@@ -279,10 +279,7 @@ mod tests {
     fn integers_beyond_64_bits_keep_their_digits() {
         let n = parse(br#"{"big":18446744073709551616,"neg":-99999999999999999999,"f":1.5e3}"#)
             .unwrap();
-        assert_eq!(
-            n.get("big"),
-            Some(&Node::Number(Cow::Borrowed("18446744073709551616")))
-        );
+        assert_eq!(n.get("big"), Some(&Node::Number("18446744073709551616")));
         assert_eq!(number_kind("18446744073709551616"), NumberKind::Text);
         assert_eq!(number_kind("-99999999999999999999"), NumberKind::Text);
         assert_eq!(number_kind("9223372036854775807"), NumberKind::Int);
