@@ -1,5 +1,5 @@
 //! Backpressure: fetching pauses while too many files are landing or too many bytes are held
-//! (open buffers plus files still landing, so memory stays bounded however slow the lake
+//! (open buffers, buffers queued to land and files landing, so memory stays bounded however slow the lake
 //! is), and resumes with room for half again, so a worker does not flap at the limit.
 //! Paused partitions are still polled, so the group keeps this worker. [`Backpressure`]
 //! owns the count of bytes landing and whether fetching is paused; the worker pauses and
@@ -70,7 +70,7 @@ impl Worker {
         let stalled = !self.waiting.is_empty()
             || self
                 .backpressure
-                .stalled(self.landings.len(), self.buffers.buffered_bytes());
+                .stalled(self.landings.len(), self.unlanded_bytes());
         if stalled != self.backpressure.paused {
             // Partitions not ready (their lake claim is pending) stay paused regardless.
             let changed = if stalled {
@@ -90,8 +90,13 @@ impl Worker {
         }
     }
 
-    /// Bytes held in memory: open buffers and files still landing.
+    /// Bytes held in memory: open buffers, buffers queued to land and files landing.
     pub(crate) fn held_bytes(&self) -> u64 {
-        self.backpressure.held(self.buffers.buffered_bytes())
+        self.backpressure.held(self.unlanded_bytes())
+    }
+
+    /// Bytes of buffers no landing task holds yet: open ones and those queued to land.
+    fn unlanded_bytes(&self) -> u64 {
+        self.buffers.buffered_bytes() + self.landings.queued_bytes()
     }
 }

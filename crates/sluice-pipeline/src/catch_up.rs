@@ -328,7 +328,7 @@ impl crate::Worker {
             // Everything is read: land what is open now instead of waiting for it to age,
             // and commit what waits for its table.
             for buffer in self.buffers.take_all() {
-                self.spawn_landing(buffer, None);
+                self.land(buffer, None);
             }
             self.start_table_commits(true);
         }

@@ -109,9 +109,10 @@ impl Worker {
         }
         self.progress.remove(tp);
         self.waiting.forget(tp);
-        let dropped = self.buffers.take_partition(tp);
-        if !dropped.is_empty() {
-            tracing::info!(%tp, buffers = dropped.len(), "dropped buffers of a partition no longer owned");
+        // Buffers queued to land go too: they are as unlanded as the open ones.
+        let dropped = self.buffers.take_partition(tp).len() + self.landings.forget(tp);
+        if dropped > 0 {
+            tracing::info!(%tp, buffers = dropped, "dropped buffers of a partition no longer owned");
         }
         self.metrics
             .assigned_partitions

@@ -57,7 +57,7 @@ impl Worker {
             self.waiting.hold(back);
         }
         for buffer in self.buffers.take_over_budget() {
-            self.spawn_landing(buffer, None);
+            self.land(buffer, None);
         }
         Ok(())
     }
@@ -204,7 +204,7 @@ impl Worker {
             ledger.consumed(offset);
         }
         if let Some(full) = appended.full {
-            self.spawn_landing(full, None);
+            self.land(full, None);
         }
         Ok(None)
     }

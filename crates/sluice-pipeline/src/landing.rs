@@ -1,11 +1,12 @@
 //! Landing buffers: where a buffer's file goes, which of its key's offsets already landed
 //! (read from the lake), encoding and writing it in the background, and what the loop does
-//! when a landing ends (release the offsets, count, fence or stop). [`Landings`] owns the
-//! landing tasks, the encode permits and the paths and encoding of files.
+//! when a landing ends (release the offsets, count, fence or stop, start a queued one).
+//! [`crate::landings::Landings`] owns the tasks and the queue.
 
 use sluice_delta::DataFile;
 
 use super::*;
+use crate::landings::{LandingDone, Queued};
 use crate::schedule::ExportedFile;
 use crate::tables::TableFile;
 
@@ -32,101 +33,6 @@ pub(crate) struct LandedFile {
     pub(crate) last_offset: i64,
     pub(crate) epoch: Option<u64>,
 }
-
-/// Where and how the files of one buffer key are written.
-pub(crate) struct Layout<'a> {
-    template: &'a PathTemplate,
-    /// Prepended to the rendered path (`_late/` for diverted late records).
-    prefix: &'static str,
-    signal: SignalName,
-    window: Window,
-    options: EncodeOptions,
-    /// File extension, compression included.
-    ext: String,
-    dead_letter: bool,
-}
-
-impl Layout<'_> {
-    fn values<'v>(&'v self, key: &'v BufferKey, first: i64, last: i64) -> PathValues<'v> {
-        PathValues {
-            signal: &self.signal,
-            window: self.window,
-            topic: &key.tp.topic,
-            partition: key.tp.partition,
-            first_offset: first,
-            last_offset: last,
-            ext: &self.ext,
-        }
-    }
-}
-
-/// The landings in flight, and where and how their files are written.
-pub(crate) struct Landings {
-    tasks: JoinSet<Result<LandedFile, PipelineError>>,
-    /// Encoding is CPU-bound: more encodes at once than cores only multiplies their memory
-    /// (parsed chunks, Arrow arrays, output), so landings take a permit to encode.
-    encode_permits: Arc<tokio::sync::Semaphore>,
-    path: PathTemplate,
-    dead_letter_path: PathTemplate,
-    pub(crate) encoding: Encoding,
-}
-
-impl Landings {
-    pub(crate) fn new(sink: &sluice_config::SinkSettings) -> Self {
-        Self {
-            tasks: JoinSet::new(),
-            encode_permits: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
-            path: sink.path.clone(),
-            dead_letter_path: sink.dead_letter_path.clone(),
-            encoding: sink.encoding.clone(),
-        }
-    }
-
-    /// Files landing now.
-    pub(crate) fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// The landing that finished next.
-    pub(crate) async fn next_done(&mut self) -> Option<LandingDone> {
-        self.tasks.join_next_with_id().await
-    }
-
-    /// Where and how the files of `key` are written.
-    pub(crate) fn layout(&self, key: &BufferKey) -> Layout<'_> {
-        match &key.target {
-            Target::Signal {
-                signal,
-                window,
-                late,
-            } => Layout {
-                template: &self.path,
-                prefix: if *late { LATE_PREFIX } else { "" },
-                signal: signal.clone(),
-                window: *window,
-                ext: self.encoding.options.extension(),
-                options: self.encoding.for_signal(signal),
-                dead_letter: false,
-            },
-            // Dead letters are always NDJSON: they carry raw bytes, not the signal's columns.
-            Target::DeadLetter { window } => Layout {
-                template: &self.dead_letter_path,
-                prefix: "",
-                signal: SignalName::dead_letter(),
-                window: *window,
-                ext: FileFormat::Ndjson.extension(Codec::None),
-                options: EncodeOptions::new(FileFormat::Ndjson, Codec::None),
-                dead_letter: true,
-            },
-        }
-    }
-}
-
-/// A finished landing task: its id (for the bytes it held) and what it did.
-pub(crate) type LandingDone =
-    Result<(tokio::task::Id, Result<LandedFile, PipelineError>), tokio::task::JoinError>;
 
 impl Worker {
     /// The offset ranges of `key` already in landed files, read from the file names in its
@@ -179,8 +85,41 @@ impl Worker {
         Ok(ranges)
     }
 
+    /// Lands `buffer`: queued, and started as a task once fewer than `LANDING_TASKS` run.
     /// `run`: the scheduled run (its time, ms) this landing belongs to, for its manifest.
-    pub(crate) fn spawn_landing(&mut self, buffer: Buffer, run: Option<i64>) {
+    pub(crate) fn land(&mut self, buffer: Buffer, run: Option<i64>) {
+        let generation = self
+            .ledgers
+            .lock()
+            .expect("ledger lock")
+            .get(&buffer.key.tp)
+            .map_or(0, |l| l.generation());
+        let epoch = self.ownership.get(&buffer.key.tp).and_then(|o| o.epoch);
+        self.landings.queue(Queued {
+            buffer,
+            run,
+            generation,
+            epoch,
+            taken: Instant::now(),
+        });
+        self.start_landings();
+    }
+
+    /// Starts queued landings while there is room for their tasks.
+    fn start_landings(&mut self) {
+        while let Some(queued) = self.landings.next_to_start() {
+            self.spawn_landing(queued);
+        }
+    }
+
+    fn spawn_landing(&mut self, queued: Queued) {
+        let Queued {
+            buffer,
+            run,
+            generation,
+            epoch,
+            taken,
+        } = queued;
         let layout = self.landings.layout(&buffer.key);
         let dead_letter = layout.dead_letter;
         let options = layout.options.clone();
@@ -228,14 +167,6 @@ impl Worker {
         let metrics = self.metrics.clone();
         let shutdown = self.shutdown.clone();
         let lease = self.lease.clone();
-        let started = Instant::now();
-        let generation = self
-            .ledgers
-            .lock()
-            .expect("ledger lock")
-            .get(&buffer.key.tp)
-            .map_or(0, |l| l.generation());
-        let epoch = self.ownership.get(&buffer.key.tp).and_then(|o| o.epoch);
         let timeouts = self.write_timeouts;
         let landing = self.inflight.start(&buffer.key.tp);
         let encode_permits = self.landings.encode_permits.clone();
@@ -248,7 +179,7 @@ impl Worker {
             template: self.landings.dead_letter_path.clone(),
             window: refusal_day,
         };
-        let handle = self.landings.tasks.spawn(
+        let handle = self.landings.spawn(
             async move {
                 let _landing = landing;
                 let Buffer {
@@ -354,7 +285,7 @@ impl Worker {
                         signal: signal_label,
                         bytes,
                         outcome,
-                        took: started.elapsed(),
+                        took: taken.elapsed(),
                         window: marked_window,
                         table,
                         last_offset,
@@ -369,7 +300,14 @@ impl Worker {
         self.inflight.register(&tp, handle);
     }
 
+    /// A landing ended: its outcome is taken in, and a queued one starts in its place.
     pub(crate) fn on_landed(&mut self, done: LandingDone) -> Result<(), PipelineError> {
+        let taken = self.take_landed(done);
+        self.start_landings();
+        taken
+    }
+
+    fn take_landed(&mut self, done: LandingDone) -> Result<(), PipelineError> {
         let id = match &done {
             Ok((id, _)) => *id,
             Err(e) => e.id(),
@@ -501,7 +439,7 @@ impl Worker {
     /// Lands every open buffer and waits for all landings.
     pub(crate) async fn drain(&mut self) -> Result<(), PipelineError> {
         for buffer in self.buffers.take_all() {
-            self.spawn_landing(buffer, None);
+            self.land(buffer, None);
         }
         let mut first_error = None;
         while let Some(done) = self.landings.next_done().await {

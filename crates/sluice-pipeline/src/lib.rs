@@ -5,8 +5,8 @@
 //! This file holds the loop itself and wires the worker's parts, each a type in its own file
 //! that owns one concern's state: `backpressure::Backpressure` (bytes held, fetching
 //! paused), `waiting::Waiting` (records waiting for the lake), `claims::Claims` (lake
-//! claims, fenced partitions), `landing::Landings` (landing tasks, encode permits, file
-//! paths), `schedule::BatchRuns` (batch runs and manifests), `marker_rounds::MarkerRounds`
+//! claims, fenced partitions), `landings::Landings` (landing tasks and the buffers queued
+//! for one, encode permits, file paths), `schedule::BatchRuns` (batch runs and manifests), `marker_rounds::MarkerRounds`
 //! (window-complete marker rounds), `tables::Tables` (Delta table commits),
 //! `maintenance::Maintenance` (scheduled compaction), `catch_up::CatchUp`
 //! (`--until-caught-up`), `landed_cache::LandedCache` (offsets already landed per key),
@@ -26,6 +26,7 @@ mod inflight;
 mod intake;
 mod landed_cache;
 mod landing;
+mod landings;
 mod maintenance;
 mod marker_rounds;
 mod markers;
@@ -286,7 +287,7 @@ pub async fn run_with(
         lease: source.lease(),
         shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
-        landings: landing::Landings::new(&pipeline.sink),
+        landings: landings::Landings::new(&pipeline.sink),
         ledgers,
         lake,
         metrics,
@@ -396,7 +397,7 @@ struct Worker {
     shutdown: CancellationToken,
     buffers: Buffers,
     /// Files landing, and where and how files are written.
-    landings: landing::Landings,
+    landings: landings::Landings,
     ledgers: SharedLedgers,
     lake: Lake,
     metrics: Metrics,
@@ -456,7 +457,7 @@ impl Worker {
                     self.start_ready(source);
                     self.reclaim_fenced(source);
                     for buffer in self.buffers.take_expired(Instant::now()) {
-                        self.spawn_landing(buffer, None);
+                        self.land(buffer, None);
                     }
                     self.run_schedule();
                     self.start_table_commits(false);

@@ -183,7 +183,7 @@ impl Worker {
         }
         self.batch_runs.started(due, buffers.len());
         for buffer in buffers {
-            self.spawn_landing(buffer, Some(due));
+            self.land(buffer, Some(due));
         }
     }
 }
