@@ -59,7 +59,11 @@ pub struct Buffers {
     /// foldhash: keys are hashed once or twice per record, SipHash showed in profiles.
     open: foldhash::HashMap<BufferKey, Buffer>,
     policy: FlushPolicy,
+    /// The lines' own length: what the budget and the size limits count.
     bytes: u64,
+    /// Memory of the open blocks, room included: with many small buffers it is twice their
+    /// lines (each buffer's first reservation, then doubling), so it presses memory too.
+    open_capacity: u64,
     sealer: Sealer,
     /// Bytes appended since the last sweep sealed every open block (see `sweep`).
     since_sweep: u64,
@@ -71,6 +75,7 @@ impl Buffers {
             open: foldhash::HashMap::default(),
             policy,
             bytes: 0,
+            open_capacity: 0,
             sealer: Sealer::default(),
             since_sweep: 0,
         }
@@ -103,8 +108,13 @@ impl Buffers {
         buf.offsets.push(offset);
         buf.records += 1;
         // Memory is pressed from a quarter of the budget on: lines are then held compressed.
-        let pressed = self.bytes >= self.policy.max_buffered_bytes / 4;
+        // Open blocks count with their room: 24,000 buffers of a thousand signals held
+        // 148 MB of room for 64 MB of lines before the first sweep.
+        let quarter = self.policy.max_buffered_bytes / 4;
+        let pressed = self.bytes >= quarter || self.open_capacity >= quarter;
+        let room = buf.lines.open_capacity();
         buf.lines.push(line, pressed.then_some(&mut self.sealer));
+        self.open_capacity = self.open_capacity + buf.lines.open_capacity() as u64 - room as u64;
         self.bytes += line.len() as u64 + 1;
         self.since_sweep += line.len() as u64 + 1;
         let full = (buf.records >= self.policy.max_records
@@ -123,8 +133,10 @@ impl Buffers {
     /// `1 / SWEEP_EVERY` of the budget appended.
     fn sweep(&mut self) {
         self.since_sweep = 0;
+        self.open_capacity = 0;
         for buffer in self.open.values_mut() {
             buffer.lines.seal_open(&mut self.sealer);
+            self.open_capacity += buffer.lines.open_capacity() as u64;
         }
     }
 
@@ -194,6 +206,7 @@ impl Buffers {
     fn remove(&mut self, key: &BufferKey) -> Option<Buffer> {
         let b = self.open.remove(key)?;
         self.bytes -= b.lines.len() as u64;
+        self.open_capacity -= b.lines.open_capacity() as u64;
         Some(b)
     }
 
@@ -321,6 +334,37 @@ mod tests {
         let held: usize = buffers.iter().map(|b| b.lines.held()).sum();
         let len: usize = want.iter().map(Vec::len).sum();
         assert!(held < len / 2, "{held} held for {len}");
+        for buffer in buffers {
+            let Target::Signal { signal, .. } = &buffer.key.target else {
+                unreachable!()
+            };
+            let i: usize = signal.as_str()[1..].parse().unwrap();
+            assert_eq!(buffer.lines.into_bytes().unwrap(), want[i]);
+        }
+    }
+
+    /// Buffers too small to press the budget by their lines still press it by their
+    /// room: with many keys each open block holds up to twice its lines.
+    #[test]
+    fn the_room_of_many_small_buffers_presses_memory() {
+        let mut b = with_budget(32_000_000);
+        let t0 = Instant::now();
+        let mut want = vec![Vec::new(); 2_000];
+        for i in 0..80_000 {
+            let line = format!(r#"{{"device":"d-{:03}","value":{i:>60}}}"#, i % 50);
+            let signal = (i % 2_000) as usize;
+            b.append(key(&format!("s{signal}"), 0), i, line.as_bytes(), t0);
+            want[signal].extend_from_slice(line.as_bytes());
+            want[signal].push(b'\n');
+        }
+        let len: usize = want.iter().map(Vec::len).sum();
+        assert!(
+            len < 8_000_000,
+            "the lines alone stay under a quarter: {len}"
+        );
+        let buffers = b.take_all();
+        let held: usize = buffers.iter().map(|b| b.lines.held()).sum();
+        assert!(held < len, "{held} held for {len}");
         for buffer in buffers {
             let Target::Signal { signal, .. } = &buffer.key.target else {
                 unreachable!()

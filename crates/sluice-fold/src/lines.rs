@@ -2,7 +2,7 @@
 //!
 //! Lines go into an open block. While the worker's buffers together hold little, the block
 //! just grows (no CPU spent on memory there is plenty of). Once they hold a quarter of the
-//! budget or more, an open block that reaches [`BLOCK_BYTES`] is sealed: compressed with
+//! budget or more (in lines, or in open blocks' room), an open block that reaches [`BLOCK_BYTES`] is sealed: compressed with
 //! LZ4 (the benchmark's lines shrink ~6× in 64 KiB blocks, at ~1 GB/s), so a drain that
 //! holds ~240 MB of lines keeps a fraction of that resident. The bytes counted against the
 //! budget and the size limits stay the lines' own length, so files are as large as before.
@@ -109,6 +109,11 @@ impl Lines {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Bytes of memory the open block takes (its room, not only its lines).
+    pub fn open_capacity(&self) -> usize {
+        self.open.capacity()
     }
 
     /// Bytes of memory the lines take now (sealed blocks compressed).
