@@ -171,3 +171,76 @@ impl Landings {
 /// A finished landing task: its id (for the bytes it held) and what it did.
 pub(crate) type LandingDone =
     Result<(tokio::task::Id, Result<LandedFile, PipelineError>), tokio::task::JoinError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn landings() -> Landings {
+        let text = r#"
+name = "q"
+[source]
+bootstrap_servers = "b:9092"
+topics = ["t"]
+group_id = "g"
+[window]
+time = "ingestion"
+granularity = "hour"
+[sink]
+url = "/tmp/q"
+"#;
+        Landings::new(&sluice_config::parse(text, &|_| None).unwrap().sink)
+    }
+
+    /// Buffers of `signals` signals on partition `p`, each holding one line of `line` bytes.
+    fn buffers(p: i32, signals: usize, line: usize) -> Vec<Buffer> {
+        let mut b = Buffers::new(sluice_config::FlushPolicy::default());
+        let window = Window::containing(0, Granularity::Hour);
+        for s in 0..signals {
+            let key = BufferKey {
+                tp: TopicPartition::new("t", p),
+                target: Target::Signal {
+                    signal: SignalName::sanitize(&format!("s{s}")),
+                    window,
+                    late: false,
+                },
+            };
+            b.append(key, s as i64, &vec![b'x'; line], Instant::now());
+        }
+        b.take_all()
+    }
+
+    fn queued(buffer: Buffer) -> Queued {
+        Queued {
+            buffer,
+            run: None,
+            generation: 0,
+            epoch: None,
+            taken: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn starts_at_most_its_task_limit_and_forgets_a_partitions_queue() {
+        let mut l = landings();
+        for b in buffers(0, LANDING_TASKS + 3, 9)
+            .into_iter()
+            .chain(buffers(1, 5, 9))
+        {
+            l.queue(queued(b));
+        }
+        assert_eq!(l.len(), LANDING_TASKS + 8);
+        assert_eq!(l.queued_bytes(), 10 * (LANDING_TASKS as u64 + 8));
+        // Tasks that never end, as landings waiting on a slow lake.
+        while let Some(q) = l.next_to_start() {
+            assert_eq!(q.buffer.key.tp.partition, 0, "in the order queued");
+            l.spawn(std::future::pending());
+        }
+        assert_eq!(l.tasks.len(), LANDING_TASKS);
+        assert_eq!(l.len(), LANDING_TASKS + 8);
+        assert_eq!(l.forget(&TopicPartition::new("t", 0)), 3);
+        assert_eq!(l.forget(&TopicPartition::new("t", 1)), 5);
+        assert_eq!((l.len(), l.queued_bytes()), (LANDING_TASKS, 0));
+        assert!(l.next_to_start().is_none());
+    }
+}

@@ -88,6 +88,37 @@ async fn lands_every_exported_record_once_and_commits_to_the_end() {
     assert_eq!(read_ndjson_tree(lake.path()).len(), files.len());
 }
 
+/// At shutdown more buffers land than landing tasks may run at once (256): the rest wait
+/// in the queue and start as others end; every record lands once and is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_buffers_than_landing_tasks_all_land_once_at_shutdown() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic(TOPIC, 2);
+    let mut spec = SampleSpec::new(6_000, 2, 1);
+    spec.signals = (0..300).map(|i| format!("load.s{i:03}")).collect();
+    let samples = generate(&spec);
+    produce(&kafka.bootstrap, TOPIC, &outgoing(&samples)).unwrap();
+
+    let lake = tempfile::tempdir().unwrap();
+    let text = pipeline_text(&kafka.bootstrap, lake.path(), "g-queue", "");
+    let all_signals = text
+        .lines()
+        .filter(|l| !l.starts_with("signals = "))
+        .collect::<Vec<_>>();
+    let p = sluice_config::parse(&all_signals.join("\n"), &|_| None).unwrap();
+    let total = samples.len() as u64;
+    let summary = run_until(&p, |m| m.records_consumed.get() >= total)
+        .await
+        .unwrap();
+    let (files, expected) = assert_hourly_once(&samples, lake.path(), &p);
+    assert_eq!(expected, total);
+    assert_eq!(summary.records_landed, total);
+    assert!(files.len() > 512, "{} files", files.len());
+    for (committed, end) in committed(&kafka, "g-queue") {
+        assert_eq!(committed, Some(end));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lands_and_commits_by_age_while_running() {
     let (kafka, _samples, lake) = loaded_topic(2_000);

@@ -20,7 +20,12 @@ pub fn pipeline(
     group: &str,
     extra: &str,
 ) -> ValidatedPipeline {
-    let text = format!(
+    sluice_config::parse(&pipeline_text(bootstrap, lake, group, extra), &|_| None).unwrap()
+}
+
+/// The text of [`pipeline`], for tests that change more than its end.
+pub fn pipeline_text(bootstrap: &str, lake: &std::path::Path, group: &str, extra: &str) -> String {
+    format!(
         r#"
 name = "mock"
 [source]
@@ -41,8 +46,7 @@ compression = "gzip"
 {extra}
 "#,
         lake.display()
-    );
-    sluice_config::parse(&text, &|_| None).unwrap()
+    )
 }
 
 /// A mock cluster whose 4-partition topic holds `records` sample signals over 2 hours, and
