@@ -257,11 +257,6 @@ pub fn client_config(settings: &SourceSettings) -> ClientConfig {
     // Sluice buffers records itself, under its own memory budget; librdkafka's prefetch queue
     // (64 MiB by default) would only add to the footprint.
     cfg.set("queued.max.messages.kbytes", "16384");
-    // Each queued message also costs librdkafka ~240 bytes of its own that the limit above
-    // does not count: with the default 100,000 per partition, small records held 24 MB of
-    // those at the peak of a drain (1,000 signals: peak RSS ~200 → ~177 MB). 10,000 halved
-    // the bare consumer's speed; 30,000 (~0.25 s of reading a partition) left it as it was.
-    cfg.set("queued.min.messages", "30000");
     // When that queue is full librdkafka stops fetching and looks again only after
     // fetch.queue.backoff.ms (1 s by default): a worker slower than the broker then stalls for
     // up to a second at a time (seen in the benchmark: bursts at 1 M records/s, then nothing).
