@@ -317,23 +317,32 @@ mod tests {
         assert_eq!(buffer.lines.into_bytes().unwrap(), want);
     }
 
-    /// Many small buffers, none of which fills a block, are held compressed too.
-    #[test]
-    fn many_small_buffers_are_held_compressed() {
-        let mut b = with_budget(16_000_000);
-        let t0 = Instant::now();
-        let mut want = vec![Vec::new(); 500];
-        for i in 0..200_000 {
-            let line = format!(r#"{{"device":"d-{}","value":{i}}}"#, i % 50);
-            let signal = (i % 500) as usize;
-            b.append(key(&format!("s{signal}"), 0), i, line.as_bytes(), t0);
+    /// Appends `records` lines from `line(i)` round-robin over `signals` signals of
+    /// partition 0; returns each signal's lines as appended.
+    fn fill(
+        b: &mut Buffers,
+        signals: usize,
+        records: i64,
+        line: impl Fn(i64) -> String,
+    ) -> Vec<Vec<u8>> {
+        let mut want = vec![Vec::new(); signals];
+        for i in 0..records {
+            let line = line(i);
+            let signal = i as usize % signals;
+            b.append(
+                key(&format!("s{signal}"), 0),
+                i,
+                line.as_bytes(),
+                Instant::now(),
+            );
             want[signal].extend_from_slice(line.as_bytes());
             want[signal].push(b'\n');
         }
-        let buffers = b.take_all();
-        let held: usize = buffers.iter().map(|b| b.lines.held()).sum();
-        let len: usize = want.iter().map(Vec::len).sum();
-        assert!(held < len / 2, "{held} held for {len}");
+        want
+    }
+
+    /// Every buffer reads back as the lines its signal was given.
+    fn assert_read_back(buffers: Vec<Buffer>, want: &[Vec<u8>]) {
         for buffer in buffers {
             let Target::Signal { signal, .. } = &buffer.key.target else {
                 unreachable!()
@@ -343,20 +352,28 @@ mod tests {
         }
     }
 
+    /// Many small buffers, none of which fills a block, are held compressed too.
+    #[test]
+    fn many_small_buffers_are_held_compressed() {
+        let mut b = with_budget(16_000_000);
+        let want = fill(&mut b, 500, 200_000, |i| {
+            format!(r#"{{"device":"d-{}","value":{i}}}"#, i % 50)
+        });
+        let buffers = b.take_all();
+        let held: usize = buffers.iter().map(|b| b.lines.held()).sum();
+        let len: usize = want.iter().map(Vec::len).sum();
+        assert!(held < len / 2, "{held} held for {len}");
+        assert_read_back(buffers, &want);
+    }
+
     /// Buffers too small to press the budget by their lines still press it by their
     /// room: with many keys each open block holds up to twice its lines.
     #[test]
     fn the_room_of_many_small_buffers_presses_memory() {
         let mut b = with_budget(32_000_000);
-        let t0 = Instant::now();
-        let mut want = vec![Vec::new(); 2_000];
-        for i in 0..80_000 {
-            let line = format!(r#"{{"device":"d-{:03}","value":{i:>60}}}"#, i % 50);
-            let signal = (i % 2_000) as usize;
-            b.append(key(&format!("s{signal}"), 0), i, line.as_bytes(), t0);
-            want[signal].extend_from_slice(line.as_bytes());
-            want[signal].push(b'\n');
-        }
+        let want = fill(&mut b, 2_000, 80_000, |i| {
+            format!(r#"{{"device":"d-{:03}","value":{i:>60}}}"#, i % 50)
+        });
         let len: usize = want.iter().map(Vec::len).sum();
         assert!(
             len < 8_000_000,
@@ -365,13 +382,7 @@ mod tests {
         let buffers = b.take_all();
         let held: usize = buffers.iter().map(|b| b.lines.held()).sum();
         assert!(held < len, "{held} held for {len}");
-        for buffer in buffers {
-            let Target::Signal { signal, .. } = &buffer.key.target else {
-                unreachable!()
-            };
-            let i: usize = signal.as_str()[1..].parse().unwrap();
-            assert_eq!(buffer.lines.into_bytes().unwrap(), want[i]);
-        }
+        assert_read_back(buffers, &want);
     }
 
     #[test]
