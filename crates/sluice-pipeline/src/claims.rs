@@ -111,6 +111,7 @@ impl Worker {
         self.waiting.forget(tp);
         // Buffers queued to land go too: they are as unlanded as the open ones.
         let dropped = self.buffers.take_partition(tp).len() + self.landings.forget(tp);
+        self.inflight.reopen(tp);
         if dropped > 0 {
             tracing::info!(%tp, buffers = dropped, "dropped buffers of a partition no longer owned");
         }
@@ -127,6 +128,7 @@ impl Worker {
             tracing::warn!(error = %e, "cannot pause newly assigned partitions");
         }
         for tp in tps {
+            self.inflight.reopen(&tp);
             self.claims.assignments += 1;
             let assignment = self.claims.assignments;
             self.ownership

@@ -1,6 +1,6 @@
 //! Files still landing, per partition, so a revocation can wait for them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,10 @@ pub(crate) struct InFlight {
     changed: Condvar,
     /// How to cancel each partition's landing tasks.
     aborts: Mutex<HashMap<TopicPartition, Aborts>>,
+    /// Partitions being revoked: the rebalance callback closes them before it waits for their
+    /// landings, so that no landing queued for them starts after it looked; the loop reopens
+    /// them when it forgets the partition (and its queue) or owns it again.
+    closed: Mutex<HashSet<TopicPartition>>,
 }
 
 /// A partition's landing tasks, finished ones among them until the next pruning.
@@ -68,6 +72,22 @@ impl InFlight {
                 h.abort();
             }
         }
+    }
+
+    /// No landing of `tps` may start from now on (see `closed`).
+    pub(crate) fn close(&self, tps: &[TopicPartition]) {
+        self.closed
+            .lock()
+            .expect("in-flight lock")
+            .extend(tps.iter().cloned());
+    }
+
+    pub(crate) fn reopen(&self, tp: &TopicPartition) {
+        self.closed.lock().expect("in-flight lock").remove(tp);
+    }
+
+    pub(crate) fn is_closed(&self, tp: &TopicPartition) -> bool {
+        self.closed.lock().expect("in-flight lock").contains(tp)
     }
 
     /// Whether no file of `tp` is landing.
@@ -126,6 +146,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         drop(landing);
         assert!(waiter.join().unwrap());
+    }
+
+    #[test]
+    fn closed_partitions_stay_closed_until_reopened() {
+        let inflight = InFlight::default();
+        let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        inflight.close(std::slice::from_ref(&a));
+        assert!(inflight.is_closed(&a) && !inflight.is_closed(&b));
+        inflight.reopen(&a);
+        assert!(!inflight.is_closed(&a));
     }
 
     /// Finished landings' handles are dropped now and then, not kept for the partition's

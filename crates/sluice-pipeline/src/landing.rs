@@ -105,10 +105,14 @@ impl Worker {
         self.start_landings();
     }
 
-    /// Starts queued landings while there is room for their tasks.
+    /// Starts queued landings while there is room for their tasks. Those of a partition
+    /// being revoked are dropped: the callback no longer waits for them, and the next owner
+    /// reads their records again.
     fn start_landings(&mut self) {
         while let Some(queued) = self.landings.next_to_start() {
-            self.spawn_landing(queued);
+            if !self.inflight.is_closed(&queued.buffer.key.tp) {
+                self.spawn_landing(queued);
+            }
         }
     }
 

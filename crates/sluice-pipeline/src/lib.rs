@@ -194,6 +194,8 @@ pub async fn run_with(
             // The next owner must find these files in the lake, or it would write them again.
             // A lake that does not answer soon is given up on: the group may already have
             // handed the partitions on, and a file landing later would double its records.
+            // Buffers queued to land stay queued (the loop drops them with the partition).
+            inflight.close(tps);
             let idle = tokio::task::block_in_place(|| inflight.wait_idle(tps, REVOKE_PATIENCE));
             let held: Vec<(TopicPartition, u64)> = {
                 let mut epochs = epochs.lock().expect("epochs lock");
