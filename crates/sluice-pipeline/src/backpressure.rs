@@ -1,9 +1,9 @@
 //! Backpressure: fetching pauses while too many files are landing or too many bytes are held
-//! (open buffers, buffers queued to land and files landing, so memory stays bounded however slow the lake
-//! is), and resumes with room for half again, so a worker does not flap at the limit.
-//! Paused partitions are still polled, so the group keeps this worker. [`Backpressure`]
-//! owns the count of bytes landing and whether fetching is paused; the worker pauses and
-//! resumes the partitions it says.
+//! (open buffers, buffers queued to land and files landing, so memory stays bounded however
+//! slow the lake is), and resumes with room for half again, so a worker does not flap at the
+//! limit. Paused partitions are still polled, so the group keeps this worker.
+//! [`Backpressure`] owns the count of bytes landing and whether fetching is paused; the
+//! worker pauses and resumes the partitions it says.
 
 use std::collections::HashMap;
 

@@ -6,9 +6,9 @@
 //! that owns one concern's state: `backpressure::Backpressure` (bytes held, fetching
 //! paused), `waiting::Waiting` (records waiting for the lake), `claims::Claims` (lake
 //! claims, fenced partitions), `landings::Landings` (landing tasks and the buffers queued
-//! for one, encode permits, file paths), `schedule::BatchRuns` (batch runs and manifests), `marker_rounds::MarkerRounds`
-//! (window-complete marker rounds), `tables::Tables` (Delta table commits),
-//! `maintenance::Maintenance` (scheduled compaction), `catch_up::CatchUp`
+//! for one, encode permits, file paths), `schedule::BatchRuns` (batch runs and manifests),
+//! `marker_rounds::MarkerRounds` (window-complete marker rounds), `tables::Tables` (Delta
+//! table commits), `maintenance::Maintenance` (scheduled compaction), `catch_up::CatchUp`
 //! (`--until-caught-up`), `landed_cache::LandedCache` (offsets already landed per key),
 //! `inflight::InFlight` (landings per partition). The worker's own `impl` blocks beside them
 //! are the wiring: `intake` (one record routed, judged for lateness and buffered), `commits`
@@ -194,7 +194,8 @@ pub async fn run_with(
             // The next owner must find these files in the lake, or it would write them again.
             // A lake that does not answer soon is given up on: the group may already have
             // handed the partitions on, and a file landing later would double its records.
-            // Buffers queued to land stay queued (the loop drops them with the partition).
+            // From here no buffer of these partitions queued to land starts: the wait below
+            // covers every landing they will have (the loop drops the queued ones).
             inflight.close(tps);
             let idle = tokio::task::block_in_place(|| inflight.wait_idle(tps, REVOKE_PATIENCE));
             let held: Vec<(TopicPartition, u64)> = {
