@@ -24,8 +24,8 @@ pub(crate) struct InFlight {
 struct Aborts {
     handles: Vec<AbortHandle>,
     /// The length at which finished handles are dropped: twice what was left at the last
-    /// pruning, so registering n landings at once (24,000 buffers at the end of a drain with
-    /// 1,000 signals) visits O(n) handles, not O(n²).
+    /// pruning, so registering n landings (a partition's 6,000 files of a 1,000-signal drain)
+    /// visits O(n) handles, not O(n²).
     prune_at: usize,
 }
 

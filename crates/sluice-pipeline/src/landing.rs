@@ -176,7 +176,6 @@ impl Worker {
         let encode_permits = self.landings.encode_permits.clone();
         let tp = buffer.key.tp.clone();
         let held = buffer.lines.len() as u64;
-        let task_tp = tp.clone();
         // A record the format refuses is dead-lettered beside the others, in the day of its
         // data window, under its own offset.
         let refusals = Refusals {
@@ -195,108 +194,103 @@ impl Worker {
                     offsets,
                     ..
                 } = buffer;
-                let permit = encode_permits.acquire_owned().await;
-                // The rest is boxed: until a permit is free (at the end of a run thousands of
-                // landings wait here, one per buffer) a task holds what it captured, not room
-                // for the states of the encode and write awaits below (1,784 → 1,416 bytes a
-                // task; 24,000 buffers of a thousand signals wait at the end of a drain).
-                Box::pin(async move {
-                    let encode_error = |detail: String| PipelineError::Encode {
-                        path: path.clone(),
-                        detail,
-                    };
-                    let permit = permit.map_err(|e| encode_error(e.to_string()))?;
-                    let encoded = tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        let ndjson = lines
-                            .into_bytes()
-                            .map_err(|e| format!("reading the buffered lines back: {e}"))?;
-                        refusals::encode_or_refuse(&ndjson, &offsets, &options, sluice_format::encode)
-                            .map_err(|e| e.to_string())
-                    })
+                let encode_error = |detail: String| PipelineError::Encode {
+                    path: path.clone(),
+                    detail,
+                };
+                // At most `LANDING_TASKS` tasks wait here at once: the rest wait as buffers in
+                // the queue, holding no task state.
+                let permit = encode_permits
+                    .acquire_owned()
                     .await
-                    .map_err(|e| encode_error(e.to_string()))?
-                    .map_err(encode_error)?;
-                    let guard = WriteGuard {
-                        lake: &lake,
-                        metrics: &metrics,
-                        shutdown: &shutdown,
-                        lease: &lease,
-                        epoch,
-                        tp: &task_tp,
-                        timeouts,
-                    };
-                    let land_error = |source: LakeError| PipelineError::Land {
-                        path: path.clone(),
-                        tp: key.tp.clone(),
-                        first: first_offset,
-                        last: last_offset,
-                        epoch,
-                        source: Box::new(source),
-                    };
-                    // Dead letters first: once the file lands, a replay skips these offsets.
-                    // The writes are boxed: inline they doubled every waiting landing's task
-                    // (3.5 KB; 24,000 buffers landing at once held 85 MB of futures).
-                    for refused in &encoded.refused {
-                        tracing::warn!(offset = refused.offset, reason = refused.reason.label, detail = %refused.reason.detail, "dead-lettering a record its format refused");
-                        metrics
-                            .records_dead_lettered
-                            .with_label_values(&[refused.reason.label])
-                            .inc();
-                        let line = sluice_fold::refused_line(&key.tp, refused.offset, &refused.line, &refused.reason);
-                        let mut body = line;
-                        body.push(b'\n');
-                        Box::pin(guard.land(&refusals.path(&key.tp, refused.offset), body.into()))
-                            .await
-                            .map_err(land_error)?;
-                    }
-                    let refused = encoded.refused.len() as u64;
-                    let mut table = None;
-                    let (bytes, outcome) = match encoded.file {
-                        Some(file) => {
-                            if !file.conflicts.is_empty() {
-                                tracing::warn!(fields = ?file.conflicts, "fields with conflicting types were written as JSON text");
-                                metrics
-                                    .columns_as_json
-                                    .with_label_values(&[metrics.signal_label(&signal_label)])
-                                    .inc_by(file.conflicts.len() as u64);
-                            }
-                            let body = bytes::Bytes::from(file.bytes);
-                            let bytes = body.len() as u64;
-                            table = match table_target {
-                                Some((table, relative, values)) => {
-                                    let (file, schema) = DataFile::from_parquet(relative, &body, values)
-                                        .map_err(|e| encode_error(e.to_string()))?;
-                                    Some(TableFile { table, file, schema })
-                                }
-                                None => None,
-                            };
-                            (bytes, Box::pin(guard.land(&path, body)).await.map_err(land_error)?)
-                        }
-                        // Nothing left to write: the dead letters hold every record.
-                        None => (0, Landed::Written),
-                    };
-                    tracing::info!(records, refused, bytes, ?outcome, "landed");
-                    Ok(LandedFile {
-                        tp: key.tp,
-                        path: path.clone(),
-                        run,
-                        generation,
-                        first_offset,
-                        records: records - refused,
-                        refused,
-                        dead_letter,
-                        signal: signal_label,
-                        bytes,
-                        outcome,
-                        took: taken.elapsed(),
-                        window: marked_window,
-                        table,
-                        last_offset,
-                        epoch,
-                    })
+                    .map_err(|e| encode_error(e.to_string()))?;
+                let encoded = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let ndjson = lines
+                        .into_bytes()
+                        .map_err(|e| format!("reading the buffered lines back: {e}"))?;
+                    refusals::encode_or_refuse(&ndjson, &offsets, &options, sluice_format::encode)
+                        .map_err(|e| e.to_string())
                 })
                 .await
+                .map_err(|e| encode_error(e.to_string()))?
+                .map_err(encode_error)?;
+                let guard = WriteGuard {
+                    lake: &lake,
+                    metrics: &metrics,
+                    shutdown: &shutdown,
+                    lease: &lease,
+                    epoch,
+                    tp: &key.tp,
+                    timeouts,
+                };
+                let land_error = |source: LakeError| PipelineError::Land {
+                    path: path.clone(),
+                    tp: key.tp.clone(),
+                    first: first_offset,
+                    last: last_offset,
+                    epoch,
+                    source: Box::new(source),
+                };
+                // Dead letters first: once the file lands, a replay skips these offsets.
+                for refused in &encoded.refused {
+                    tracing::warn!(offset = refused.offset, reason = refused.reason.label, detail = %refused.reason.detail, "dead-lettering a record its format refused");
+                    metrics
+                        .records_dead_lettered
+                        .with_label_values(&[refused.reason.label])
+                        .inc();
+                    let mut body = sluice_fold::refused_line(&key.tp, refused.offset, &refused.line, &refused.reason);
+                    body.push(b'\n');
+                    guard
+                        .land(&refusals.path(&key.tp, refused.offset), body.into())
+                        .await
+                        .map_err(land_error)?;
+                }
+                let refused = encoded.refused.len() as u64;
+                let mut table = None;
+                let (bytes, outcome) = match encoded.file {
+                    Some(file) => {
+                        if !file.conflicts.is_empty() {
+                            tracing::warn!(fields = ?file.conflicts, "fields with conflicting types were written as JSON text");
+                            metrics
+                                .columns_as_json
+                                .with_label_values(&[metrics.signal_label(&signal_label)])
+                                .inc_by(file.conflicts.len() as u64);
+                        }
+                        let body = bytes::Bytes::from(file.bytes);
+                        let bytes = body.len() as u64;
+                        table = match table_target {
+                            Some((table, relative, values)) => {
+                                let (file, schema) = DataFile::from_parquet(relative, &body, values)
+                                    .map_err(|e| encode_error(e.to_string()))?;
+                                Some(TableFile { table, file, schema })
+                            }
+                            None => None,
+                        };
+                        (bytes, guard.land(&path, body).await.map_err(land_error)?)
+                    }
+                    // Nothing left to write: the dead letters hold every record.
+                    None => (0, Landed::Written),
+                };
+                tracing::info!(records, refused, bytes, ?outcome, "landed");
+                Ok(LandedFile {
+                    tp: key.tp,
+                    path: path.clone(),
+                    run,
+                    generation,
+                    first_offset,
+                    records: records - refused,
+                    refused,
+                    dead_letter,
+                    signal: signal_label,
+                    bytes,
+                    outcome,
+                    took: taken.elapsed(),
+                    window: marked_window,
+                    table,
+                    last_offset,
+                    epoch,
+                })
             }
             .instrument(span),
         );
