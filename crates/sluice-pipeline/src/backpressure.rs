@@ -90,13 +90,16 @@ impl Worker {
         }
     }
 
-    /// Bytes held in memory: open buffers, buffers queued to land and files landing.
+    /// Bytes held in memory: open buffers, buffers queued to land, files landing and encodes.
     pub(crate) fn held_bytes(&self) -> u64 {
         self.backpressure.held(self.unlanded_bytes())
     }
 
-    /// Bytes of buffers no landing task holds yet: open ones and those queued to land.
+    /// Bytes held beside the landing tasks' buffers: open buffers, buffers queued to land,
+    /// and what the running encodes build from their lines (estimated).
     fn unlanded_bytes(&self) -> u64 {
-        self.buffers.buffered_bytes() + self.landings.queued_bytes()
+        self.buffers.buffered_bytes()
+            + self.landings.queued_bytes()
+            + self.landings.encode_budget.in_use()
     }
 }

@@ -173,9 +173,10 @@ impl Worker {
         let lease = self.lease.clone();
         let timeouts = self.write_timeouts;
         let landing = self.inflight.start(&buffer.key.tp);
-        let encode_permits = self.landings.encode_permits.clone();
+        let encode_budget = self.landings.encode_budget.handle();
         let tp = buffer.key.tp.clone();
         let held = buffer.lines.len() as u64;
+        let encode_bytes = crate::encode_budget::estimate(options.format, held);
         // A record the format refuses is dead-lettered beside the others, in the day of its
         // data window, under its own offset.
         let refusals = Refusals {
@@ -200,8 +201,8 @@ impl Worker {
                 };
                 // At most `LANDING_TASKS` tasks wait here at once: the rest wait as buffers in
                 // the queue, holding no task state.
-                let permit = encode_permits
-                    .acquire_owned()
+                let permit = encode_budget
+                    .acquire(encode_bytes)
                     .await
                     .map_err(|e| encode_error(e.to_string()))?;
                 let encoded = tokio::task::spawn_blocking(move || {

@@ -1,5 +1,5 @@
 //! The landing tasks and the buffers queued for one: [`Landings`] owns the tasks, the queue,
-//! the encode permits, and where and how files are written. A buffer taken to land waits in
+//! the encode budget, and where and how files are written. A buffer taken to land waits in
 //! the queue until fewer than [`LANDING_TASKS`] tasks run: taken as tasks at once, the
 //! 24,000 buffers of a thousand signals at the end of a drain held ~2.8 KB of task state
 //! each on top of their lines (~70 MB).
@@ -7,10 +7,11 @@
 use std::collections::VecDeque;
 
 use super::*;
+use crate::encode_budget::EncodeBudget;
 use crate::landing::LandedFile;
 
 /// Landing tasks at once. More wait in the queue; with a remote lake this many writes are
-/// outstanding while the encodes (one per core) go on.
+/// outstanding while the encodes (as many as the encode budget lets) go on.
 const LANDING_TASKS: usize = 256;
 
 /// A buffer taken to land, not yet a task: what its task needs from the moment it was taken.
@@ -63,23 +64,24 @@ pub(crate) struct Landings {
     queue: VecDeque<Queued>,
     /// Bytes of the queued buffers' lines.
     queued_bytes: u64,
-    /// Encoding is CPU-bound: more encodes at once than cores only multiplies their memory
-    /// (parsed chunks, Arrow arrays, output), so landings take a permit to encode.
-    pub(crate) encode_permits: Arc<tokio::sync::Semaphore>,
+    /// Encoding is CPU-bound, and an encode holds several times its lines: landings wait
+    /// for room in the encode budget (bytes, and one encode per core).
+    pub(crate) encode_budget: EncodeBudget,
     path: PathTemplate,
     pub(crate) dead_letter_path: PathTemplate,
     pub(crate) encoding: Encoding,
 }
 
 impl Landings {
-    pub(crate) fn new(sink: &sluice_config::SinkSettings) -> Self {
+    pub(crate) fn new(sink: &sluice_config::SinkSettings, budget_bytes: u64) -> Self {
         Self {
             tasks: JoinSet::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
-            encode_permits: Arc::new(tokio::sync::Semaphore::new(
+            encode_budget: EncodeBudget::new(
+                budget_bytes,
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            ),
             path: sink.path.clone(),
             dead_letter_path: sink.dead_letter_path.clone(),
             encoding: sink.encoding.clone(),
@@ -189,7 +191,10 @@ granularity = "hour"
 [sink]
 url = "/tmp/q"
 "#;
-        Landings::new(&sluice_config::parse(text, &|_| None).unwrap().sink)
+        Landings::new(
+            &sluice_config::parse(text, &|_| None).unwrap().sink,
+            1 << 28,
+        )
     }
 
     /// Buffers of `signals` signals on partition `p`, each holding one line of `line` bytes.

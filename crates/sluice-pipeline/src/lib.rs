@@ -2,24 +2,25 @@
 //! that is full, old enough, or pending at shutdown is encoded and landed in the lake; and
 //! offsets are committed only up to the first record not yet inside a landed file.
 //!
-//! This file holds the loop itself and wires the worker's parts, each a type in its own file
-//! that owns one concern's state: `backpressure::Backpressure` (bytes held, fetching
-//! paused), `waiting::Waiting` (records waiting for the lake), `claims::Claims` (lake
-//! claims, fenced partitions), `landings::Landings` (landing tasks and the buffers queued
-//! for one, encode permits, file paths), `schedule::BatchRuns` (batch runs and manifests),
-//! `marker_rounds::MarkerRounds` (window-complete marker rounds), `tables::Tables` (Delta
-//! table commits), `maintenance::Maintenance` (scheduled compaction), `catch_up::CatchUp`
-//! (`--until-caught-up`), `landed_cache::LandedCache` (offsets already landed per key),
-//! `inflight::InFlight` (landings per partition). The worker's own `impl` blocks beside them
-//! are the wiring: `intake` (one record routed, judged for lateness and buffered), `commits`
-//! (offsets up to what landed), `write` (one fenced, bounded write), `refusals` (records a
-//! format refuses), `markers` (the lake side of markers), `retries` (storage retries),
-//! `ownership` (takeover rules).
+//! This file holds the loop itself and wires the worker's parts, each a type in its own file that
+//! owns one concern's state: `backpressure::Backpressure` (bytes held, fetching paused),
+//! `waiting::Waiting` (records waiting for the lake), `claims::Claims` (lake claims, fenced
+//! partitions), `landings::Landings` (landing tasks and the buffers queued for one, file paths;
+//! `encode_budget::EncodeBudget`, encodes bounded by their memory), `schedule::BatchRuns` (batch
+//! runs and manifests), `marker_rounds::MarkerRounds` (window-complete marker rounds),
+//! `tables::Tables` (Delta table commits), `maintenance::Maintenance` (scheduled compaction),
+//! `catch_up::CatchUp` (`--until-caught-up`), `landed_cache::LandedCache` (offsets already landed
+//! per key), `inflight::InFlight` (landings per partition). The worker's own `impl` blocks beside
+//! them are the wiring: `intake` (one record routed, judged for lateness and buffered), `commits`
+//! (offsets up to what landed), `write` (one fenced, bounded write), `refusals` (records a format
+//! refuses), `markers` (the lake side of markers), `retries` (storage retries), `ownership`
+//! (takeover rules).
 
 mod backpressure;
 mod catch_up;
 mod claims;
 mod commits;
+mod encode_budget;
 #[cfg(test)]
 mod fuzz_tests;
 mod inflight;
@@ -290,7 +291,7 @@ pub async fn run_with(
         lease: source.lease(),
         shutdown: shutdown.clone(),
         buffers: Buffers::new(pipeline.flush.clone()),
-        landings: landings::Landings::new(&pipeline.sink),
+        landings: landings::Landings::new(&pipeline.sink, pipeline.flush.max_buffered_bytes),
         ledgers,
         lake,
         metrics,
