@@ -175,6 +175,10 @@ fn ceiling(bootstrap: &str, group: &str, records: u64, topic: &str) -> (f64, f64
         start_from: "earliest".into(),
         properties: BTreeMap::from([("fetch.wait.max.ms".to_string(), "10".to_string())]),
         secret_properties: BTreeMap::new(),
+        // As `sluice run` sizes it with the default memory budget.
+        prefetch_kbytes: sluice_config::prefetch_kbytes(
+            sluice_config::FlushPolicy::default().max_buffered_bytes,
+        ),
     };
     let consumer: BaseConsumer = sluice_kafka::client_config(&settings).create().unwrap();
     consumer.subscribe(&[topic]).unwrap();

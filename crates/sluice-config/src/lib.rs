@@ -18,9 +18,9 @@ pub use schedule::Schedule;
 pub use secret::Secret;
 pub use table::{CompactionSchedule, TablePartitioning, TableSettings};
 pub use validate::{
-    ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData, MarkerSettings,
-    PlausibleTimes, SignalFilter, SignalSource, SinkSettings, SourceSettings, TimeKey,
-    ValidatedPipeline, WindowSettings,
+    prefetch_kbytes, ConfigError, ConfigErrors, EventTimeFormat, FlushPolicy, LateData,
+    MarkerSettings, PlausibleTimes, SignalFilter, SignalSource, SinkSettings, SourceSettings,
+    TimeKey, ValidatedPipeline, WindowSettings,
 };
 
 /// Reads and validates a pipeline file; `env` resolves secrets (normally `std::env::var`).

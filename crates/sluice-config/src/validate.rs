@@ -82,6 +82,16 @@ pub struct SourceSettings {
     /// librdkafka's `auto.offset.reset`.
     pub start_from: String,
     pub properties: BTreeMap<String, String>,
+    /// librdkafka's prefetch queue (`queued.max.messages.kbytes`), from the memory budget.
+    pub prefetch_kbytes: u64,
+}
+
+/// The prefetch queue held beside `flush.max_buffered_bytes`: an eighth of it, from 1 MiB
+/// to 16 MiB (the most the benchmark's reading speed needs), so that a small budget is not
+/// doubled by records librdkafka holds before the worker takes them. A
+/// `queued.max.messages.kbytes` in `[source] properties` wins.
+pub fn prefetch_kbytes(max_buffered_bytes: u64) -> u64 {
+    (max_buffered_bytes / 8 / 1024).clamp(1024, 16 * 1024)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -745,6 +755,7 @@ impl PipelineFile {
                         group_id: s.group_id.clone(),
                         start_from,
                         properties,
+                        prefetch_kbytes: prefetch_kbytes(flush.max_buffered_bytes),
                     },
                     signal_source,
                     default_signal: r.default_signal.clone(),

@@ -435,3 +435,14 @@ fn schedules_parse_and_manifests_need_one() {
     );
     assert_eq!(errors(&with("manifest = true"))[0].field, "flush.manifest");
 }
+
+#[test]
+fn the_prefetch_queue_is_an_eighth_of_the_memory_budget_within_bounds() {
+    let v = crate::parse(GOOD, &env).unwrap();
+    // The default budget (256 MiB) keeps the 16 MiB queue the benchmark's speed needs.
+    assert_eq!(v.flush.max_buffered_bytes, 256 << 20);
+    assert_eq!(v.source.prefetch_kbytes, 16 * 1024);
+    assert_eq!(crate::prefetch_kbytes(32 << 20), 4 * 1024);
+    assert_eq!(crate::prefetch_kbytes(1 << 20), 1024);
+    assert_eq!(crate::prefetch_kbytes(u64::MAX), 16 * 1024);
+}

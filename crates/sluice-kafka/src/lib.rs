@@ -255,8 +255,11 @@ pub fn client_config(settings: &SourceSettings) -> ClientConfig {
     // move, and the others keep their open buffers.
     cfg.set("partition.assignment.strategy", "cooperative-sticky");
     // Sluice buffers records itself, under its own memory budget; librdkafka's prefetch queue
-    // (64 MiB by default) would only add to the footprint.
-    cfg.set("queued.max.messages.kbytes", "16384");
+    // (64 MiB by default) would only add to the footprint: it is sized from the budget.
+    cfg.set(
+        "queued.max.messages.kbytes",
+        settings.prefetch_kbytes.to_string(),
+    );
     // When that queue is full librdkafka stops fetching and looks again only after
     // fetch.queue.backoff.ms (1 s by default): a worker slower than the broker then stalls for
     // up to a second at a time (seen in the benchmark: bursts at 1 M records/s, then nothing).

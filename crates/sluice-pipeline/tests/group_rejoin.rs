@@ -62,6 +62,7 @@ async fn a_rejoining_worker_gives_up_its_partitions_and_is_assigned_them_again()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
         secret_properties: BTreeMap::new(),
+        prefetch_kbytes: 16 * 1024,
     };
     let ledgers = Arc::new(Mutex::new(PartitionLedgers::default()));
     let source =

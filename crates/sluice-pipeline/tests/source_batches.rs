@@ -25,6 +25,7 @@ async fn batches_bring_every_record_once_in_order_and_stop_at_rebalances() {
         start_from: "earliest".into(),
         properties: BTreeMap::new(),
         secret_properties: BTreeMap::new(),
+        prefetch_kbytes: 16 * 1024,
     };
     let ledgers = Arc::new(Mutex::new(PartitionLedgers::default()));
     let source = KafkaSource::connect(
