@@ -87,8 +87,8 @@ pub struct SourceSettings {
 }
 
 /// The prefetch queue held beside `flush.max_buffered_bytes`: an eighth of it, from 1 MiB
-/// to 16 MiB (the most the benchmark's reading speed needs), so that a small budget is not
-/// doubled by records librdkafka holds before the worker takes them. A
+/// to 16 MiB (the fixed size before, with which the benchmark reads at full speed), so that a
+/// small budget is not doubled by records librdkafka holds before the worker takes them. A
 /// `queued.max.messages.kbytes` in `[source] properties` wins.
 pub fn prefetch_kbytes(max_buffered_bytes: u64) -> u64 {
     (max_buffered_bytes / 8 / 1024).clamp(1024, 16 * 1024)
