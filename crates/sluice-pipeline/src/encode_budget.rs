@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use sluice_format::FileFormat;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 /// The share of the memory budget encodes may hold at once.
 const SHARE_OF_BUDGET: u64 = 4;
@@ -27,7 +27,9 @@ pub(crate) fn estimate(format: FileFormat, lines: u64) -> u64 {
     }
 }
 
-/// Encodes at once, bounded by count and by estimated bytes.
+/// Encodes at once, bounded by count and by estimated bytes. Clones share the budget: each
+/// landing task takes one to wait on.
+#[derive(Clone)]
 pub(crate) struct EncodeBudget {
     count: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
@@ -51,38 +53,17 @@ impl EncodeBudget {
         }
     }
 
-    /// A handle for a landing task to wait on.
-    pub(crate) fn handle(&self) -> EncodeBudgetHandle {
-        EncodeBudgetHandle {
-            count: self.count.clone(),
-            bytes: self.bytes.clone(),
-            total_units: self.total_units,
-        }
-    }
-
     /// Estimated bytes the running encodes hold.
     pub(crate) fn in_use(&self) -> u64 {
         u64::from(self.total_units).saturating_sub(self.bytes.available_permits() as u64) * UNIT
     }
-}
 
-/// What a landing task holds to wait for its turn to encode.
-pub(crate) struct EncodeBudgetHandle {
-    count: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
-    total_units: u32,
-}
-
-impl EncodeBudgetHandle {
     /// Waits until an encode estimated at `bytes` fits (alone, if it is larger than the
     /// whole share). Fails only if the budget was closed.
-    pub(crate) async fn acquire(
-        self,
-        bytes: u64,
-    ) -> Result<EncodePermit, tokio::sync::AcquireError> {
-        let count = self.count.acquire_owned().await?;
+    pub(crate) async fn acquire(&self, bytes: u64) -> Result<EncodePermit, AcquireError> {
+        let count = self.count.clone().acquire_owned().await?;
         let units = bytes.div_ceil(UNIT).clamp(1, u64::from(self.total_units)) as u32;
-        let bytes = self.bytes.acquire_many_owned(units).await?;
+        let bytes = self.bytes.clone().acquire_many_owned(units).await?;
         Ok(EncodePermit {
             _count: count,
             _bytes: bytes,
@@ -100,14 +81,17 @@ mod tests {
     async fn encodes_wait_for_room_in_bytes_and_a_large_one_runs_alone() {
         // 64 MiB budget: encodes may hold 16 MiB at once, two at most.
         let budget = EncodeBudget::new(64 * MIB, 2);
-        let small = budget.handle().acquire(6 * MIB).await.unwrap();
+        let small = budget.acquire(6 * MIB).await.unwrap();
         assert_eq!(budget.in_use(), 6 * MIB);
         // A second 6 MiB encode fits beside it; a third would be over the count anyway.
-        let second = budget.handle().acquire(6 * MIB).await.unwrap();
+        let second = budget.acquire(6 * MIB).await.unwrap();
         assert_eq!(budget.in_use(), 12 * MIB);
         drop(second);
         // 12 MiB does not fit beside 6 MiB: it waits until the first ends.
-        let mut waiting = tokio::spawn(budget.handle().acquire(12 * MIB));
+        let mut waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.acquire(12 * MIB).await }
+        });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         drop(small);
@@ -115,9 +99,12 @@ mod tests {
         assert_eq!(budget.in_use(), 12 * MIB);
         drop(big);
         // Larger than the whole share: it takes all of it, and runs alone.
-        let huge = budget.handle().acquire(100 * MIB).await.unwrap();
+        let huge = budget.acquire(100 * MIB).await.unwrap();
         assert_eq!(budget.in_use(), 16 * MIB);
-        let mut tiny = tokio::spawn(budget.handle().acquire(1));
+        let mut tiny = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.acquire(1).await }
+        });
         tokio::task::yield_now().await;
         assert!(!tiny.is_finished());
         drop(huge);

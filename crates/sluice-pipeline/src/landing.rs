@@ -173,7 +173,7 @@ impl Worker {
         let lease = self.lease.clone();
         let timeouts = self.write_timeouts;
         let landing = self.inflight.start(&buffer.key.tp);
-        let encode_budget = self.landings.encode_budget.handle();
+        let encode_budget = self.landings.encode_budget.clone();
         let tp = buffer.key.tp.clone();
         let held = buffer.lines.len() as u64;
         let encode_bytes = crate::encode_budget::estimate(options.format, held);
