@@ -17,7 +17,8 @@ const UNIT: u64 = 1024;
 /// Memory an encode of `lines` bytes holds beyond the lines (their decompressed copy is
 /// counted with the buffer). Measured with a counting allocator on the benchmark's records:
 /// Parquet-zstd 4.7 MB over 1 MB of lines, 18 MB over 9.7 MB, 22 MB over 49 MB (row groups
-/// bound it); Avro and CSV a little less. NDJSON passes lines through: at most their copy.
+/// bound it); Avro a little less, CSV about as much. NDJSON passes lines through: at most
+/// their copy.
 pub(crate) fn estimate(format: FileFormat, lines: u64) -> u64 {
     match format {
         FileFormat::Ndjson => lines,
