@@ -46,15 +46,16 @@ impl Backpressure {
         self.landing_bytes -= self.held_by_task.remove(&task).unwrap_or(0);
     }
 
-    /// Bytes held in memory: open buffers (`buffered`) and files still landing.
-    pub(crate) fn held(&self, buffered: u64) -> u64 {
-        buffered + self.landing_bytes
+    /// Bytes held in memory: those beside the landing tasks (`beside`: open and queued
+    /// buffers, encodes) and the landing tasks' buffers.
+    pub(crate) fn held(&self, beside: u64) -> u64 {
+        beside + self.landing_bytes
     }
 
-    /// Whether fetching should be paused, with `landings` files landing and `buffered`
-    /// bytes in open buffers.
-    fn stalled(&self, landings: usize, buffered: u64) -> bool {
-        let held = self.held(buffered);
+    /// Whether fetching should be paused, with `landings` files landing and `beside` bytes
+    /// held beside the landing tasks.
+    fn stalled(&self, landings: usize, beside: u64) -> bool {
+        let held = self.held(beside);
         if self.paused {
             landings > MAX_LANDINGS_IN_FLIGHT / 2
                 || (landings > 0 && held > self.budget_bytes / 4 * 3)
@@ -70,7 +71,7 @@ impl Worker {
         let stalled = !self.waiting.is_empty()
             || self
                 .backpressure
-                .stalled(self.landings.len(), self.unlanded_bytes());
+                .stalled(self.landings.len(), self.held_beside_landing_tasks());
         if stalled != self.backpressure.paused {
             // Partitions not ready (their lake claim is pending) stay paused regardless.
             let changed = if stalled {
@@ -92,12 +93,12 @@ impl Worker {
 
     /// Bytes held in memory: open buffers, buffers queued to land, files landing and encodes.
     pub(crate) fn held_bytes(&self) -> u64 {
-        self.backpressure.held(self.unlanded_bytes())
+        self.backpressure.held(self.held_beside_landing_tasks())
     }
 
     /// Bytes held beside the landing tasks' buffers: open buffers, buffers queued to land,
     /// and what the running encodes build from their lines (estimated).
-    fn unlanded_bytes(&self) -> u64 {
+    fn held_beside_landing_tasks(&self) -> u64 {
         self.buffers.buffered_bytes()
             + self.landings.queued_bytes()
             + self.landings.encode_budget.in_use()
