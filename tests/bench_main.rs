@@ -342,7 +342,10 @@ fn fold_memory() {
     );
     let p = sluice_config::parse(&text, &|_| None).unwrap();
     let mut router = Router::new(&p);
-    let mut buffers = Buffers::new(p.flush.clone());
+    let mut buffers = Buffers::new(
+        p.flush.clone(),
+        sluice_fold::Sealer::for_files(&p.sink.encoding.options),
+    );
     let now = Instant::now();
     let mut one_signal = SampleSpec::new(10_000, 1, 0);
     one_signal.signals = vec!["engine.temperature".into()];

@@ -13,6 +13,7 @@ import json
 import pathlib
 import re
 import sys
+import zlib
 
 import fastavro
 import pandavro
@@ -48,7 +49,15 @@ def files(root, suffix):
 
 def decompress(data, codec):
     if codec == "gzip":
-        return gzip.decompress(data)
+        # One member, as every reader expects (some read only the first): zlib alone,
+        # which stops where the first member ends. gzip's reader, which reads on, must agree.
+        one = zlib.decompressobj(wbits=31)
+        text = one.decompress(data)
+        if not one.eof or one.unused_data:
+            raise AssertionError(f"not one whole gzip member: {len(one.unused_data)} bytes after it")
+        if gzip.decompress(data) != text:
+            raise AssertionError("gzip and zlib read different lines")
+        return text
     if codec == "zstd":
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     return data

@@ -70,13 +70,15 @@ pub struct Buffers {
 }
 
 impl Buffers {
-    pub fn new(policy: FlushPolicy) -> Self {
+    /// Buffers under `policy`, whose lines `sealer` holds compactly (and, for plain NDJSON
+    /// gzip files, deflates ahead).
+    pub fn new(policy: FlushPolicy, sealer: Sealer) -> Self {
         Self {
             open: foldhash::HashMap::default(),
             policy,
             bytes: 0,
             open_capacity: 0,
-            sealer: Sealer::default(),
+            sealer,
             since_sweep: 0,
         }
     }
@@ -89,12 +91,15 @@ impl Buffers {
             Entry::Vacant(e) => {
                 opened = true;
                 let key = e.key().clone();
+                // Dead letters are plain NDJSON files, never gzip.
+                let gzip_file =
+                    self.sealer.deflates_ahead() && matches!(key.target, Target::Signal { .. });
                 e.insert(Buffer {
                     key,
                     first_offset: offset,
                     last_offset: offset,
                     records: 0,
-                    lines: Lines::default(),
+                    lines: Lines::new(gzip_file),
                     offsets: Vec::with_capacity(16),
                     opened_at: now,
                 })
@@ -113,7 +118,7 @@ impl Buffers {
         let quarter = self.policy.max_buffered_bytes / 4;
         let pressed = self.bytes >= quarter || self.open_capacity >= quarter;
         let room = buf.lines.open_capacity();
-        buf.lines.push(line, pressed.then_some(&mut self.sealer));
+        buf.lines.push(line, &mut self.sealer, pressed);
         self.open_capacity = self.open_capacity + buf.lines.open_capacity() as u64 - room as u64;
         self.bytes += line.len() as u64 + 1;
         self.since_sweep += line.len() as u64 + 1;
@@ -230,10 +235,13 @@ mod tests {
 
     /// Buffers with the default policy but a memory budget of `bytes`.
     fn with_budget(bytes: u64) -> Buffers {
-        Buffers::new(FlushPolicy {
-            max_buffered_bytes: bytes,
-            ..FlushPolicy::default()
-        })
+        Buffers::new(
+            FlushPolicy {
+                max_buffered_bytes: bytes,
+                ..FlushPolicy::default()
+            },
+            Sealer::default(),
+        )
     }
 
     fn key(signal: &str, p: i32) -> BufferKey {
@@ -256,7 +264,7 @@ mod tests {
             max_buffered_bytes: 1 << 30,
             ..FlushPolicy::default()
         };
-        let mut b = Buffers::new(policy);
+        let mut b = Buffers::new(policy, Sealer::default());
         let t0 = Instant::now();
         assert!(b.append(key("a", 0), 0, b"{}", t0).opened);
         assert!(b.append(key("b", 0), 1, b"{}", t0).opened);
@@ -387,7 +395,7 @@ mod tests {
 
     #[test]
     fn takes_one_partition() {
-        let mut b = Buffers::new(FlushPolicy::default());
+        let mut b = Buffers::new(FlushPolicy::default(), Sealer::default());
         let t0 = Instant::now();
         b.append(key("a", 0), 0, b"{}", t0);
         b.append(key("a", 1), 0, b"{}", t0);

@@ -18,6 +18,7 @@ pub mod avro;
 mod csv;
 mod deflate;
 pub mod envelope;
+pub mod gzip_ahead;
 pub mod inspect;
 pub mod json;
 pub mod lexer;
@@ -83,13 +84,23 @@ pub(crate) struct Written {
 
 /// Encodes newline-terminated JSON lines (one record each) into a file of `opts.format`.
 pub fn encode(ndjson: &[u8], opts: &EncodeOptions) -> Result<Encoded, EncodeError> {
+    file(opts, ndjson.len() / 2, |out| write_file(ndjson, opts, out))
+}
+
+/// The file `write` makes, encrypted on the way when `opts` says so; `room` is a guess at
+/// its size.
+pub(crate) fn file(
+    opts: &EncodeOptions,
+    room: usize,
+    write: impl FnOnce(Sink) -> Result<Written, EncodeError>,
+) -> Result<Encoded, EncodeError> {
     let (bytes, written) = match &opts.pgp {
         None => {
-            let mut out = Vec::with_capacity(ndjson.len() / 2);
-            let written = write_file(ndjson, opts, &mut out)?;
+            let mut out = Vec::with_capacity(room);
+            let written = write(&mut out)?;
             (out, written)
         }
-        Some(recipient) => recipient.encrypt_streaming(|sink| write_file(ndjson, opts, sink))?,
+        Some(recipient) => recipient.encrypt_streaming(write)?,
     };
     Ok(Encoded {
         bytes,

@@ -186,6 +186,15 @@ impl EncodeOptions {
         })
     }
 
+    /// Files of untouched NDJSON lines in gzip: their lines can be deflated ahead, while
+    /// their buffer fills ([`crate::gzip_ahead`]).
+    pub fn gzips_plain_lines(&self) -> bool {
+        self.format == FileFormat::Ndjson
+            && self.codec == Codec::Gzip
+            && self.columns.is_none()
+            && self.envelope.is_none()
+    }
+
     pub fn new(format: FileFormat, codec: Codec) -> Self {
         Self {
             format,

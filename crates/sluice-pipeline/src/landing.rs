@@ -207,11 +207,7 @@ impl Worker {
                     .map_err(|e| encode_error(e.to_string()))?;
                 let encoded = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    let ndjson = lines
-                        .into_bytes()
-                        .map_err(|e| format!("reading the buffered lines back: {e}"))?;
-                    refusals::encode_or_refuse(&ndjson, &offsets, &options, sluice_format::encode)
-                        .map_err(|e| e.to_string())
+                    refusals::encode_buffer(lines, &offsets, &options)
                 })
                 .await
                 .map_err(|e| encode_error(e.to_string()))?

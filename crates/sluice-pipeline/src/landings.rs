@@ -199,7 +199,10 @@ url = "/tmp/q"
 
     /// Buffers of `signals` signals on partition `p`, each holding one line of `line` bytes.
     fn buffers(p: i32, signals: usize, line: usize) -> Vec<Buffer> {
-        let mut b = Buffers::new(sluice_config::FlushPolicy::default());
+        let mut b = Buffers::new(
+            sluice_config::FlushPolicy::default(),
+            sluice_fold::Sealer::default(),
+        );
         let window = Window::containing(0, Granularity::Hour);
         for s in 0..signals {
             let key = BufferKey {

@@ -290,7 +290,10 @@ pub async fn run_with(
         write_timeouts,
         lease: source.lease(),
         shutdown: shutdown.clone(),
-        buffers: Buffers::new(pipeline.flush.clone()),
+        buffers: Buffers::new(
+            pipeline.flush.clone(),
+            sluice_fold::Sealer::for_files(&pipeline.sink.encoding.options),
+        ),
         landings: landings::Landings::new(&pipeline.sink, pipeline.flush.max_buffered_bytes),
         ledgers,
         lake,

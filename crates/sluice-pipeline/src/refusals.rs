@@ -3,7 +3,7 @@
 //! (each under its own offset, so a replay writes the same dead-letter file again and finds
 //! it there), and the rest is encoded without them.
 
-use sluice_fold::DeadReason;
+use sluice_fold::{DeadReason, Lines};
 use sluice_format::{EncodeError, EncodeOptions, Encoded};
 
 /// A record the format could not encode.
@@ -23,6 +23,28 @@ pub(crate) struct Encoding {
 
 fn refusal(e: &EncodeError) -> DeadReason {
     DeadReason::new("unencodable", e.to_string())
+}
+
+/// Encodes a buffer's lines (one per offset in `offsets`). A plain NDJSON gzip file is made
+/// from their pieces, runs deflated ahead among them; nothing in plain lines can be refused.
+/// Any other file goes through [`encode_or_refuse`].
+pub(crate) fn encode_buffer(
+    lines: Lines,
+    offsets: &[i64],
+    options: &EncodeOptions,
+) -> Result<Encoding, String> {
+    if options.gzips_plain_lines() {
+        let file = sluice_format::gzip_ahead::encode(lines.pieces(), offsets.len() as u64, options)
+            .map_err(|e| e.to_string())?;
+        return Ok(Encoding {
+            file: Some(file),
+            refused: Vec::new(),
+        });
+    }
+    let ndjson = lines
+        .into_bytes()
+        .map_err(|e| format!("reading the buffered lines back: {e}"))?;
+    encode_or_refuse(&ndjson, offsets, options, sluice_format::encode).map_err(|e| e.to_string())
 }
 
 /// Encodes `ndjson` (one line per offset in `offsets`), setting aside what `encode` refuses.
