@@ -67,7 +67,8 @@ use write::{Refusals, WriteGuard};
 pub use catch_up::{PartitionEnd, RunMode};
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
-/// Files being encoded or written at once; past this, consumption waits (backpressure).
+/// Files landing at once past which consumption waits while the lake is slow to take them
+/// (backpressure).
 const MAX_LANDINGS_IN_FLIGHT: usize = 8;
 /// Records handled per wake of the run loop, at most: those librdkafka has already fetched
 /// are taken together, so the loop's other branches are polled once per batch, not per
