@@ -10,7 +10,6 @@ mod nesting;
 mod route;
 mod scan;
 
-pub use ahead::RUN_BYTES;
 pub use buffers::{Appended, Buffer, BufferKey, Buffers, Target};
 pub use lines::{Lines, Sealer};
 pub use nesting::{nests_deeper_than, MAX_NESTING};

@@ -4,8 +4,10 @@
 //! no final block), made by its own compressor with no history, so runs concatenate into one
 //! deflate stream; the lines after the last run are deflated at landing as the final piece.
 //! The file is one gzip member (RFC 1952), as readers expect, with the CRC-32 combined from
-//! the runs' own. Each run starts without the previous run's window, which costs ~4 % in
-//! size on the benchmark's lines in runs of 256 KiB (measured against one libdeflate call).
+//! the runs' own. Each run starts without the previous run's window: on the benchmark's
+//! lines, runs of 256 KiB are ~4 % larger than one libdeflate call over the same lines, and
+//! its files (~1 MB of lines each, the last lines in one libdeflate call) came out 2.2 %
+//! larger.
 
 use flate2::{Compress, Compression, FlushCompress};
 use std::borrow::Cow;
