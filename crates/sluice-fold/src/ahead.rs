@@ -10,42 +10,18 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
 use flate2::Compression;
 use sluice_format::gzip_ahead::{DeflatedRun, RunDeflater};
 
+use crate::lines::Lines;
+
 /// A buffer cuts a run once this many bytes of lines followed the last one. On the
 /// benchmark's lines, runs of 64 KiB were 10 % larger than one libdeflate call over the
 /// whole file, 256 KiB 4 %, 1 MiB 2 %; runs much longer than 256 KiB would rarely fill in
 /// buffers of ~1 MB, and their lines would be deflated at landing.
 pub const RUN_BYTES: usize = 256 * 1024;
 
-/// A run's lines until they are deflated: LZ4 blocks a memory sweep sealed (each with its
-/// length) and the open lines after them.
-pub(crate) struct RunLines {
-    pub(crate) sealed: Vec<(Vec<u8>, usize)>,
-    pub(crate) open: Vec<u8>,
-}
-
-impl RunLines {
-    /// The lines as one run of bytes (the open ones as they are, if no block was sealed).
-    fn into_bytes(self) -> std::io::Result<Vec<u8>> {
-        if self.sealed.is_empty() {
-            return Ok(self.open);
-        }
-        let len = self.sealed.iter().map(|(_, len)| len).sum::<usize>() + self.open.len();
-        let mut out = Vec::with_capacity(len);
-        for (block, len) in &self.sealed {
-            out.extend_from_slice(&crate::lines::unseal(block, *len)?);
-        }
-        out.extend_from_slice(&self.open);
-        Ok(out)
-    }
-
-    fn held(&self) -> usize {
-        self.sealed.iter().map(|(b, _)| b.capacity()).sum::<usize>() + self.open.capacity()
-    }
-}
-
 /// One run: its lines, then (once a thread or the landing deflated them) its deflate.
 pub(crate) struct AheadRun {
-    lines: Mutex<Option<RunLines>>,
+    /// The run's lines (LZ4 blocks a memory sweep sealed, and open ones) until deflated.
+    lines: Mutex<Option<Lines>>,
     level: Compression,
     run: OnceLock<std::io::Result<DeflatedRun>>,
 }
@@ -89,7 +65,7 @@ impl AheadRun {
                 .lock()
                 .expect("run lock")
                 .as_ref()
-                .map_or(0, RunLines::held),
+                .map_or(0, Lines::held),
         }
     }
 }
@@ -135,7 +111,7 @@ impl Ahead {
     }
 
     /// Queues `lines` to be deflated.
-    pub(crate) fn queue(&self, lines: RunLines) -> Arc<AheadRun> {
+    pub(crate) fn queue(&self, lines: Lines) -> Arc<AheadRun> {
         let run = Arc::new(AheadRun {
             lines: Mutex::new(Some(lines)),
             level: self.level,

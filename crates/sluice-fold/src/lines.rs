@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use sluice_format::gzip_ahead::Piece;
 
-use crate::ahead::{Ahead, AheadRun, RunLines, RUN_BYTES};
+use crate::ahead::{Ahead, AheadRun, RUN_BYTES};
 
 /// An open block this long is sealed (when memory is pressed).
 pub const BLOCK_BYTES: usize = 64 * 1024;
@@ -97,7 +97,7 @@ impl Sealer {
 }
 
 /// An LZ4 block's lines back; `len` is their length.
-pub(crate) fn unseal(block: &[u8], len: usize) -> io::Result<Vec<u8>> {
+fn unseal(block: &[u8], len: usize) -> io::Result<Vec<u8>> {
     let mut out = vec![0u8; len];
     unseal_into(block, &mut out)?;
     Ok(out)
@@ -174,16 +174,15 @@ impl Lines {
             .iter()
             .rposition(|s| matches!(s, Sealed::Ahead(_)))
             .map_or(0, |i| i + 1);
-        let sealed = self
-            .sealed
-            .drain(first..)
-            .map(|s| match s {
-                Sealed::Lz4(block, len) => (block, len),
-                Sealed::Ahead(_) => unreachable!("after the last run"),
-            })
-            .collect();
-        let open = std::mem::take(&mut self.open);
-        let run = ahead.queue(RunLines { sealed, open });
+        // The lines since the last run: LZ4 blocks of sweeps, then the open ones.
+        let run = Lines {
+            gzip_file: false,
+            sealed: self.sealed.drain(first..).collect(),
+            open: std::mem::take(&mut self.open),
+            len: self.since_run,
+            since_run: self.since_run,
+        };
+        let run = ahead.queue(run);
         self.sealed.push(Sealed::Ahead(run));
         self.since_run = 0;
     }
